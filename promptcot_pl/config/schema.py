@@ -1,0 +1,132 @@
+"""Typed experiment configuration: one dataclass per area, composed into `ExperimentConfig`.
+
+The dataclasses hold the defaults; YAML files and `a.b=c` overrides only change them (see `loading.py`).
+A field exists only because some code reads it. Backends are `Literal` fields matched in one place.
+OmegaConf validates types and `Literal` choices when files are merged into these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+STAGE_NAMES = ("seed", "coldstart")
+"""Pipeline stages, in the order they run."""
+
+
+@dataclass
+class TinyModelConfig:
+    """The offline Llama-style model built when `model.path == "tiny"` (embeddings untied, for vLLM reloads)."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class ModelConfig:
+    """Where the prompt model p_θ and rationale model q_φ start from."""
+
+    # A Hugging Face model directory or hub id for both models, or "tiny" to build one offline.
+    path: str = "tiny"
+    # Start q_φ from a different checkpoint than p_θ (None: the same as `path`).
+    rationale_path: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # Built tiny models and tokenizers are cached here, keyed by their config and training corpus.
+    cache_dir: str = "~/.cache/promptcot_pl"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class DomainConfig:
+    """The seed corpus of (concepts, rationale, problem, answer|tests) triples."""
+
+    name: Literal["math", "code"] = "math"
+    # "builtin": generate the domain offline; "triples": read our JSONL records from `path`;
+    # "promptcot": read the released problem-generation rows (prompt/completion with markers) from `path`.
+    source: Literal["builtin", "triples", "promptcot"] = "builtin"
+    path: str | None = None
+    n_items: int = 2000
+    heldout_fraction: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """How records become training batches."""
+
+    max_length: int = 384
+    # Pack several examples per row (exact: segments never attend to each other).
+    packing: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a warmup + decay schedule from `transformers.get_scheduler`."""
+
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_ratio: float = 0.03
+
+
+@dataclass
+class TrainerConfig:
+    """Hardware and loop settings shared by every fit; `trainer.build_trainer` is their only reader."""
+
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp"] = "auto"
+    precision: str = "32-true"
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    # A resumable checkpoint (`last.ckpt`) is written every this many optimizer steps.
+    checkpoint_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow store. `MLFLOW_TRACKING_URI` in the environment wins over `uri`."""
+
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_location: str = "mlflow/artifacts"
+    # MLflow experiment name (None: the experiment's `name`).
+    experiment: str | None = None
+
+
+@dataclass
+class ColdStartConfig:
+    """Maximum-likelihood fit of q_φ on (c,x)→z and p_θ on c→(z,x) (SPEC §3, paper: lr 2e-5, batch 16, 2 epochs)."""
+
+    epochs: int = 2
+    batch_size: int = 16
+    # Held-out NLL is measured on at most this many held-out triples (all when None).
+    eval_limit: int | None = None
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: `promptcot run EXPERIMENT.yaml [a.b=c ...]`."""
+
+    # Experiment name (None: the YAML file's stem); the run directory is `<output_dir>/<name>/<run_name>`.
+    name: str | None = None
+    run_name: str = "main"
+    output_dir: str = "runs"
+    seed: int = 0
+    stages: list[str] = field(default_factory=lambda: list(STAGE_NAMES))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)

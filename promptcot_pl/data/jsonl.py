@@ -1,0 +1,67 @@
+"""JSONL reading and writing of records, with errors that name file:line and field.
+
+Writes are atomic (a temporary file in the same directory, then `os.replace`), so a killed process never
+leaves a half-written output where a finished one was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from promptcot_pl.data.records import Record, RecordError
+
+R = TypeVar("R", bound=Record)
+
+
+class JsonlError(ValueError):
+    """A JSONL file has a malformed line; the message starts with `file:line`."""
+
+
+def iter_json_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed JSON) for each non-blank line of `path`."""
+    path = Path(path)
+    if not path.is_file():
+        raise JsonlError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise JsonlError(f"{path}:{lineno}: malformed JSON: {err.msg} (column {err.colno})") from None
+
+
+def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
+    """Read every line of `path` as a `record_type`."""
+    records = []
+    for lineno, row in iter_json_rows(path):
+        try:
+            records.append(record_type.from_dict(row))
+        except RecordError as err:
+            raise JsonlError(f"{path}:{lineno}: {err}") from None
+    return records
+
+
+def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> int:
+    """Atomically write `records` (records or plain dicts) to `path`; return how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in records:
+                row = record.to_dict() if isinstance(record, Record) else record
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,83 @@
+"""Text rendering of the three conditionals, and parsing of the prompt model's marked output.
+
+- prompt model p_θ:     c      → (z, x)   target = rationale and problem between the release's markers
+- rationale model q_φ:  (c, x) → z
+- solver:               x      → solution
+
+Each function returns `(prompt, target)`; the loss is taken on target tokens only (see `collate.py`).
+The concept rendering follows the released PromptCoT prompts ("Foundational Concepts:" as a numbered list,
+then "Difficulty Level:"), so `parse_concepts` reads both ours and theirs.
+"""
+
+from __future__ import annotations
+
+import re
+
+RATIONALE_BEGIN = "<!-- BEGIN RATIONALE -->"
+RATIONALE_END = "<!-- END RATIONALE -->"
+PROBLEM_BEGIN = "<!-- BEGIN PROBLEM -->"
+PROBLEM_END = "<!-- END PROBLEM -->"
+
+_MARKED = re.compile(
+    re.escape(RATIONALE_BEGIN) + r"(?P<z>.*?)" + re.escape(RATIONALE_END) + r".*?"
+    + re.escape(PROBLEM_BEGIN) + r"(?P<x>.*?)" + re.escape(PROBLEM_END),
+    re.DOTALL,
+)
+
+
+def render_concepts(concepts: list[str], level: str) -> str:
+    lines = ["Foundational Concepts:"]
+    lines += [f"{i}. {concept}" for i, concept in enumerate(concepts, start=1)]
+    lines += ["", f"Difficulty Level: {level}"]
+    return "\n".join(lines)
+
+
+def parse_concepts(text: str) -> tuple[list[str], str | None]:
+    """Concepts (numbered or bulleted lines after a 'Concepts' header) and level from a rendered prompt."""
+    concepts: list[str] = []
+    level = None
+    in_list = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if re.match(r"(?i)^(foundational\s+)?concepts\s*:", stripped):
+            in_list = True
+            continue
+        match = re.match(r"(?i)^difficulty\s+level\s*:\s*(.+)$", stripped)
+        if match:
+            level = match.group(1).strip()
+            in_list = False
+            continue
+        item = re.match(r"^(?:\d+[.)]|[-*•])\s+(.+)$", stripped)
+        if in_list and item:
+            concepts.append(item.group(1).strip())
+    return concepts, level
+
+
+def prompt_model_example(concepts: list[str], level: str, rationale: str, problem: str) -> tuple[str, str]:
+    """c → (z, x): the prompt model's conditional, with the release's markers."""
+    prompt = f"Design a problem from these concepts.\n{render_concepts(concepts, level)}\n"
+    return prompt, render_marked(rationale, problem)
+
+
+def render_marked(rationale: str, problem: str) -> str:
+    return f"{RATIONALE_BEGIN}\n{rationale.strip()}\n{RATIONALE_END}\n{PROBLEM_BEGIN}\n{problem.strip()}\n{PROBLEM_END}"
+
+
+def parse_marked(text: str) -> tuple[str, str] | None:
+    """(rationale, problem) from a prompt-model output, or None when either block is missing or empty."""
+    match = _MARKED.search(text)
+    if match is None:
+        return None
+    rationale, problem = match.group("z").strip(), match.group("x").strip()
+    return (rationale, problem) if rationale and problem else None
+
+
+def rationale_model_example(concepts: list[str], level: str, problem: str, rationale: str) -> tuple[str, str]:
+    """(c, x) → z: the rationale model's conditional."""
+    prompt = f"{render_concepts(concepts, level)}\nProblem:\n{problem.strip()}\nExplain how this problem was designed.\n"
+    return prompt, rationale.strip()
+
+
+def solver_example(problem: str, solution: str) -> tuple[str, str]:
+    """x → solution: how policies and students are prompted."""
+    return f"Problem:\n{problem.strip()}\nSolution:\n", solution.strip()
