@@ -1,0 +1,3 @@
+from promptcot_pl.cli import main
+
+raise SystemExit(main())

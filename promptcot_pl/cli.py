@@ -1,0 +1,141 @@
+"""The `promptcot` command: run | stage | check | ui.
+
+Imports of torch, Lightning and MLflow happen inside the verbs, so `promptcot --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+EPILOG = """examples:
+  promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
+  promptcot run experiments/quickstart.yaml coldstart.epochs=3 run_name=longer
+  promptcot stage coldstart experiments/quickstart.yaml     # one stage (its inputs must exist)
+  promptcot check experiments/*.yaml                        # validate experiment files
+  promptcot ui                                              # MLflow UI on http://127.0.0.1:5000
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptcot", description="PromptCoT 2.0 experiments with Lightning, "
+                                     "Optuna and MLflow.", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,check,ui}")
+
+    run = verbs.add_parser("run", help="run an experiment's stages in order (resumes a finished or killed run)",
+                           description="Run every stage of EXPERIMENT in order. Overrides are KEY=VALUE with dotted "
+                           "keys (coldstart.optim.lr=1e-4). Rerunning the same command skips finished stages and "
+                           "resumes an interrupted fit.")
+    run.add_argument("experiment", help="experiment YAML file, e.g. experiments/quickstart.yaml")
+    run.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
+
+    stage = verbs.add_parser("stage", help="run one stage of an experiment",
+                             description="Run the single stage NAME of EXPERIMENT; earlier stages' outputs must exist "
+                             "in the run directory.")
+    stage.add_argument("name", help="stage name (seed, coldstart)")
+    stage.add_argument("experiment", help="experiment YAML file")
+    stage.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
+    stage.add_argument("--force", action="store_true", help="rerun the stage even if it has finished")
+
+    check = verbs.add_parser("check", help="validate experiment files without running them")
+    check.add_argument("files", nargs="+", help="experiment YAML files")
+
+    ui = verbs.add_parser("ui", help="open the MLflow UI on this project's store (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or "
+                    "sqlite:///mlflow/mlflow.db)")
+    return parser
+
+
+def _setup_logging() -> None:
+    """Our progress lines on stdout; library chatter (Lightning's device banners, tips) down to warnings."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ours = logging.getLogger("promptcot")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[promptcot] %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "alembic",
+                 "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # torch 2.13 deprecates a pytree API that lightning 2.6 still calls; harmless, and printed on every fit.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
+    from promptcot_pl.config import STAGE_NAMES, ConfigError, load_config
+
+    if stages and stages[0] not in STAGE_NAMES:
+        raise ConfigError(f"unknown stage {stages[0]!r}; stages are {', '.join(STAGE_NAMES)}")
+    cfg = load_config(args.experiment, args.overrides)
+    _setup_logging()
+    from promptcot_pl.recipes.pipeline import run_pipeline
+
+    run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
+    return 0
+
+
+def _check(files: list[str]) -> int:
+    from promptcot_pl.config import ConfigError, load_config
+
+    failed = 0
+    for path in files:
+        try:
+            load_config(path)
+            print(f"ok      {path}")
+        except ConfigError as err:
+            print(f"error   {err}")
+            failed += 1
+    return 1 if failed else 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from promptcot_pl.config.schema import TrackingConfig
+    from promptcot_pl.tracking import tracking_uri
+
+    cfg = TrackingConfig()
+    uri = args.uri or tracking_uri(cfg)
+    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    if uri.startswith("sqlite:"):
+        os.makedirs(cfg.artifact_location, exist_ok=True)
+        command += ["--default-artifact-root", os.path.abspath(cfg.artifact_location)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    os.execvp(command[0], command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from promptcot_pl.config import ConfigError
+    from promptcot_pl.data.jsonl import JsonlError
+
+    try:
+        match args.verb:
+            case "run":
+                return _run(args)
+            case "stage":
+                return _run(args, stages=[args.name])
+            case "check":
+                return _check(args.files)
+            case "ui":
+                return _ui(args)
+    except ConfigError as err:
+        print(f"promptcot: config error: {err}", file=sys.stderr)
+        return 2
+    except (JsonlError, FileNotFoundError) as err:
+        print(f"promptcot: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

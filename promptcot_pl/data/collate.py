@@ -1,0 +1,89 @@
+"""Tokenize (prompt, target) pairs with prompt-masked labels, and batch them padded or packed.
+
+Labels are -100 on prompt tokens and padding, so the loss falls on target tokens (plus the appended EOS) only.
+Packing concatenates several examples into one row with per-segment position ids and no attention mask;
+transformers then builds a block-diagonal causal mask from the position ids (`masking_utils
+.find_packed_sequence_indices`), so segments never attend to each other and the packed loss equals the
+unpacked one. Each segment starts with a masked label, so no token is predicted across a boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, max_length: int) -> Encoded | None:
+    """Prompt tokens (with the tokenizer's own special tokens) + target tokens + EOS, cut at `max_length`.
+
+    Returns None when not a single target token fits (the caller counts such drops).
+    """
+    prompt_ids = tokenizer(prompt).input_ids
+    target_ids = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    ids = (prompt_ids + target_ids)[:max_length]
+    labels = ([IGNORE] * len(prompt_ids) + target_ids)[:max_length]
+    if all(label == IGNORE for label in labels):
+        return None
+    return Encoded(ids, labels)
+
+
+def pad_batch(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch with an attention mask."""
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        ids[row, : len(e)] = torch.tensor(e.input_ids)
+        labels[row, : len(e)] = torch.tensor(e.labels)
+        mask[row, : len(e)] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def pack_examples(examples: Sequence[Encoded], max_length: int) -> list[list[Encoded]]:
+    """First-fit-decreasing bin packing of examples into rows of at most `max_length` tokens."""
+    rows: list[list[Encoded]] = []
+    room: list[int] = []
+    for example in sorted(examples, key=len, reverse=True):
+        for i, free in enumerate(room):
+            if len(example) <= free:
+                rows[i].append(example)
+                room[i] -= len(example)
+                break
+        else:
+            rows.append([example])
+            room.append(max_length - len(example))
+    return rows
+
+
+def packed_batch(rows: Sequence[Sequence[Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of concatenated segments; position ids restart at 0 in every segment (and in the padding tail)."""
+    width = max(sum(len(e) for e in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for e in row:
+            end = start + len(e)
+            ids[r, start:end] = torch.tensor(e.input_ids)
+            labels[r, start:end] = torch.tensor(e.labels)
+            labels[r, start] = IGNORE  # never predict a segment's first token from the previous segment
+            positions[r, start:end] = torch.arange(len(e))
+            start = end
+        positions[r, start:] = torch.arange(width - start)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions}

@@ -1,0 +1,5 @@
+"""Pure tensor functions (no Lightning, no I/O): token/sequence log-probs and masked NLL."""
+
+from promptcot_pl.losses.logprobs import masked_nll, sequence_logprobs, token_logprobs
+
+__all__ = ["masked_nll", "sequence_logprobs", "token_logprobs"]

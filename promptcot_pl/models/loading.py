@@ -1,0 +1,29 @@
+"""Load any Hugging Face causal LM and its tokenizer from a path (local directory or hub id).
+
+transformers does the work; this module only fixes the conventions the rest of the package relies on:
+a pad token always exists (the EOS token when the tokenizer has none) and dtypes are named by config strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{path}: the tokenizer has no EOS token; targets need one to end generation")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected one of {sorted(DTYPES)}")
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])

@@ -1,0 +1,48 @@
+"""Supervised fine-tuning of a causal LM on (prompt → target) batches: masked NLL on target tokens.
+
+Used for the cold start (q_φ and p_θ), and later for the M-step and the SFT regime. The module does no I/O
+and no generation: it computes the loss, logs `train/loss` and `val/nll`, and builds its optimizer.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from transformers import PreTrainedModel, get_scheduler
+
+from promptcot_pl.config.schema import OptimConfig
+from promptcot_pl.losses import masked_nll
+
+
+class SFTModule(L.LightningModule):
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig) -> None:
+        super().__init__()
+        # from_pretrained returns eval mode and Lightning keeps submodule modes: train mode (dropout) is explicit.
+        self.model = model.train()
+        self.optim = optim
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                          position_ids=batch.get("position_ids"), use_cache=False).logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, n_tokens = masked_nll(self(batch), batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(n_tokens))
+        self.log("train/target_tokens", n_tokens.float(), reduce_fx="sum", batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, n_tokens = masked_nll(self(batch), batch["labels"])
+        # batch_size=n_tokens makes Lightning's epoch mean a token-weighted mean: exact held-out NLL per token.
+        self.log("val/nll", loss, prog_bar=True, batch_size=int(n_tokens), sync_dist=True)
+
+    def configure_optimizers(self):
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.optim.lr, betas=tuple(self.optim.betas))
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(self.optim.scheduler, optimizer,
+                                  num_warmup_steps=int(self.optim.warmup_ratio * total), num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

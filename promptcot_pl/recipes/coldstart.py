@@ -1,0 +1,50 @@
+"""Stage `coldstart` (SPEC §3): fit q_φ on (c, x) → z and p_θ on c → (z, x) by maximum likelihood.
+
+Outputs `rationale_model/model` (q_φ) and `prompt_model/model` (p_θ) as HF checkpoints, plus held-out NLL
+per target token at initialisation and after the fit for both.
+"""
+
+from __future__ import annotations
+
+from promptcot_pl.data.jsonl import read_jsonl
+from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example, solver_example
+from promptcot_pl.data.records import Triple
+from promptcot_pl.models import tiny_model_dir
+from promptcot_pl.recipes.context import StageContext, log
+from promptcot_pl.recipes.fit import fit_pairs
+
+
+def prompt_pairs(triples: list[Triple]) -> list[tuple[str, str]]:
+    return [prompt_model_example(t.concepts, t.level, t.rationale, t.problem) for t in triples]
+
+
+def rationale_pairs(triples: list[Triple]) -> list[tuple[str, str]]:
+    return [rationale_model_example(t.concepts, t.level, t.problem, t.rationale) for t in triples]
+
+
+def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
+    """(base of p_θ, base of q_φ). `model.path == "tiny"` builds (or reuses) the offline tiny model, whose
+    tokenizer is trained on every conditional's text of the training corpus."""
+    model = ctx.cfg.model
+    if model.path != "tiny":
+        return model.path, model.rationale_path or model.path
+    texts = [text for pairs in (prompt_pairs(train), rationale_pairs(train)) for pair in pairs for text in pair]
+    texts += [text for t in train if t.solution for text in solver_example(t.problem, t.solution)]
+    path = str(tiny_model_dir(model.tiny, texts, model.cache_dir, ctx.cfg.seed))
+    log.info("coldstart: tiny model at %s", path)
+    return path, model.rationale_path or path
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    seed_dir = ctx.stage_output("seed")
+    train = read_jsonl(seed_dir / "train.jsonl", Triple)
+    heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: ctx.cfg.coldstart.eval_limit]
+    p_base, q_base = base_models(ctx, train)
+    stage = ctx.cfg.coldstart
+    kwargs = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim)
+    q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(train), rationale_pairs(heldout), **kwargs)
+    p = fit_pairs(ctx, "prompt_model", p_base, prompt_pairs(train), prompt_pairs(heldout), **kwargs)
+    return {
+        "coldstart/q_nll_heldout_init": q["nll_init"], "coldstart/q_nll_heldout": q["nll"],
+        "coldstart/p_nll_heldout_init": p["nll_init"], "coldstart/p_nll_heldout": p["nll"],
+    }

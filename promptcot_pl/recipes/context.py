@@ -1,0 +1,40 @@
+"""What a stage receives: the config, its directories and its MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptcot_pl.config.schema import ExperimentConfig
+from promptcot_pl.tracking import Tracker
+
+log = logging.getLogger("promptcot")
+
+
+@dataclass
+class StageContext:
+    cfg: ExperimentConfig
+    run_dir: Path
+    stage_dir: Path
+    tracker: Tracker
+    run_id: str | None  # this stage's MLflow run
+
+    def stage_output(self, stage: str) -> Path:
+        """The directory of an earlier stage, which must have finished."""
+        path = self.run_dir / stage
+        if not (path / "DONE").is_file():
+            raise FileNotFoundError(f"stage {stage!r} has not finished in {self.run_dir} (no {path / 'DONE'}); "
+                                    f"run it first: promptcot stage {stage} ...")
+        return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)

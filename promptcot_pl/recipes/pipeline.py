@@ -1,0 +1,98 @@
+"""`promptcot run`: the stages of an experiment in order, each skipped once its DONE marker exists.
+
+The run directory `<output_dir>/<name>/<run_name>/` holds the resolved `config.yaml`, one directory per stage
+(outputs + `DONE` with the stage's metrics) and `tracking.json` (MLflow run ids, for reattaching on rerun).
+Rerunning the same command resumes: finished stages are skipped, an interrupted fit continues from its last
+checkpoint, the same MLflow parent run is reattached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
+from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.tracking import Tracker
+
+# Keys that may differ when a run directory is resumed: how to run, not what to compute.
+RESUMABLE_CHANGES = ("stages", "trainer.", "tracking.", "data.num_workers")
+
+
+def run_dir_of(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output_dir) / str(cfg.name) / cfg.run_name
+
+
+def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
+    """The one switch from stage name to recipe (imports stay lazy: stages pull in torch)."""
+    match name:
+        case "seed":
+            from promptcot_pl.recipes import seed
+
+            return seed.run
+        case "coldstart":
+            from promptcot_pl.recipes import coldstart
+
+            return coldstart.run
+    raise ValueError(f"unknown stage {name!r}")
+
+
+def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
+    old = flatten(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
+                                                      OmegaConf.load(saved))))
+    new = flatten(cfg)
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+               and not k.startswith(RESUMABLE_CHANGES)]
+    if changed:
+        details = ", ".join(f"{k}: {old.get(k)} → {new.get(k)}" for k in changed[:5])
+        raise ConfigError(f"{saved}: this run directory was made with a different config ({details}). "
+                          f"Pick another run_name=..., or delete {saved.parent} to start over.")
+
+
+def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, force: bool = False) -> dict[str, float]:
+    """Run `stages` (default: `cfg.stages`) into the run directory; return all stages' metrics."""
+    run_dir = run_dir_of(cfg)
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        _check_same_experiment(cfg, saved)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = saved.with_name(".config.yaml.tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(saved)
+
+    tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
+    todo = list(stages if stages is not None else cfg.stages)
+    results: dict[str, float] = {}
+    with tracker.run("parent", f"{cfg.name}/{cfg.run_name}") as parent:
+        tracker.log_params(parent, flatten(cfg))
+        tracker.log_artifact(parent, saved)
+        log.info("run directory: %s", run_dir.resolve())
+        if parent:
+            log.info("MLflow run id: %s (store %s; open it with `promptcot ui`)", parent, tracker.uri)
+        ran = 0
+        for name in todo:
+            stage_dir = run_dir / name
+            done = stage_dir / "DONE"
+            if done.is_file() and not force:
+                log.info("stage %s: already done, skipping (%s)", name, done)
+                results.update(json.loads(done.read_text() or "{}"))
+                continue
+            done.unlink(missing_ok=True)
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            log.info("stage %s: starting", name)
+            with tracker.run(name, name, parent=parent) as stage_run:
+                ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run)
+                metrics = stage_fn(name)(ctx)
+                tracker.log_metrics(stage_run, metrics)
+                tracker.log_metrics(parent, metrics)
+            write_json(done, metrics)
+            results.update(metrics)
+            ran += 1
+        if ran == 0:
+            log.info("nothing to do: every stage of %s has finished (no training was run)", run_dir)
+    for key, value in results.items():
+        log.info("  %-34s %s", key, f"{value:.4f}" if isinstance(value, float) else value)
+    return results
