@@ -71,13 +71,13 @@ def linear_system(rng: random.Random, level: int) -> MathItem:
     a, b, c, d = (rng.randint(1, 5 + 2 * level) for _ in range(4))
     if a * d == b * c:
         d += 1
+    e1, e2 = f"{a}x+{b}y={a * xs + b * ys}", f"{c}x+{d}y={c * xs + d * ys}"
     sol = sp.solve([sp.Eq(a * x + b * y, a * xs + b * ys), sp.Eq(c * x + d * y, c * xs + d * ys)], [x, y])
     ans = sol[x] + sol[y]
     return MathItem(
         ["systems of linear equations", "elimination method", "linear combinations"],
-        f"Pick the solution x={xs}, y={ys} and two independent equations with coefficients ({a},{b}) and ({c},{d}). "
-        f"Ask for x+y.",
-        f"If ${a}x+{b}y={a * xs + b * ys}$ and ${c}x+{d}y={c * xs + d * ys}$, what is $x+y$?",
+        f"Pick the solution x={xs}, y={ys} and two independent equations {e1} and {e2}. Ask for x+y.",
+        f"If ${e1}$ and ${e2}$, what is $x+y$?",
         ans, [f"Elimination gives $x={sol[x]}$, $y={sol[y]}$.", f"Hence $x+y={ans}$."])
 
 

@@ -39,11 +39,12 @@ def vieta_squares(rng: random.Random, level: int) -> MathItem:
     s, p = r1 + r2, r1 * r2
     ans = sp.Integer(s * s - 2 * p)
     x = sp.Symbol("x")
+    equation = f"{sp.latex(sp.expand((x - r1) * (x - r2)))} = 0"
     return MathItem(
         ["quadratic equations", "Vieta's formulas", "symmetric sums of roots"],
-        f"Use the quadratic with roots {r1} and {r2}: sum {s}, product {p}. Ask for the sum of squares of the roots, "
-        f"computed as s^2 - 2p without solving.",
-        f"Let $r$ and $s$ be the roots of ${sp.latex(sp.expand((x - r1) * (x - r2)))} = 0$. Find $r^2+s^2$.",
+        f"Use the quadratic {equation} with roots {r1} and {r2}: sum {s}, product {p}. Ask for the sum of squares "
+        f"of the roots, computed as s^2 - 2p without solving.",
+        f"Let $r$ and $s$ be the roots of ${equation}$. Find $r^2+s^2$.",
         ans, [f"By Vieta, $r+s={s}$ and $rs={p}$.", f"$r^2+s^2=(r+s)^2-2rs={ans}$."])
 
 

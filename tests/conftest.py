@@ -1,0 +1,44 @@
+"""Shared fixtures: everything offline, on CPU, in temporary directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def math_triples():
+    from promptcot_pl.domains import build_domain
+
+    return build_domain("math", 160, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(math_triples, tmp_path_factory):
+    """A tiny model + tokenizer trained on a small math corpus (built once per test session)."""
+    from promptcot_pl.config.schema import TinyModelConfig
+    from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example
+    from promptcot_pl.models import tiny_model_dir
+
+    texts = [s for t in math_triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
+    texts += [s for t in math_triples for s in rationale_model_example(t.concepts, t.level, t.problem, t.rationale)]
+    cfg = TinyModelConfig(vocab_size=384, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+    return tiny_model_dir(cfg, texts, tmp_path_factory.mktemp("cache"), seed=0)
+
+
+def promptcot(*args: str, cwd: Path, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (its own MLflow store under `cwd`)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", "promptcot_pl", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"promptcot {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import pytest
+
+from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, load_config, to_yaml
+from tests.conftest import REPO, promptcot
+
+SHIPPED = sorted((REPO / "experiments").rglob("*.yaml"))
+
+
+def test_defaults_are_typed():
+    cfg = load_config()
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.coldstart.optim.lr == 2e-5 and cfg.coldstart.epochs == 2 and cfg.coldstart.batch_size == 16
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_experiment_loads(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert path.read_text().splitlines()[0].startswith("#"), "YAML header must say what it is"
+    assert f"promptcot run {path.relative_to(REPO)}" in path.read_text(), "header must show the exact command"
+
+
+def test_yaml_and_overrides_merge_in_order(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("coldstart:\n  epochs: 5\n  optim:\n    lr: 1.0e-4\n")
+    cfg = load_config(path, ["coldstart.epochs=7", "domain.name=code"])
+    assert cfg.coldstart.epochs == 7 and cfg.coldstart.optim.lr == 1e-4 and cfg.domain.name == "code"
+    assert cfg.name == "exp"
+
+
+def test_unknown_key_names_key_file_and_closest(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("model:\n  tiny:\n    hiden_size: 64\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and "'model.tiny.hiden_size'" in message and "'model.tiny.hidden_size'" in message
+
+
+def test_unknown_override_key_names_the_override():
+    with pytest.raises(ConfigError, match=r"override 'coldstart.epoch=3'.*'coldstart.epochs'"):
+        load_config(None, ["coldstart.epoch=3"])
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("coldstart:\n  batch_size: many\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: key 'coldstart.batch_size'"):
+        load_config(path)
+
+
+def test_literal_choice_is_checked():
+    with pytest.raises(ConfigError, match=r"key 'domain.name'.*math.*code"):
+        load_config(None, ["domain.name=biology"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("stages=[coldstart,seed]", "stages"),
+    ("stages=[seed,em_typo]", "stages"),
+    ("domain.heldout_fraction=1.5", "domain.heldout_fraction"),
+    ("domain.source=triples", "domain.path"),
+    ("coldstart.epochs=0", "coldstart.epochs"),
+])
+def test_semantic_errors_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_config(None, [override])
+
+
+def test_malformed_override_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, ["coldstart.epochs"])
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    cfg = load_config(None, ["coldstart.epochs=9", "name=x"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(cfg))
+    again = load_config(path)
+    assert flatten(again) == flatten(cfg)
+
+
+def test_check_cli_reports_good_and_bad_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("coldstrat:\n  epochs: 1\n")
+    ok = promptcot("check", str(REPO / "experiments/quickstart.yaml"), cwd=tmp_path)
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    failed = promptcot("check", str(REPO / "experiments/quickstart.yaml"), str(bad), cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "unknown key 'coldstrat'" in failed.stdout and "did you mean 'coldstart'" in failed.stdout
+
+
+def test_run_with_misspelt_key_fails_before_doing_anything(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("domain:\n  n_itemz: 10\n")
+    proc = promptcot("run", str(bad), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown key 'domain.n_itemz'" in proc.stderr and "'domain.n_items'" in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
+
+
+def test_help_lists_verbs_and_imports_no_heavy_library(tmp_path):
+    proc = promptcot("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for verb in ("run", "stage", "check", "ui"):
+        assert verb in proc.stdout
+    # --help stays fast because torch, Lightning and MLflow are imported lazily by the verbs.
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom promptcot_pl.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n"
+             "    pass\nprint(sorted(m for m in ('torch', 'lightning', 'mlflow', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
