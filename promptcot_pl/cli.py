@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 def _setup_logging() -> None:
     """Our progress lines on stdout; library chatter (Lightning's device banners, tips) down to warnings."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read by MLflow when it is imported
     ours = logging.getLogger("promptcot")
     if not ours.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -105,12 +106,12 @@ def _ui(args: argparse.Namespace) -> int:
 
     cfg = TrackingConfig()
     uri = args.uri or tracking_uri(cfg)
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
     if uri.startswith("sqlite:"):
         os.makedirs(cfg.artifact_location, exist_ok=True)
         command += ["--default-artifact-root", os.path.abspath(cfg.artifact_location)]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    os.execvp(command[0], command)
+    os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,9 +79,10 @@ class TrainerConfig:
     """Hardware and loop settings shared by every fit; `trainer.build_trainer` is their only reader."""
 
     accelerator: str = "auto"
-    devices: str = "auto"
+    # One device until the stages are rank-aware (multi-process DDP/FSDP launches are issue I's work).
+    devices: str = "1"
     num_nodes: int = 1
-    strategy: Literal["auto", "ddp"] = "auto"
+    strategy: Literal["auto"] = "auto"
     precision: str = "32-true"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
