@@ -1,0 +1,49 @@
+"""Worker process for math equivalence (see `pool.py`): one JSON request per line → one JSON result per line.
+
+math-verify (on sympy and an ANTLR LaTeX grammar) does the parsing and comparison. Its own timeouts use
+`signal.alarm`; they are switched off here because the pool kills this whole process on timeout instead.
+Its plain-expression parser only ever sees digits, operators and parentheses (math-verify's regex), so no
+model text reaches `eval`; the LaTeX parser is a grammar, not Python.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)  # math-verify warns on every call that its own timeouts are off
+    from math_verify import parse, verify
+    from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
+
+    targets = [LatexExtractionConfig(), ExprExtractionConfig()]
+
+    def as_math(text: str):
+        wrapped = text if "$" in text or "\\(" in text or "\\[" in text else f"${text}$"
+        return parse(wrapped, extraction_config=targets, parsing_timeout=None)
+
+    def check(pred: str, ref: str) -> bool | None:
+        try:
+            gold, guess = as_math(ref), as_math(pred)
+            if not gold or not guess:
+                return None
+            return bool(verify(gold, guess, timeout_seconds=None))
+        except (MemoryError, RecursionError, OverflowError, ValueError, TypeError, ArithmeticError):
+            return None
+        except Exception:  # noqa: BLE001 - any parser failure means "cannot decide", never a crash
+            return None
+
+    check("1", "1")  # warm the parsers before saying ready
+    out = sys.stdout
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        out.write(json.dumps({"id": request["id"], "result": check(request["pred"], request["ref"])}) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

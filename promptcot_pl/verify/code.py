@@ -1,0 +1,136 @@
+"""Run untrusted Python programs against stdin/stdout unit tests in a sandbox.
+
+`run_tests(code, tests)` judges one program; `run_many(jobs)` judges many in parallel (threads, each driving
+its own sandbox process). Tests are the released PromptCoT format `{"input": stdin, "output": expected}`;
+outputs are compared ignoring trailing whitespace on each line and trailing blank lines.
+
+What the sandbox covers (see `sandbox_init.py` for how), as root — our machines and CI:
+- every test runs in a fresh `python -I -S` process (stdlib only, no site-packages, no user environment),
+  as an unprivileged uid chosen at random for this call, with no supplementary groups;
+- new PID, mount, network, IPC and UTS namespaces: no network at all (not even loopback services of the host),
+  a /proc that shows only the sandbox, private size-capped tmpfs on /tmp, /var/tmp and /dev/shm (the working
+  directory is deleted with the namespace), home directories closed to others (e.g. /root) hidden;
+- rlimits on CPU time, address space (`memory_mb`), file size, processes (64, per sandbox uid), open files;
+- a wall-clock timeout per test and a stdout cap; after every test all processes of the sandbox are SIGKILLed,
+  daemonised grandchildren included (the kernel kills a PID namespace with its init), so none survives
+  `run_tests`.
+What it does not cover: world-readable host files stay readable (e.g. /etc, installed packages); CPU and memory
+are limited per process, not by a cgroup; there is no seccomp syscall filter. Without root, the same isolation
+is tried through an unprivileged user namespace (the program then runs as the calling user inside it, so
+files writable by that user are at risk); where the kernel refuses namespaces, only rlimits, a process-group
+kill and (as root) the uid drop remain — `CodeVerdict.isolation` always lists what was applied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SANDBOX_INIT = Path(__file__).with_name("sandbox_init.py")
+Status = Literal["pass", "wrong", "timeout", "error", "memory"]
+_CODE_BLOCK = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
+
+
+@dataclass
+class TestResult:
+    status: Status
+    seconds: float
+    stderr_tail: str = ""
+    reason: str = ""
+
+
+@dataclass
+class CodeVerdict:
+    passed: bool
+    tests: list[TestResult] = field(default_factory=list)
+    isolation: list[str] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> list[Status]:
+        return [t.status for t in self.tests]
+
+
+def extract_code(text: str) -> str | None:
+    """The last fenced code block of a model answer (```python … ``` or plain ```), or None."""
+    blocks = _CODE_BLOCK.findall(text)
+    return blocks[-1] if blocks and blocks[-1].strip() else None
+
+
+def outputs_match(got: str, expected: str) -> bool:
+    def lines(text: str) -> list[str]:
+        out = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+        while out and not out[-1]:
+            out.pop()
+        return out
+
+    return lines(got) == lines(expected)
+
+
+def _judge(raw: dict, expected: str, timeout_s: float) -> TestResult:
+    stderr = raw.get("stderr_tail", "")
+    seconds = raw.get("seconds", 0.0)
+    if raw["timed_out"] or raw["signal"] in (signal.SIGXCPU, signal.SIGKILL) and seconds >= timeout_s:
+        return TestResult("timeout", seconds, stderr, f"no result within {timeout_s:g} s")
+    if raw["signal"] == signal.SIGXCPU:
+        return TestResult("timeout", seconds, stderr, "CPU time limit")
+    if raw["output_limit"]:
+        return TestResult("error", seconds, stderr, "stdout exceeded the output cap")
+    if "MemoryError" in stderr or raw["signal"] == signal.SIGKILL:
+        return TestResult("memory", seconds, stderr, "memory limit")
+    if raw["signal"] is not None:
+        return TestResult("error", seconds, stderr, f"killed by signal {raw['signal']}")
+    if raw["exit"] != 0:
+        return TestResult("error", seconds, stderr, f"exit code {raw['exit']}")
+    if outputs_match(raw["stdout"], expected):
+        return TestResult("pass", seconds, stderr)
+    return TestResult("wrong", seconds, stderr, "output differs from the expected output")
+
+
+def run_tests(code: str, tests: Sequence[dict], timeout_s: float = 5.0, memory_mb: int = 512) -> CodeVerdict:
+    """Run `code` on every test's input in the sandbox; `passed` only if all tests pass."""
+    if not tests:
+        raise ValueError("run_tests needs at least one test")
+    expected = [str(t["output"]) for t in tests]
+    output_limit = max(1 << 20, 4 * max(len(e) for e in expected))
+    spec = {
+        "code": code, "inputs": [str(t["input"]) for t in tests], "timeout_s": timeout_s, "memory_mb": memory_mb,
+        "uid": random.randint(200_000, 2_000_000_000), "output_limit": output_limit, "stderr_tail": 2000,
+        "file_mb": 16, "tmpfs_mb": 64, "python": os.path.realpath(sys.executable),
+        "python_prefix": os.path.realpath(sys.base_prefix),
+    }
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(SANDBOX_INIT)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    budget = len(tests) * (timeout_s + 1.0) + 10.0
+    try:
+        out, err = proc.communicate(json.dumps(spec).encode(), timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # init dies with its group, and the namespace with init
+        proc.communicate()
+        return CodeVerdict(False, [TestResult("timeout", budget, "", "sandbox did not finish")] * len(tests))
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError:
+        reason = f"sandbox failed: {err.decode(errors='replace')[-500:]}"
+        return CodeVerdict(False, [TestResult("error", 0.0, "", reason)] * len(tests))
+    if "error" in report:
+        return CodeVerdict(False, [TestResult("error", 0.0, "", report["error"])] * len(tests), report["isolation"])
+    results = [_judge(raw, exp, timeout_s) for raw, exp in zip(report["results"], expected)]
+    return CodeVerdict(all(r.status == "pass" for r in results), results, report["isolation"])
+
+
+def run_many(jobs: Sequence[tuple[str, Sequence[dict]]], timeout_s: float = 5.0, memory_mb: int = 512,
+             workers: int | None = None) -> list[CodeVerdict]:
+    """`run_tests` for many (code, tests) jobs, `workers` sandboxes at a time (default: CPU count)."""
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda job: run_tests(job[0], job[1], timeout_s, memory_mb), jobs))

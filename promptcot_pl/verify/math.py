@@ -1,0 +1,187 @@
+"""Math answers: extract the final answer from a solution and decide whether two answers are equivalent.
+
+- `extract_answer(text)`: the content of the LAST `\\boxed{…}` / `\\fbox{…}` (nested braces, escaped `\\{ \\}`,
+  and the brace-less `\\boxed 5`). Only when the text has no box at all, the fallback is the last
+  "final answer is …" / "answer: …" phrase (up to the end of its line). A last box with unbalanced braces gives
+  None: falling back to an earlier box could reward an answer the model abandoned.
+- `is_equivalent(pred, ref)` → True / False / None (cannot decide: parse failure, timeout, answer longer than
+  `MAX_ANSWER_CHARS`). Cheap exact cases are decided here (identical after LaTeX-spacing normalisation; both plain
+  numbers, compared as exact fractions). Everything else goes to math-verify (sympy + an ANTLR LaTeX grammar),
+  which handles fractions, radicals, π, percentages, degrees, units/`\\text{}`, `x = 5` vs `5`, tuples,
+  intervals, sets and multiple answers — in a worker process that is SIGKILLed on timeout and replaced
+  (`pool.py`): math-verify's own timeouts use `signal.alarm`, which fails off the main thread and can hang.
+- `check_many(pairs)` is the batch API (two workers by default); `majority_vote(answers)` clusters answers by
+  equivalence and returns the largest cluster's first answer with its share of all answers.
+Nothing here evaluates model text as Python.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import unicodedata
+from collections.abc import Sequence
+from fractions import Fraction
+
+from promptcot_pl.verify.pool import CRASHED, KillablePool
+
+MAX_ANSWER_CHARS = 1000
+"""Longer "answers" are not competition answers; they are reported as undecidable without parsing."""
+
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_FALLBACK = re.compile(r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is\s*:?|:)\s*([^\n]+)")
+_SPACING = re.compile(r"\\left|\\right|\\displaystyle|\\[!,;:> ]|~")
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+")
+_PLAIN = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
+_SLASH = re.compile(r"(-?\d+)/(\d+)")
+_FRAC = re.compile(r"(-?)\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d))")  # \frac{12}{5}, \frac12 (one digit each)
+
+
+def _braced(text: str) -> str | None:
+    """Content of the balanced `{…}` group that `text` starts with, or None if it never closes."""
+    depth, i = 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[1:i]
+        i += 1
+    return None
+
+
+def _unwrap(text: str) -> str:
+    text = text.strip().rstrip(".").strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if text.startswith(left) and text.endswith(right) and len(text) > len(left) + len(right):
+            text = text[len(left): -len(right)].strip()
+    return text
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer of a solution (see the module docstring), or None."""
+    boxes = list(_BOX.finditer(text))
+    if boxes:
+        rest = text[boxes[-1].end():].lstrip()
+        if rest.startswith("{"):
+            content = _braced(rest)
+            if content is None:
+                return None
+            return content.strip() or None
+        token = re.match(r"[^\s$]+", rest)
+        return token.group(0) if token else None
+    phrases = list(_FALLBACK.finditer(text))
+    if not phrases:
+        return None
+    answer = _unwrap(phrases[-1].group(1))
+    return answer or None
+
+
+def _normalise(answer: str) -> str:
+    text = unicodedata.normalize("NFKC", answer)
+    text = _unwrap(text)
+    text = _SPACING.sub("", text).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return re.sub(r"\s+", "", text)
+
+
+def _as_fraction(text: str) -> Fraction | None:
+    """An exact number for plain numerals (1,000 · -3 · 0.25 · 7/8 · \\frac{7}{8}), else None."""
+    if _THOUSANDS.fullmatch(text):
+        return Fraction(text.replace(",", ""))
+    if _PLAIN.fullmatch(text):
+        return Fraction(text)
+    match = _SLASH.fullmatch(text)
+    if match:
+        num, den = int(match.group(1)), int(match.group(2))
+        return Fraction(num, den) if den else None
+    match = _FRAC.fullmatch(text)
+    if match:
+        sign, *parts = match.groups()
+        num, den = (int(p) for p in parts if p is not None)
+        return (-1 if sign else 1) * Fraction(num, den) if den else None
+    return None
+
+
+def _decide_here(pred: str, ref: str) -> bool | None:
+    """True/False when cheap and certain; None means 'ask the worker'."""
+    a, b = _normalise(pred), _normalise(ref)
+    if a == b:
+        return True
+    x, y = _as_fraction(a), _as_fraction(b)
+    if x is not None and y is not None:
+        return x == y
+    return None
+
+
+_POOL: KillablePool | None = None
+
+
+def _pool(workers: int | None) -> KillablePool:
+    global _POOL
+    wanted = workers or int(os.environ.get("PROMPTCOT_MATH_WORKERS", min(2, os.cpu_count() or 1)))
+    if _POOL is None or _POOL.n_workers != wanted:
+        if _POOL is not None:
+            _POOL.close()
+        _POOL = KillablePool("promptcot_pl.verify._math_worker", wanted)
+    return _POOL
+
+
+@atexit.register
+def _close_pool() -> None:
+    if _POOL is not None:
+        _POOL.close()
+
+
+def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers: int | None = None) -> list[bool | None]:
+    """`is_equivalent` for many (pred, ref) pairs, spread over `workers` killable processes."""
+    results: list[bool | None] = [None] * len(pairs)
+    remote: list[int] = []
+    for i, (pred, ref) in enumerate(pairs):
+        if not isinstance(pred, str) or not isinstance(ref, str):
+            continue
+        if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS or not pred.strip() or not ref.strip():
+            continue
+        decided = _decide_here(pred, ref)
+        if decided is None:
+            remote.append(i)
+        else:
+            results[i] = decided
+    if remote:
+        answers = _pool(workers).map([{"pred": pairs[i][0], "ref": pairs[i][1]} for i in remote], timeout_s)
+        for i, answer in zip(remote, answers):
+            results[i] = None if answer is CRASHED else answer
+    return results
+
+
+def is_equivalent(pred: str, ref: str, timeout_s: float = 5.0) -> bool | None:
+    """Whether answer `pred` equals reference `ref` (True/False), or None when it cannot be decided."""
+    return check_many([(pred, ref)], timeout_s)[0]
+
+
+def majority_vote(answers: Sequence[str | None], timeout_s: float = 5.0) -> tuple[str | None, float]:
+    """(first answer of the largest equivalence cluster, its size / len(answers)); (None, 0.0) if no answer.
+
+    Missing answers (None) count in the denominator: 3 agreeing answers out of 8 samples have share 3/8.
+    Ties go to the cluster seen first.
+    """
+    clusters: list[list[str]] = []
+    for answer in answers:
+        if answer is None or not answer.strip():
+            continue
+        verdicts = check_many([(answer, c[0]) for c in clusters], timeout_s) if clusters else []
+        for cluster, same in zip(clusters, verdicts):
+            if same:
+                cluster.append(answer)
+                break
+        else:
+            clusters.append([answer])
+    if not clusters:
+        return None, 0.0
+    best = max(clusters, key=len)  # max keeps the first of equal-sized clusters
+    return best[0], len(best) / len(answers)
