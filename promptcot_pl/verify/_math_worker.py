@@ -8,9 +8,13 @@ model text reaches `eval`; the LaTeX parser is a grammar, not Python.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import sys
+
+_DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[")  # an unescaped $, or \( or \[
 
 
 def main() -> None:
@@ -20,8 +24,9 @@ def main() -> None:
 
     targets = [LatexExtractionConfig(), ExprExtractionConfig()]
 
+    @functools.lru_cache(maxsize=4096)  # references repeat across rollouts and votes; parses are immutable
     def as_math(text: str):
-        wrapped = text if "$" in text or "\\(" in text or "\\[" in text else f"${text}$"
+        wrapped = text if _DELIMITED.search(text) else f"${text}$"
         return parse(wrapped, extraction_config=targets, parsing_timeout=None)
 
     def check(pred: str, ref: str) -> bool | None:

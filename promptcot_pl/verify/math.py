@@ -17,6 +17,7 @@ Nothing here evaluates model text as Python.
 
 from __future__ import annotations
 
+import ast
 import atexit
 import os
 import re
@@ -108,15 +109,84 @@ def _as_fraction(text: str) -> Fraction | None:
     return None
 
 
+_ASSIGN = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?=(.+)")
+_UNITS = re.compile(r"(.+?)(?:\\(?:text|mathrm|textrm|mbox)\{[^{}]*\})+")
+_DEGREES = re.compile(r"(.+?)\^\{?\\circ\}?")
+_PERCENT = re.compile(r"(.+?)\\?%")
+_ARITH_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div,
+                ast.USub, ast.UAdd)
+
+
+def _arith(text: str) -> Fraction | None:
+    """Exact value of + - * / arithmetic on plain numbers, by walking the syntax tree (nothing is evaluated)."""
+    text = text.replace("\\cdot", "*").replace("\\times", "*").replace("\\div", "/")
+    text = re.sub(r"\\frac\{(\d+)\}\{(\d+)\}", r"(\1)/(\2)", text)
+    if len(text) > 200 or not re.fullmatch(r"[\d.+\-*/() ]+", text):
+        return None
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not all(isinstance(node, _ARITH_NODES) for node in ast.walk(tree)):
+        return None
+
+    def value(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return value(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return Fraction(repr(node.value))
+        if isinstance(node, ast.UnaryOp):
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        if isinstance(node, ast.BinOp):
+            a, b = value(node.left), value(node.right)
+            match node.op:
+                case ast.Add():
+                    return a + b
+                case ast.Sub():
+                    return a - b
+                case ast.Mult():
+                    return a * b
+                case ast.Div():
+                    return a / b
+        raise ValueError("not arithmetic")
+
+    try:
+        return value(tree)
+    except (ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def _number(text: str) -> tuple[Fraction, bool] | None:
+    """(exact value, written as a percentage) for a plain numeric answer, after dropping what does not change
+    the value: a leading `x =`, a currency sign, trailing units in `\\text{}`, a degree sign, outer parentheses."""
+    text = text.removeprefix("\\$")
+    for pattern in (_ASSIGN, _UNITS, _DEGREES):
+        match = pattern.fullmatch(text)
+        if match:
+            text = match.group(1).removeprefix("\\$")
+    percent = _PERCENT.fullmatch(text)
+    if percent:
+        text = percent.group(1)
+    value = _as_fraction(text)
+    if value is None:
+        value = _arith(text)
+    return None if value is None else (value, percent is not None)
+
+
 def _decide_here(pred: str, ref: str) -> bool | None:
     """True/False when cheap and certain; None means 'ask the worker'."""
     a, b = _normalise(pred), _normalise(ref)
     if a == b:
         return True
-    x, y = _as_fraction(a), _as_fraction(b)
-    if x is not None and y is not None:
-        return x == y
-    return None
+    x, y = _number(a), _number(b)
+    if x is None or y is None:
+        return None
+    (u, u_pct), (v, v_pct) = x, y
+    if u_pct == v_pct:
+        return u == v
+    # One side is a percentage: like math-verify, 50% matches both 50 and 0.5.
+    plain, pct = (v, u) if u_pct else (u, v)
+    return plain == pct or plain == pct / 100
 
 
 _POOL: KillablePool | None = None

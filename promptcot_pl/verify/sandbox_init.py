@@ -104,6 +104,16 @@ def _prepare_filesystem(spec, isolation):
     isolation += ["private /tmp /var/tmp /dev/shm", "private /proc"]
 
 
+def _drain(open_fds, spec):
+    """Read what is already buffered in the pipes, without waiting for writers that are still alive."""
+    for fd, buffer in open_fds.items():
+        while len(buffer) <= spec["output_limit"] and select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            buffer.extend(chunk)
+
+
 def _run_one(spec, stdin_path, workdir, in_pid_ns, drop_to):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -139,12 +149,13 @@ def _run_one(spec, stdin_path, workdir, in_pid_ns, drop_to):
     out, err = bytearray(), bytearray()
     open_fds = {out_r: out, err_r: err}
     timed_out = output_limit = False
+    status = None
     while open_fds:
         left = deadline - time.monotonic()
         if left <= 0:
             timed_out = True
             break
-        ready, _, _ = select.select(list(open_fds), [], [], left)
+        ready, _, _ = select.select(list(open_fds), [], [], min(left, 0.05))
         for fd in ready:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -156,6 +167,13 @@ def _run_one(spec, stdin_path, workdir, in_pid_ns, drop_to):
             del err[: max(0, len(err) - spec["stderr_tail"])]
         if output_limit:
             break
+        if not ready and status is None:
+            # The program is done when its main process exits, even if a child it left behind holds the pipes.
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = code
+                _drain(open_fds, spec)
+                break
     # Everything the program started dies now, whether or not it finished (daemons included).
     if in_pid_ns:
         os.kill(-1, signal.SIGKILL)  # PID 1 of our own namespace: "all" means all of the namespace only
@@ -166,7 +184,8 @@ def _run_one(spec, stdin_path, workdir, in_pid_ns, drop_to):
             pass
         if drop_to is not None:
             _kill_uid(drop_to)
-    _, status = os.waitpid(pid, 0)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
     seconds = time.monotonic() - start
     for fd in (out_r, err_r):
         os.close(fd)

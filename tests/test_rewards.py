@@ -1,0 +1,38 @@
+import pytest
+
+from promptcot_pl.data.records import Problem
+from promptcot_pl.verify.rewards import code_reward, math_reward, reward_fn, score_batch
+
+MATH = Problem(id="m", domain="math", problem="1/2 as a decimal?", answer="\\frac{1}{2}")
+CODE = Problem(id="c", domain="code", problem="double it", tests=[{"input": "2\n", "output": "4\n"},
+                                                                {"input": "5\n", "output": "10\n"}])
+GOOD_CODE = "Here:\n```python\nprint(2 * int(input()))\n```"
+BAD_CODE = "```python\nprint(int(input()) + 2)\n```"
+
+
+def test_math_reward_values():
+    assert math_reward("... so \\boxed{0.5}", MATH) == 1.0
+    assert math_reward("... so \\boxed{0.25}", MATH) == 0.0
+    assert math_reward("I do not know", MATH) == 0.0  # no final answer: wrong, not unscorable
+    assert math_reward("\\boxed{9^{9^{9^{9}}}}", MATH) in (None, 0.0)  # undecidable is None, never 1
+
+
+def test_code_reward_values():
+    assert code_reward(GOOD_CODE, CODE) == 1.0
+    assert code_reward(BAD_CODE, CODE) == 0.0  # passes test 1 only: ALL tests must pass
+    assert code_reward("no code", CODE) == 0.0
+
+
+def test_one_signature_and_batch_agree():
+    completions = ["\\boxed{1/2}", "\\boxed{3}", GOOD_CODE, BAD_CODE, "nothing"]
+    problems = [MATH, MATH, CODE, CODE, CODE]
+    singles = [reward_fn(p.domain)(c, p) for c, p in zip(completions, problems)]
+    assert singles == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert score_batch(completions, problems) == singles
+
+
+def test_missing_target_is_a_clear_error():
+    with pytest.raises(ValueError, match="no 'answer'"):
+        math_reward("\\boxed{1}", Problem(id="x", domain="math", problem="?"))
+    with pytest.raises(ValueError, match="no reward for domain 'chem'"):
+        reward_fn("chem")
