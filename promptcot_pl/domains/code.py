@@ -7,12 +7,12 @@ redirected stdin/stdout) on random inputs; model-written code is never run this 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import random
 
 from promptcot_pl.data.records import Triple
 from promptcot_pl.domains.code_families import FAMILIES
+from promptcot_pl.domains.distinct import concept_set, draw_distinct, item_id
 
 LEVELS = ("Codeforces Div2 A", "Codeforces Div2 B", "Codeforces Div2 C")
 SETTINGS = (
@@ -37,28 +37,23 @@ def run_reference(solution: str, stdin: str) -> str:
 def build_code(n_items: int, seed: int) -> list[Triple]:
     """`n_items` distinct code triples (story setting × family × parameters), the same for the same seed."""
     rng = random.Random(seed)
-    out: list[Triple] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(out) < n_items:
-        attempts += 1
-        if attempts > 50 * n_items + 1000:
-            raise ValueError(f"code domain: could only make {len(out)} distinct tasks, asked for {n_items}")
+
+    def draw():
         level = rng.randrange(len(LEVELS))
         task = FAMILIES[rng.randrange(len(FAMILIES))](rng, level)
         setting = rng.choice(SETTINGS)
         problem = f"{setting} {task.statement}"
-        if problem in seen:
-            continue
-        seen.add(problem)
-        tests = []
-        for _ in range(TESTS_PER_TASK):
-            stdin = task.make_input(rng)
-            tests.append({"input": stdin, "output": run_reference(task.solution, stdin)})
-        concepts = task.concepts + rng.sample(GENERAL_CONCEPTS, 2)
-        rng.shuffle(concepts)
-        digest = hashlib.sha1(problem.encode()).hexdigest()[:10]
-        out.append(Triple(id=f"code-{digest}", domain="code", concepts=concepts, level=LEVELS[level],
+
+        def build() -> Triple:
+            tests = []
+            for _ in range(TESTS_PER_TASK):
+                stdin = task.make_input(rng)
+                tests.append({"input": stdin, "output": run_reference(task.solution, stdin)})
+            return Triple(id=item_id("code", problem), domain="code",
+                          concepts=concept_set(task.concepts, GENERAL_CONCEPTS, rng), level=LEVELS[level],
                           rationale=f"Story: {setting.lower()[:-1]}. {task.rationale}", problem=problem,
-                          solution=f"```python\n{task.solution}```", tests=tests))
-    return out
+                          solution=f"```python\n{task.solution}```", tests=tests)
+
+        return problem, build
+
+    return draw_distinct(n_items, "code", draw)

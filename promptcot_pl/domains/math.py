@@ -7,7 +7,6 @@ in random order, and a level; the rationale fixes every parameter of the problem
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 import sympy as sp
@@ -15,6 +14,7 @@ import sympy as sp
 from promptcot_pl.data.records import Triple
 from promptcot_pl.domains import math_families as f1
 from promptcot_pl.domains import math_families_more as f2
+from promptcot_pl.domains.distinct import concept_set, draw_distinct, item_id
 
 LEVELS = ("AMC 8", "AMC 12", "AIME")
 FAMILIES = (
@@ -36,24 +36,19 @@ def answer_text(answer: sp.Expr) -> str:
 def build_math(n_items: int, seed: int) -> list[Triple]:
     """`n_items` distinct math triples, the same for the same seed."""
     rng = random.Random(seed)
-    out: list[Triple] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(out) < n_items:
-        attempts += 1
-        if attempts > 50 * n_items + 1000:
-            raise ValueError(f"math domain: could only make {len(out)} distinct problems, asked for {n_items}")
+
+    def draw():
         family = FAMILIES[rng.randrange(len(FAMILIES))]
         level = rng.randrange(len(LEVELS))
         item = family(rng, level)
-        if item.problem in seen:
-            continue
-        seen.add(item.problem)
-        concepts = item.concepts + rng.sample(GENERAL_CONCEPTS, 2)
-        rng.shuffle(concepts)
-        answer = answer_text(item.answer)
-        solution = "\n".join(item.steps + [f"The answer is $\\boxed{{{answer}}}$."])
-        digest = hashlib.sha1(item.problem.encode()).hexdigest()[:10]
-        out.append(Triple(id=f"math-{digest}", domain="math", concepts=concepts, level=LEVELS[level],
-                          rationale=item.rationale, problem=item.problem, answer=answer, solution=solution))
-    return out
+
+        def build() -> Triple:
+            concepts = concept_set(item.concepts, GENERAL_CONCEPTS, rng)
+            answer = answer_text(item.answer)
+            solution = "\n".join(item.steps + [f"The answer is $\\boxed{{{answer}}}$."])
+            return Triple(id=item_id("math", item.problem), domain="math", concepts=concepts, level=LEVELS[level],
+                          rationale=item.rationale, problem=item.problem, answer=answer, solution=solution)
+
+        return item.problem, build
+
+    return draw_distinct(n_items, "math", draw)
