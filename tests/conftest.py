@@ -30,7 +30,8 @@ def tiny_dir(math_triples, tmp_path_factory):
 
     texts = [s for t in math_triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
     texts += [s for t in math_triples for s in rationale_model_example(t.concepts, t.level, t.problem, t.rationale)]
-    cfg = TinyModelConfig(vocab_size=384, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+    # head_dim 32: the smallest head size vLLM's CPU attention supports
+    cfg = TinyModelConfig(vocab_size=384, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
     return tiny_model_dir(cfg, texts, tmp_path_factory.mktemp("cache"), seed=0)
 
 

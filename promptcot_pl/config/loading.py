@@ -102,6 +102,9 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'domain.heldout_fraction': must lie in (0, 1)")
     if cfg.domain.source != "builtin" and not cfg.domain.path:
         raise ConfigError(f"{source}: key 'domain.path': required when domain.source={cfg.domain.source!r}")
+    tiny = cfg.model.tiny
+    if tiny.num_heads < 1 or tiny.hidden_size % tiny.num_heads:
+        raise ConfigError(f"{source}: key 'model.tiny.num_heads': must divide model.tiny.hidden_size")
     if len(cfg.coldstart.optim.betas) != 2:
         raise ConfigError(f"{source}: key 'coldstart.optim.betas': expected two numbers")
     for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items"):

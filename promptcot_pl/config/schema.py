@@ -16,7 +16,9 @@ STAGE_NAMES = ("seed", "coldstart")
 
 @dataclass
 class TinyModelConfig:
-    """The offline Llama-style model built when `model.path == "tiny"` (embeddings untied, for vLLM reloads)."""
+    """The offline Llama-style model built when `model.path == "tiny"` (embeddings untied, for vLLM reloads).
+
+    vLLM's CPU attention needs a head size (hidden_size / num_heads) of at least 32."""
 
     vocab_size: int = 1024
     hidden_size: int = 128
@@ -101,6 +103,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
     max_model_len: int | None = None
+    enforce_eager: bool = False  # skip torch.compile / CUDA graphs: faster start, slower steady state
 
 
 @dataclass

@@ -44,7 +44,7 @@ class VLLMEngine:
 
         kwargs = dict(model=self.path, tokenizer=self.path, dtype=self.dtype, seed=self.seed,
                       tensor_parallel_size=self.cfg.tensor_parallel_size,
-                      gpu_memory_utilization=self.cfg.gpu_memory_utilization)
+                      gpu_memory_utilization=self.cfg.gpu_memory_utilization, enforce_eager=self.cfg.enforce_eager)
         if self.cfg.max_model_len is not None:
             kwargs["max_model_len"] = self.cfg.max_model_len
         self.llm = LLM(**kwargs)
