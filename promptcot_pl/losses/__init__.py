@@ -3,3 +3,6 @@
 from promptcot_pl.losses.logprobs import masked_nll, sequence_logprobs, token_logprobs
 
 __all__ = ["masked_nll", "sequence_logprobs", "token_logprobs"]
+from promptcot_pl.losses.em import elbo_estimate, em_weights, iwae_bound, weighted_nll  # noqa: E402
+
+__all__ += ["elbo_estimate", "em_weights", "iwae_bound", "weighted_nll"]
