@@ -22,6 +22,8 @@ IGNORE = -100
 class Encoded:
     input_ids: list[int]
     labels: list[int]
+    weight: float = 1.0  # how much this sequence counts in a weighted NLL (E-step)
+    index: int = -1  # position in the caller's list, to reassemble scores computed in length-sorted batches
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -42,7 +44,7 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, ma
 
 
 def pad_batch(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch with an attention mask."""
+    """Right-padded batch with an attention mask, plus each example's weight and index."""
     width = max(len(e) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -51,7 +53,9 @@ def pad_batch(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tenso
         ids[row, : len(e)] = torch.tensor(e.input_ids)
         labels[row, : len(e)] = torch.tensor(e.labels)
         mask[row, : len(e)] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+            "weight": torch.tensor([e.weight for e in examples], dtype=torch.float32),
+            "index": torch.tensor([e.index for e in examples], dtype=torch.long)}
 
 
 def pack_examples(examples: Sequence[Encoded], max_length: int) -> list[list[Encoded]]:

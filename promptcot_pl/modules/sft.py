@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from transformers import PreTrainedModel, get_scheduler
+from transformers import PreTrainedModel
 
 from promptcot_pl.config.schema import OptimConfig
 from promptcot_pl.losses import masked_nll
+from promptcot_pl.modules.optim import adamw_with_schedule
 
 
 class SFTModule(L.LightningModule):
@@ -37,12 +38,4 @@ class SFTModule(L.LightningModule):
         self.log("val/nll", loss, prog_bar=True, batch_size=int(n_tokens), sync_dist=True)
 
     def configure_optimizers(self):
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.optim.lr, betas=tuple(self.optim.betas))
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_scheduler(self.optim.scheduler, optimizer,
-                                  num_warmup_steps=int(self.optim.warmup_ratio * total), num_training_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))

@@ -1,0 +1,61 @@
+"""LightningModules of the EM loop (SPEC §3). Outer loops live in `recipes/em.py`; these only compute losses.
+
+- `RationaleScorer`: no-grad `predict_step` → summed target log-prob and target token count per row, so the K
+  candidates of many pairs are scored in batched forward passes under the Trainer's strategy.
+- `EStepModule`: fits q_φ on (c, x) → z_k with per-candidate weights (one-hot for `best`): weighted NLL.
+- `MStepModule`: fits p_θ on c → (z̃, x): NLL on the target tokens.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from transformers import PreTrainedModel
+
+from promptcot_pl.config.schema import OptimConfig
+from promptcot_pl.losses import masked_nll, sequence_logprobs, weighted_nll
+from promptcot_pl.modules.optim import adamw_with_schedule
+
+
+def _logits(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                 position_ids=batch.get("position_ids"), use_cache=False).logits
+
+
+class RationaleScorer(L.LightningModule):
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        logits = _logits(self.model, batch)
+        tokens = (batch["labels"][:, 1:] != -100).sum(dim=1)
+        return {"index": batch["index"], "logprob": sequence_logprobs(logits, batch["labels"]), "tokens": tokens}
+
+
+class EStepModule(L.LightningModule):
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig) -> None:
+        super().__init__()
+        self.model, self.optim = model.train(), optim
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, weight = weighted_nll(_logits(self.model, batch), batch["labels"], batch["weight"])
+        self.log("em/e_loss", loss, prog_bar=True, batch_size=max(1, int(weight)))
+        return loss
+
+    def configure_optimizers(self):
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))
+
+
+class MStepModule(L.LightningModule):
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig) -> None:
+        super().__init__()
+        self.model, self.optim = model.train(), optim
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, n_tokens = masked_nll(_logits(self.model, batch), batch["labels"])
+        self.log("em/m_loss", loss, prog_bar=True, batch_size=int(n_tokens))
+        return loss
+
+    def configure_optimizers(self):
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))

@@ -1,0 +1,46 @@
+"""Batched, no-grad scoring of (prompt, target) pairs with `Trainer.predict`: summed target log-prob per pair.
+
+Pairs are sorted by length and scored in right-padded batches (exact for a causal LM with an attention mask),
+under the same `build_trainer` strategy as every fit — never one candidate per forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from promptcot_pl.config.schema import TrainerConfig
+from promptcot_pl.data.collate import encode_pair, pad_batch
+from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.modules.em import RationaleScorer
+from promptcot_pl.trainer import build_trainer
+
+
+def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, trainer_cfg: TrainerConfig,
+                batch_size: int, max_length: int, dtype: str = "float32",
+                root_dir: str | Path = ".") -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(target | prompt) summed over target tokens, number of target tokens), both shaped [len(pairs)]."""
+    tokenizer = load_tokenizer(model_path)
+    encoded = []
+    for i, (prompt, target) in enumerate(pairs):
+        item = encode_pair(tokenizer, prompt, target, max_length)
+        if item is None or item.input_ids[-1] != tokenizer.eos_token_id:
+            raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
+        item.index = i
+        encoded.append(item)
+    encoded.sort(key=len, reverse=True)
+    loader = DataLoader(encoded, batch_size=batch_size, shuffle=False,
+                        collate_fn=partial(pad_batch, pad_id=tokenizer.pad_token_id))
+    trainer = build_trainer(trainer_cfg.__class__(**{**trainer_cfg.__dict__, "enable_progress_bar": False}),
+                            max_epochs=1, default_root_dir=root_dir)
+    outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype)), loader)
+    logprobs = torch.empty(len(pairs), dtype=torch.float64)
+    tokens = torch.empty(len(pairs), dtype=torch.long)
+    for out in outputs:
+        logprobs[out["index"]] = out["logprob"].double().cpu()
+        tokens[out["index"]] = out["tokens"].cpu()
+    return logprobs, tokens
