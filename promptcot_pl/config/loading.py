@@ -105,9 +105,14 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
     tiny = cfg.model.tiny
     if tiny.num_heads < 1 or tiny.hidden_size % tiny.num_heads:
         raise ConfigError(f"{source}: key 'model.tiny.num_heads': must divide model.tiny.hidden_size")
+    if cfg.em.z_mode == "best" and not cfg.em.e_step:
+        raise ConfigError(f"{source}: key 'em.z_mode': 'best' takes the E-step's winner, but em.e_step is false")
+    if cfg.em.selection == "softmax" and cfg.em.tau <= 0:
+        raise ConfigError(f"{source}: key 'em.tau': must be > 0 for softmax selection")
     if len(cfg.coldstart.optim.betas) != 2:
         raise ConfigError(f"{source}: key 'coldstart.optim.betas': expected two numbers")
-    for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items"):
+    for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
+                "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens"):
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")

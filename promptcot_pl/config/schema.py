@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-STAGE_NAMES = ("seed", "coldstart")
+STAGE_NAMES = ("seed", "coldstart", "em")
 """Pipeline stages, in the order they run."""
 
 
@@ -148,6 +148,33 @@ class ColdStartConfig:
 
 
 @dataclass
+class EMConfig:
+    """The rationale/prompt EM loop (SPEC §3). These are the "EM hyperparameters" sweeps explore."""
+
+    iterations: int = 3
+    k: int = 8  # rationales sampled from q_φ per (c, x) pair
+    pairs_per_iteration: int | None = None  # a fresh random subset of training pairs each iteration (None: all)
+    heldout_limit: int | None = 200  # held-out pairs for the bound (None: all)
+    selection: Literal["best", "softmax"] = "best"  # best: argmax_k R (the paper); softmax: w ∝ exp((R − β log q)/τ)
+    tau: float = 1.0
+    beta: float = 0.0
+    length_normalize: bool = False  # divide R and log q by their token counts before selecting
+    e_step: bool = True  # false: the ablation — rationales decoded once from the cold-start q_φ, then frozen
+    z_mode: Literal["greedy", "sample", "best"] = "greedy"  # how z̃ for the M-step comes from q_φ
+    rationale_temperature: float = 1.0  # sampling z_k ~ q_φ (E-step and the held-out bound)
+    z_temperature: float = 1.0  # z̃ when z_mode = sample
+    max_rationale_tokens: int = 128
+    epochs_e: int = 1
+    epochs_m: int = 1
+    batch_size: int = 16
+    score_batch_size: int = 32
+    e_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6))
+    m_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6))
+    # Also fit p_θ on c → x only (no rationale) and report its held-out NLL of x for comparison.
+    no_rationale_baseline: bool = True
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: `promptcot run EXPERIMENT.yaml [a.b=c ...]`."""
 
@@ -164,3 +191,4 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)
+    em: EMConfig = field(default_factory=EMConfig)

@@ -59,6 +59,16 @@ def prompt_model_example(concepts: list[str], level: str, rationale: str, proble
     return prompt, render_marked(rationale, problem)
 
 
+def problem_given_rationale_example(concepts: list[str], level: str, rationale: str | None,
+                                    problem: str) -> tuple[str, str]:
+    """x given (c, z) — the problem block alone as target, the rationale block (or nothing, for the no-rationale
+    baseline) in the prompt. Both variants score the very same target text, so their NLLs of x compare."""
+    prompt, _ = prompt_model_example(concepts, level, rationale or "", problem)
+    if rationale is not None:
+        prompt += f"{RATIONALE_BEGIN}\n{rationale.strip()}\n{RATIONALE_END}\n"
+    return f"{prompt}{PROBLEM_BEGIN}\n", f"{problem.strip()}\n{PROBLEM_END}"
+
+
 def render_marked(rationale: str, problem: str) -> str:
     return f"{RATIONALE_BEGIN}\n{rationale.strip()}\n{RATIONALE_END}\n{PROBLEM_BEGIN}\n{problem.strip()}\n{PROBLEM_END}"
 

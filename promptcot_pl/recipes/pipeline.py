@@ -37,6 +37,10 @@ def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
             from promptcot_pl.recipes import coldstart
 
             return coldstart.run
+        case "em":
+            from promptcot_pl.recipes import em
+
+            return em.run
     raise ValueError(f"unknown stage {name!r}")
 
 

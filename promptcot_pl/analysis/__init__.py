@@ -1,0 +1,1 @@
+"""Analyses and plots (matplotlib, Agg backend: no display needed)."""

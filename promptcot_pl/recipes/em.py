@@ -1,0 +1,209 @@
+"""Stage `em` (SPEC §3): the rationale/prompt EM loop after `coldstart`.
+
+Each iteration t (seeded with seed + t, so a resumed run equals an uninterrupted one):
+  E-step  sample K rationales z_k ~ q_φ(·|c,x) (engine) → score R = log p_θ(z_k,x|c) and log q_φ(z_k|c,x)
+          (batched `Trainer.predict`) → selection weights → fit q_φ by weighted NLL (EStepModule)
+  M-step  z̃ from the updated q_φ (greedy | sample | the E-step's best) → fit p_θ on c → (z̃, x) (MStepModule)
+  eval    held-out `em/iwae_heldout` (K samples), `em/elbo_heldout`, `em/nll_x_given_z_heldout` (x under p_θ
+          given greedy z from q_φ, per token), logged with step = t; iteration 0 is the cold start.
+Outputs: `iter_NNN/{rationale_model,prompt_model}` (HF checkpoints), `iter_NNN/metrics.json` + `DONE`,
+`history.jsonl`, `em_curves.png`, and `baseline/` (p_θ fitted on c → x only) when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from promptcot_pl.config.schema import OptimConfig, SamplingConfig
+from promptcot_pl.data.collate import encode_pair, pad_batch
+from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
+from promptcot_pl.data.prompts import (
+    problem_given_rationale_example, prompt_model_example, rationale_model_example,
+)
+from promptcot_pl.data.records import Triple
+from promptcot_pl.generation import build_engine
+from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
+from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.modules.em import EStepModule, MStepModule
+from promptcot_pl.recipes.coldstart import base_models
+from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.scoring import score_pairs
+from promptcot_pl.trainer import build_trainer
+
+
+def _rationale_prompts(pairs: list[Triple]) -> list[str]:
+    return [rationale_model_example(t.concepts, t.level, t.problem, "")[0] for t in pairs]
+
+
+def _sample(engine, pairs: list[Triple], n: int, temperature: float, ctx: StageContext, seed: int) -> list[list[str]]:
+    sampling = SamplingConfig(n=n, temperature=temperature, max_new_tokens=ctx.cfg.em.max_rationale_tokens, seed=seed)
+    return [[c.text.strip() for c in group] for group in engine.generate(_rationale_prompts(pairs), sampling)]
+
+
+def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, batch_size=ctx.cfg.em.score_batch_size,
+                       max_length=ctx.cfg.data.max_length + ctx.cfg.em.max_rationale_tokens,
+                       dtype=ctx.cfg.model.dtype, root_dir=ctx.stage_dir)
+
+
+def _score_candidates(ctx: StageContext, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]]):
+    """[N, K] log p_θ(z,x|c), log q_φ(z|c,x) and their target token counts."""
+    flat = [(t, z) for t, group in zip(pairs, zs) for z in group]
+    lp, p_tokens = _score(ctx, p, [prompt_model_example(t.concepts, t.level, z, t.problem) for t, z in flat])
+    lq, q_tokens = _score(ctx, q, [rationale_model_example(t.concepts, t.level, t.problem, z) for t, z in flat])
+    shape = (len(pairs), len(zs[0]))
+    return lp.view(shape), lq.view(shape), p_tokens.view(shape), q_tokens.view(shape)
+
+
+def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, float]], optim: OptimConfig,
+         epochs: int, out: Path) -> Path:
+    """Fit `base` on weighted (prompt, target, weight) items and save it to `out` (HF format)."""
+    tokenizer = load_tokenizer(base)
+    encoded = []
+    for prompt, target, weight in items:
+        item = encode_pair(tokenizer, prompt, target, ctx.cfg.data.max_length + ctx.cfg.em.max_rationale_tokens)
+        if item is not None:
+            item.weight = weight
+            encoded.append(item)
+    loader = DataLoader(encoded, batch_size=ctx.cfg.em.batch_size, shuffle=True,
+                        collate_fn=lambda batch: pad_batch(batch, tokenizer.pad_token_id))
+    module = module_cls(load_model(base, ctx.cfg.model.dtype), optim)
+    trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
+    trainer.fit(module, loader)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    module.model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def evaluate(ctx: StageContext, engine, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
+    """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare."""
+    em = ctx.cfg.em
+    engine.refresh(q)
+    zs = _sample(engine, heldout, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed)
+    lp, lq, _, _ = _score_candidates(ctx, q, p, heldout, zs)
+    greedy = [g[0] for g in _sample(engine, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
+    lx, x_tokens = _score(ctx, p, [problem_given_rationale_example(t.concepts, t.level, z, t.problem)
+                                   for t, z in zip(heldout, greedy)])
+    return {"em/iwae_heldout": float(iwae_bound(lp, lq).mean()), "em/elbo_heldout": float(elbo_estimate(lp, lq).mean()),
+            "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum())}
+
+
+def _iteration(ctx: StageContext, engine, it: int, q: Path, p: Path, train: list[Triple],
+               frozen: dict[str, str]) -> tuple[Path, Path, dict[str, float]]:
+    em, out = ctx.cfg.em, ctx.stage_dir / f"iter_{it:03d}"
+    L.seed_everything(ctx.cfg.seed + it, verbose=False)
+    pairs = train if em.pairs_per_iteration is None else random.Random(ctx.cfg.seed + it).sample(
+        train, min(em.pairs_per_iteration, len(train)))
+    stats: dict[str, float] = {}
+    winners: list[str] = []
+    if em.e_step:
+        engine.refresh(q)
+        zs = _sample(engine, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
+        lp, lq, p_tok, q_tok = _score_candidates(ctx, q, p, pairs, zs)
+        norm = dict(p_tokens=p_tok, q_tokens=q_tok) if em.length_normalize else {}
+        weights = em_weights(lp, lq, selection=em.selection, tau=em.tau, beta=em.beta, **norm)
+        items = [(rationale_model_example(t.concepts, t.level, t.problem, z)[0], z, float(w))
+                 for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
+        q = _fit(ctx, EStepModule, q, items, em.e_optim, em.epochs_e, out / "rationale_model")
+        winners = [group[int(row.argmax())] for group, row in zip(zs, weights)]
+        stats = {"em/reward_mean": float(lp.mean()), "em/reward_best_mean": float(lp.max(dim=1).values.mean()),
+                 "em/weight_entropy": float(-(weights.clamp(min=1e-12).log() * weights).sum(dim=1).mean())}
+    match em.z_mode if em.e_step else "frozen":
+        case "frozen":
+            z_tilde = [frozen[t.id] for t in pairs]
+        case "best":
+            z_tilde = winners
+        case mode:
+            engine.refresh(q)
+            temperature = 0.0 if mode == "greedy" else em.z_temperature
+            z_tilde = [g[0] for g in _sample(engine, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
+    items = [(*prompt_model_example(t.concepts, t.level, z, t.problem), 1.0) for t, z in zip(pairs, z_tilde)]
+    p = _fit(ctx, MStepModule, p, items, em.m_optim, em.epochs_m, out / "prompt_model")
+    return q, p, stats
+
+
+def _frozen_rationales(ctx: StageContext, engine, q: Path, train: list[Triple]) -> dict[str, str]:
+    """e_step=false: z̃ decoded once (greedy) from the cold-start q_φ and reused by every M-step."""
+    path = ctx.stage_dir / "frozen_rationales.jsonl"
+    if not path.is_file():
+        engine.refresh(q)
+        zs = _sample(engine, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
+        write_jsonl(path, [{"id": t.id, "rationale": g[0]} for t, g in zip(train, zs)])
+    return {row["id"]: row["rationale"] for row in map(json.loads, path.read_text().splitlines())}
+
+
+def _baseline(ctx: StageContext, train: list[Triple], heldout: list[Triple]) -> dict[str, float]:
+    """p_θ on c → x only, from the same base, for coldstart.epochs + iterations × epochs_m full epochs (at least
+    the c → x updates the EM's p_θ gets): its held-out NLL of x, on the same target text as the EM metric."""
+    out = ctx.stage_dir / "baseline"
+    if not (out / "metrics.json").is_file():
+        base, _ = base_models(ctx, train)
+        items = [(*problem_given_rationale_example(t.concepts, t.level, None, t.problem), 1.0) for t in train]
+        L.seed_everything(ctx.cfg.seed, verbose=False)
+        epochs = ctx.cfg.coldstart.epochs + ctx.cfg.em.iterations * ctx.cfg.em.epochs_m
+        model = _fit(ctx, MStepModule, Path(base), items, ctx.cfg.coldstart.optim, epochs, out / "prompt_model")
+        lx, tokens = _score(ctx, model, [problem_given_rationale_example(t.concepts, t.level, None, t.problem)
+                                         for t in heldout])
+        write_json(out / "metrics.json", {"em/nll_x_no_rationale_heldout": float(-lx.sum() / tokens.sum())})
+    return json.loads((out / "metrics.json").read_text())
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    cfg, em = ctx.cfg, ctx.cfg.em
+    seed_dir, cold = ctx.stage_output("seed"), ctx.stage_output("coldstart")
+    train = read_jsonl(seed_dir / "train.jsonl", Triple)
+    heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: em.heldout_limit]
+    q, p = cold / "rationale_model" / "model", cold / "prompt_model" / "model"
+    history_path = ctx.stage_dir / "history.jsonl"
+    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    engine = build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed)
+    frozen = {} if em.e_step else _frozen_rationales(ctx, engine, q, train)
+    for it in range(em.iterations + 1):
+        out = ctx.stage_dir / f"iter_{it:03d}"
+        if (out / "DONE").is_file():  # resume: this iteration finished before
+            if it > 0:
+                q, p = _latest(ctx, it, "rationale_model", cold), out / "prompt_model"
+            continue
+        metrics: dict[str, float] = {}
+        if it > 0:
+            q, p, metrics = _iteration(ctx, engine, it, q, p, train, frozen)
+        metrics.update(evaluate(ctx, engine, q, p, heldout))
+        write_json(out / "metrics.json", {"iteration": it, **metrics})
+        (out / "DONE").touch()
+        history.append({"iteration": it, **metrics})
+        write_jsonl(history_path, history)
+        ctx.tracker.log_metrics(ctx.run_id, metrics, step=it)
+        log.info("em iteration %d: iwae %.2f  elbo %.2f  nll(x|z) %.4f", it, metrics["em/iwae_heldout"],
+                 metrics["em/elbo_heldout"], metrics["em/nll_x_given_z_heldout"])
+    engine.close()
+    final = dict(history[-1])
+    final.pop("iteration")
+    if em.no_rationale_baseline:
+        final.update(_baseline(ctx, train, heldout))
+    final["em/iwae_heldout_coldstart"] = history[0]["em/iwae_heldout"]
+    from promptcot_pl.analysis.em_plot import plot_history
+
+    png = plot_history({"EM" if em.e_step else "EM without E-step": history}, ctx.stage_dir / "em_curves.png",
+                       baseline=final.get("em/nll_x_no_rationale_heldout"))
+    ctx.tracker.log_artifact(ctx.run_id, png)
+    return final
+
+
+def _latest(ctx: StageContext, it: int, name: str, cold: Path) -> Path:
+    """The newest checkpoint of `name` at or before iteration `it` (q_φ is not refitted without an E-step)."""
+    for previous in range(it, 0, -1):
+        candidate = ctx.stage_dir / f"iter_{previous:03d}" / name
+        if candidate.is_dir():
+            return candidate
+    return cold / name / "model"
