@@ -60,6 +60,7 @@ def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) ->
                 row = record.to_dict() if isinstance(record, Record) else record
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -144,15 +144,16 @@ def _frozen_rationales(ctx: StageContext, engine, q: Path, train: list[Triple]) 
 
 
 def _baseline(ctx: StageContext, train: list[Triple], heldout: list[Triple]) -> dict[str, float]:
-    """p_θ on c → x only, from the same base, for coldstart.epochs + iterations × epochs_m full epochs (at least
-    the c → x updates the EM's p_θ gets): its held-out NLL of x, on the same target text as the EM metric."""
+    """p_θ on c → x only, fitted from the same base with the same settings as the cold-start p_θ (coldstart.epochs,
+    coldstart.optim): its held-out NLL of x, on the same target text as the EM metric. Compare it with
+    `em/nll_x_given_z_heldout` at iteration 0 (equal budgets) and after EM (which adds M-step updates)."""
     out = ctx.stage_dir / "baseline"
     if not (out / "metrics.json").is_file():
         base, _ = base_models(ctx, train)
         items = [(*problem_given_rationale_example(t.concepts, t.level, None, t.problem), 1.0) for t in train]
         L.seed_everything(ctx.cfg.seed, verbose=False)
-        epochs = ctx.cfg.coldstart.epochs + ctx.cfg.em.iterations * ctx.cfg.em.epochs_m
-        model = _fit(ctx, MStepModule, Path(base), items, ctx.cfg.coldstart.optim, epochs, out / "prompt_model")
+        model = _fit(ctx, MStepModule, Path(base), items, ctx.cfg.coldstart.optim, ctx.cfg.coldstart.epochs,
+                     out / "prompt_model")
         lx, tokens = _score(ctx, model, [problem_given_rationale_example(t.concepts, t.level, None, t.problem)
                                          for t in heldout])
         write_json(out / "metrics.json", {"em/nll_x_no_rationale_heldout": float(-lx.sum() / tokens.sum())})
@@ -192,6 +193,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     if em.no_rationale_baseline:
         final.update(_baseline(ctx, train, heldout))
     final["em/iwae_heldout_coldstart"] = history[0]["em/iwae_heldout"]
+    final["em/nll_x_given_z_heldout_coldstart"] = history[0]["em/nll_x_given_z_heldout"]
     from promptcot_pl.analysis.em_plot import plot_history
 
     png = plot_history({"EM" if em.e_step else "EM without E-step": history}, ctx.stage_dir / "em_curves.png",
