@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -34,6 +33,7 @@ from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import EStepModule, MStepModule
 from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.fit import export_hf
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.trainer import build_trainer
 
@@ -77,13 +77,7 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
     module = module_cls(load_model(base, ctx.cfg.model.dtype), optim)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
     trainer.fit(module, loader)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    return export_hf(module.model, tokenizer, out)
 
 
 def evaluate(ctx: StageContext, engine, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:

@@ -55,7 +55,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     (nll,) = [m["val/nll"] for m in trainer.validate(module, datamodule=data, verbose=False)]
     if trainer.is_global_zero:
-        _export(module, tokenizer, out_dir / "model")
+        export_hf(module.model, tokenizer, out_dir / "model")
         metrics = {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped}
         write_json(out_dir / "metrics.json", metrics)
         (out_dir / "DONE").touch()
@@ -65,11 +65,12 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     return {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped}
 
 
-def _export(module: SFTModule, tokenizer, target: Path) -> None:
-    """save_pretrained into a temporary sibling, then rename, so `model/` is complete or absent."""
+def export_hf(model, tokenizer, target: Path) -> Path:
+    """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp)
+    model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    return target
