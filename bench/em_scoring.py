@@ -8,15 +8,14 @@ Model: the offline tiny model (hidden 128, 2 layers) built on the math seed corp
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import tempfile
 import time
 
-from promptcot_pl.config.schema import TinyModelConfig, TrainerConfig
+from tiny_model import DEFAULT_CACHE, bench_model
+
+from promptcot_pl.config.schema import TrainerConfig
 from promptcot_pl.data.prompts import prompt_model_example
-from promptcot_pl.domains import build_domain
-from promptcot_pl.models import tiny_model_dir
 from promptcot_pl.recipes.scoring import score_pairs
 
 
@@ -25,12 +24,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "promptcot-bench-cache"))
+    parser.add_argument("--cache", default=DEFAULT_CACHE)
     args = parser.parse_args()
 
-    triples = build_domain("math", 400, seed=0)
-    texts = [s for t in triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
-    model = tiny_model_dir(TinyModelConfig(), texts, args.cache, seed=0)
+    model, triples = bench_model(args.cache)
     rng = random.Random(0)
     candidates = []  # K rationales per pair: the true one and other pairs' rationales, as sampling would give
     for t in triples[: args.pairs]:

@@ -8,15 +8,13 @@ Uses the offline tiny model built on the math seed corpus (hidden 128, 2 layers)
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig, TinyModelConfig
+from tiny_model import DEFAULT_CACHE, bench_model
+
+from promptcot_pl.config.schema import EngineConfig, SamplingConfig
 from promptcot_pl.data.prompts import prompt_model_example
-from promptcot_pl.domains import build_domain
 from promptcot_pl.generation import build_engine
-from promptcot_pl.models import tiny_model_dir
 
 
 def tokens_per_second(engine, prompts, sampling) -> tuple[float, int]:
@@ -32,12 +30,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "promptcot-bench-cache"))
+    parser.add_argument("--cache", default=DEFAULT_CACHE)
     args = parser.parse_args()
 
-    triples = build_domain("math", 400, seed=0)
-    texts = [s for t in triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
-    model = tiny_model_dir(TinyModelConfig(), texts, args.cache, seed=0)
+    model, triples = bench_model(args.cache)
     prompts = [prompt_model_example(t.concepts, t.level, t.rationale, t.problem)[0] for t in triples[: args.prompts]]
     # Sampling with EOS possible; every engine gets the same prompts and settings.
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=args.new_tokens, seed=0)

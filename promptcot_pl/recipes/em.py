@@ -38,6 +38,25 @@ from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.trainer import build_trainer
 
 
+class _Served:
+    """The engine plus the checkpoint it serves: `serve(path)` reloads weights only when the path changes.
+    Every EM step writes its models to a new directory, so the path identifies the weights."""
+
+    def __init__(self, engine, path: Path) -> None:
+        self.engine, self.path = engine, Path(path)
+
+    def serve(self, path: Path) -> None:
+        if Path(path) != self.path:
+            self.engine.refresh(path)
+            self.path = Path(path)
+
+    def generate(self, prompts, sampling):
+        return self.engine.generate(prompts, sampling)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 def _rationale_prompts(pairs: list[Triple]) -> list[str]:
     return [rationale_model_example(t.concepts, t.level, t.problem, "")[0] for t in pairs]
 
@@ -83,7 +102,7 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
 def evaluate(ctx: StageContext, engine, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
     """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare."""
     em = ctx.cfg.em
-    engine.refresh(q)
+    engine.serve(q)
     zs = _sample(engine, heldout, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed)
     lp, lq, _, _ = _score_candidates(ctx, q, p, heldout, zs)
     greedy = [g[0] for g in _sample(engine, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
@@ -102,7 +121,7 @@ def _iteration(ctx: StageContext, engine, it: int, q: Path, p: Path, train: list
     stats: dict[str, float] = {}
     winners: list[str] = []
     if em.e_step:
-        engine.refresh(q)
+        engine.serve(q)
         zs = _sample(engine, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
         lp, lq, p_tok, q_tok = _score_candidates(ctx, q, p, pairs, zs)
         norm = dict(p_tokens=p_tok, q_tokens=q_tok) if em.length_normalize else {}
@@ -119,7 +138,7 @@ def _iteration(ctx: StageContext, engine, it: int, q: Path, p: Path, train: list
         case "best":
             z_tilde = winners
         case mode:
-            engine.refresh(q)
+            engine.serve(q)
             temperature = 0.0 if mode == "greedy" else em.z_temperature
             z_tilde = [g[0] for g in _sample(engine, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
     items = [(*prompt_model_example(t.concepts, t.level, z, t.problem), 1.0) for t, z in zip(pairs, z_tilde)]
@@ -131,7 +150,7 @@ def _frozen_rationales(ctx: StageContext, engine, q: Path, train: list[Triple]) 
     """e_step=false: z̃ decoded once (greedy) from the cold-start q_φ and reused by every M-step."""
     path = ctx.stage_dir / "frozen_rationales.jsonl"
     if not path.is_file():
-        engine.refresh(q)
+        engine.serve(q)
         zs = _sample(engine, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
         write_jsonl(path, [{"id": t.id, "rationale": g[0]} for t, g in zip(train, zs)])
     return {row["id"]: row["rationale"] for row in map(json.loads, path.read_text().splitlines())}
@@ -162,7 +181,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     q, p = cold / "rationale_model" / "model", cold / "prompt_model" / "model"
     history_path = ctx.stage_dir / "history.jsonl"
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
-    engine = build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed)
+    engine = _Served(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
     frozen = {} if em.e_step else _frozen_rationales(ctx, engine, q, train)
     for it in range(em.iterations + 1):
         out = ctx.stage_dir / f"iter_{it:03d}"

@@ -1,0 +1,22 @@
+"""The model every benchmark uses: the offline tiny model (hidden 128, 2 layers) built on the math seed corpus."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from promptcot_pl.config.schema import TinyModelConfig
+from promptcot_pl.data.prompts import prompt_model_example
+from promptcot_pl.data.records import Triple
+from promptcot_pl.domains import build_domain
+from promptcot_pl.models import tiny_model_dir
+
+DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), "promptcot-bench-cache")
+
+
+def bench_model(cache: str = DEFAULT_CACHE) -> tuple[Path, list[Triple]]:
+    """(model directory, the 400 math triples it was built on)."""
+    triples = build_domain("math", 400, seed=0)
+    texts = [s for t in triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
+    return tiny_model_dir(TinyModelConfig(), texts, cache, seed=0), triples
