@@ -1,5 +1,6 @@
-"""EM rationale scoring: batched `Trainer.predict` scoring of K candidates per pair versus one candidate per forward
-pass (the same code with batch size 1), measured in one run; prints the ratio.
+"""EM rationale scoring: batched `Trainer.predict` scoring of K candidates per pair — prefix-shared rows (the default:
+the pair's prompt encoded once for its K candidates) and plain padded batches — versus one candidate per forward
+pass (the same code, padded, batch size 1), measured in one run; prints the ratios.
 
 Run: python bench/em_scoring.py [--pairs 64] [--k 8] [--batch-size 32]
 Model: the offline tiny model (hidden 128, 2 layers) built on the math seed corpus; CPU unless a GPU exists.
@@ -38,15 +39,18 @@ def main() -> None:
     root = tempfile.mkdtemp()
     tokens = None
     rates = {}
-    for name, batch_size in (("batched", args.batch_size), ("one per forward", 1)):
-        score_pairs(model, candidates[:4], trainer_cfg=trainer, batch_size=batch_size, max_length=512, root_dir=root)
+    modes = {"prefix-shared": (args.batch_size, True), "padded batches": (args.batch_size, False),
+             "one per forward": (1, False)}
+    for name, (batch_size, share) in modes.items():
+        kwargs = dict(trainer_cfg=trainer, batch_size=batch_size, max_length=512, root_dir=root, share_prefix=share)
+        score_pairs(model, candidates[:4], **kwargs)  # warm-up
         start = time.perf_counter()
-        _, tokens = score_pairs(model, candidates, trainer_cfg=trainer, batch_size=batch_size, max_length=512,
-                                root_dir=root)
+        _, tokens = score_pairs(model, candidates, **kwargs)
         rates[name] = len(candidates) / (time.perf_counter() - start)
         print(f"{name:16s}: {rates[name]:8.1f} candidates/s ({len(candidates)} candidates, "
               f"{int(tokens.sum())} target tokens)")
-    print(f"ratio batched / one-per-forward: {rates['batched'] / rates['one per forward']:.2f}")
+    for name in ("prefix-shared", "padded batches"):
+        print(f"ratio {name} / one-per-forward: {rates[name] / rates['one per forward']:.2f}")
 
 
 if __name__ == "__main__":

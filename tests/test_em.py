@@ -74,13 +74,18 @@ def test_killed_and_resumed_em_equals_uninterrupted(tmp_path):
     assert "stage coldstart: already done" in resumed.stdout
     assert "em iteration 1" not in resumed.stdout  # finished iterations are not redone
 
-    def history(name):
-        return [json.loads(line) for line in (tmp_path / f"runs/tiny/{name}/em/history.jsonl").read_text().splitlines()]
+    def history(name, variant=""):
+        path = tmp_path / f"runs/tiny/{name}/em/{variant}history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
 
-    straight, again = history("straight"), history("resumed")
-    assert [h["iteration"] for h in again] == [0, 1, 2]
-    for a, b in zip(straight, again):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
+    for variant in ("", "frozen/"):  # EM, and the e_step=false ablation run from the same cold start
+        straight, again = history("straight", variant), history("resumed", variant)
+        assert [h["iteration"] for h in again] == [0, 1, 2]
+        for a, b in zip(straight, again):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), (variant, key)
+    # both variants start from the same cold start: iteration 0 is the same evaluation
+    assert history("straight")[0] == history("straight", "frozen/")[0]
+    assert "em/reward_mean" not in history("straight", "frozen/")[1]  # no E-step ran
     assert (tmp_path / "runs/tiny/resumed/em/em_curves.png").stat().st_size > 1000

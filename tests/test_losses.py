@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from promptcot_pl.losses import masked_nll, sequence_logprobs, token_logprobs
+from promptcot_pl.losses import gathered_sequence_logprobs, masked_nll, sequence_logprobs, token_logprobs
 
 IGNORE = -100
 
@@ -51,3 +52,13 @@ def test_masked_positions_contribute_nothing_and_get_no_gradient():
     assert int(n) == 1 and math.isclose(float(loss.detach()), math.log(3), rel_tol=1e-6)
     assert torch.all(logits.grad[0, 0] == 0) and torch.all(logits.grad[0, 2] == 0)
     assert torch.any(logits.grad[0, 1] != 0)
+
+
+def test_gathered_sequence_logprobs_hand_computed():
+    """Two targets share row 0: target 0's tokens (2, 1) are predicted at positions 0 and 1, target 1's token (0) also
+    at position 0 (the prompt's last position predicts every target's first token)."""
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]]))
+    sums, tokens = gathered_sequence_logprobs(logits, rows=torch.tensor([0, 0, 0]), positions=torch.tensor([0, 1, 0]),
+                                              labels=torch.tensor([2, 1, 0]), owners=torch.tensor([0, 0, 1]), n=2)
+    assert sums.tolist() == [pytest.approx(math.log(0.25) + math.log(0.8)), pytest.approx(math.log(0.5))]
+    assert tokens.tolist() == [2, 1]

@@ -172,6 +172,8 @@ class EMConfig:
     m_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6))
     # Also fit p_θ on c → x only (no rationale) and report its held-out NLL of x for comparison.
     no_rationale_baseline: bool = True
+    # Also run the e_step=false ablation from the same cold start (under em/frozen/, metrics em_frozen/…).
+    compare_frozen: bool = False
 
 
 @dataclass

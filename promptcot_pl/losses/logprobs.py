@@ -28,6 +28,15 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return logp.sum(dim=1)
 
 
+def gathered_sequence_logprobs(logits: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
+                               labels: torch.Tensor, owners: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-prob, token count) of `n` targets whose tokens `labels` are predicted at logits[rows, positions]
+    and belong to target `owners` — the layout of prefix-shared rows (`data/shared_prefix.py`)."""
+    logp = -F.cross_entropy(logits[rows, positions].float(), labels, reduction="none")
+    sums = torch.zeros(n, dtype=logp.dtype, device=logp.device).index_add_(0, owners, logp)
+    return sums, torch.bincount(owners, minlength=n)
+
+
 def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean NLL over every target token in the batch, number of target tokens).
 

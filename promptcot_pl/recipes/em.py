@@ -8,6 +8,9 @@ Each iteration t (seeded with seed + t, so a resumed run equals an uninterrupted
           given greedy z from q_φ, per token), logged with step = t; iteration 0 is the cold start.
 Outputs: `iter_NNN/{rationale_model,prompt_model}` (HF checkpoints), `iter_NNN/metrics.json` + `DONE`,
 `history.jsonl`, `em_curves.png`, and `baseline/` (p_θ fitted on c → x only) when asked for.
+
+`em.compare_frozen` also runs the `e_step=false` ablation from the same cold start under `frozen/` (same layout;
+MLflow keys `em_frozen/…`), so one run holds every variant of the paper's EM analysis and one plot shows them all.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from promptcot_pl.config.schema import OptimConfig, SamplingConfig
+from dataclasses import replace
+
+from promptcot_pl.config.schema import EMConfig, OptimConfig, SamplingConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import (
@@ -112,9 +117,9 @@ def evaluate(ctx: StageContext, engine, q: Path, p: Path, heldout: list[Triple])
             "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum())}
 
 
-def _iteration(ctx: StageContext, engine, it: int, q: Path, p: Path, train: list[Triple],
-               frozen: dict[str, str]) -> tuple[Path, Path, dict[str, float]]:
-    em, out = ctx.cfg.em, ctx.stage_dir / f"iter_{it:03d}"
+def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, it: int, q: Path, p: Path,
+               train: list[Triple], frozen: dict[str, str]) -> tuple[Path, Path, dict[str, float]]:
+    out = root / f"iter_{it:03d}"
     L.seed_everything(ctx.cfg.seed + it, verbose=False)
     pairs = train if em.pairs_per_iteration is None else random.Random(ctx.cfg.seed + it).sample(
         train, min(em.pairs_per_iteration, len(train)))
@@ -130,8 +135,9 @@ def _iteration(ctx: StageContext, engine, it: int, q: Path, p: Path, train: list
                  for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
         q = _fit(ctx, EStepModule, q, items, em.e_optim, em.epochs_e, out / "rationale_model")
         winners = [group[int(row.argmax())] for group, row in zip(zs, weights)]
+        entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1).mean()
         stats = {"em/reward_mean": float(lp.mean()), "em/reward_best_mean": float(lp.max(dim=1).values.mean()),
-                 "em/weight_entropy": float(-(weights.clamp(min=1e-12).log() * weights).sum(dim=1).mean())}
+                 "em/weight_entropy": float(entropy) + 0.0}  # + 0.0: one-hot weights give -0.0
     match em.z_mode if em.e_step else "frozen":
         case "frozen":
             z_tilde = [frozen[t.id] for t in pairs]
@@ -173,52 +179,71 @@ def _baseline(ctx: StageContext, train: list[Triple], heldout: list[Triple]) -> 
     return json.loads((out / "metrics.json").read_text())
 
 
+def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: list[Triple], heldout: list[Triple],
+                 metric_prefix: str = "em/", coldstart_metrics: dict[str, float] | None = None) -> list[dict[str, float]]:
+    """Iterations 0..em.iterations of one variant under `root`, resuming after the last finished one; iteration 0
+    (the cold start's evaluation) is taken from `coldstart_metrics` when another variant already measured it."""
+    cold = ctx.stage_output("coldstart")
+    q, p = cold / "rationale_model" / "model", cold / "prompt_model" / "model"
+    history_path = root / "history.jsonl"
+    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    frozen = {} if em.e_step else _frozen_rationales(ctx, engine, q, train)
+    name = "em" if em.e_step else "em (frozen rationales)"
+    for it in range(em.iterations + 1):
+        out = root / f"iter_{it:03d}"
+        if (out / "DONE").is_file():  # resume: this iteration finished before
+            if it > 0:
+                q, p = _latest(root, it, "rationale_model", cold), out / "prompt_model"
+            continue
+        metrics: dict[str, float] = {}
+        if it > 0:
+            q, p, metrics = _iteration(ctx, em, root, engine, it, q, p, train, frozen)
+            metrics.update(evaluate(ctx, engine, q, p, heldout))
+        else:
+            metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, q, p, heldout)
+        write_json(out / "metrics.json", {"iteration": it, **metrics})
+        (out / "DONE").touch()
+        history.append({"iteration": it, **metrics})
+        write_jsonl(history_path, history)
+        ctx.tracker.log_metrics(ctx.run_id, {k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()},
+                                step=it)
+        log.info("%s iteration %d: iwae %.2f  elbo %.2f  nll(x|z) %.4f", name, it, metrics["em/iwae_heldout"],
+                 metrics["em/elbo_heldout"], metrics["em/nll_x_given_z_heldout"])
+    return history
+
+
 def run(ctx: StageContext) -> dict[str, float]:
     cfg, em = ctx.cfg, ctx.cfg.em
     seed_dir, cold = ctx.stage_output("seed"), ctx.stage_output("coldstart")
     train = read_jsonl(seed_dir / "train.jsonl", Triple)
     heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: em.heldout_limit]
-    q, p = cold / "rationale_model" / "model", cold / "prompt_model" / "model"
-    history_path = ctx.stage_dir / "history.jsonl"
-    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    q = cold / "rationale_model" / "model"
     engine = _Served(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
-    frozen = {} if em.e_step else _frozen_rationales(ctx, engine, q, train)
-    for it in range(em.iterations + 1):
-        out = ctx.stage_dir / f"iter_{it:03d}"
-        if (out / "DONE").is_file():  # resume: this iteration finished before
-            if it > 0:
-                q, p = _latest(ctx, it, "rationale_model", cold), out / "prompt_model"
-            continue
-        metrics: dict[str, float] = {}
-        if it > 0:
-            q, p, metrics = _iteration(ctx, engine, it, q, p, train, frozen)
-        metrics.update(evaluate(ctx, engine, q, p, heldout))
-        write_json(out / "metrics.json", {"iteration": it, **metrics})
-        (out / "DONE").touch()
-        history.append({"iteration": it, **metrics})
-        write_jsonl(history_path, history)
-        ctx.tracker.log_metrics(ctx.run_id, metrics, step=it)
-        log.info("em iteration %d: iwae %.2f  elbo %.2f  nll(x|z) %.4f", it, metrics["em/iwae_heldout"],
-                 metrics["em/elbo_heldout"], metrics["em/nll_x_given_z_heldout"])
+    variants = {"EM" if em.e_step else "EM without E-step": _run_variant(ctx, engine, em, ctx.stage_dir, train, heldout)}
+    final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}
+    if em.compare_frozen and em.e_step:
+        first = {k: v for k, v in variants["EM"][0].items() if k != "iteration"}
+        frozen = _run_variant(ctx, engine, replace(em, e_step=False), ctx.stage_dir / "frozen", train, heldout,
+                              metric_prefix="em_frozen/", coldstart_metrics=first)
+        variants["EM without E-step"] = frozen
+        final.update({k.replace("em/", "em_frozen/", 1): v for k, v in frozen[-1].items() if k != "iteration"})
     engine.close()
-    final = dict(history[-1])
-    final.pop("iteration")
+    history = variants[next(iter(variants))]
     if em.no_rationale_baseline:
         final.update(_baseline(ctx, train, heldout))
     final["em/iwae_heldout_coldstart"] = history[0]["em/iwae_heldout"]
     final["em/nll_x_given_z_heldout_coldstart"] = history[0]["em/nll_x_given_z_heldout"]
     from promptcot_pl.analysis.em_plot import plot_history
 
-    png = plot_history({"EM" if em.e_step else "EM without E-step": history}, ctx.stage_dir / "em_curves.png",
-                       baseline=final.get("em/nll_x_no_rationale_heldout"))
+    png = plot_history(variants, ctx.stage_dir / "em_curves.png", baseline=final.get("em/nll_x_no_rationale_heldout"))
     ctx.tracker.log_artifact(ctx.run_id, png)
     return final
 
 
-def _latest(ctx: StageContext, it: int, name: str, cold: Path) -> Path:
+def _latest(root: Path, it: int, name: str, cold: Path) -> Path:
     """The newest checkpoint of `name` at or before iteration `it` (q_φ is not refitted without an E-step)."""
     for previous in range(it, 0, -1):
-        candidate = ctx.stage_dir / f"iter_{previous:03d}" / name
+        candidate = root / f"iter_{previous:03d}" / name
         if candidate.is_dir():
             return candidate
     return cold / name / "model"

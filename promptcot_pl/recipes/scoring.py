@@ -1,7 +1,9 @@
 """Batched, no-grad scoring of (prompt, target) pairs with `Trainer.predict`: summed target log-prob per pair.
 
-Pairs are sorted by length and scored in right-padded batches (exact for a causal LM with an attention mask),
-under the same `build_trainer` strategy as every fit — never one candidate per forward pass.
+Under the same `build_trainer` strategy as every fit, never one candidate per forward pass. By default pairs that
+share a prompt (the K candidates of an EM pair) are scored in prefix-shared rows, the prompt encoded once
+(`data/shared_prefix.py`); `share_prefix=False` scores each pair in its own row of a length-sorted, right-padded
+batch. Both are exact for a causal LM; tests check they agree with one-at-a-time scoring to 1e-5.
 """
 
 from __future__ import annotations
@@ -15,26 +17,35 @@ from torch.utils.data import DataLoader
 
 from promptcot_pl.config.schema import TrainerConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
+from promptcot_pl.data.shared_prefix import SharedPrefix, group_by_prompt, shared_prefix_batch
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import RationaleScorer
 from promptcot_pl.trainer import build_trainer
 
 
 def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, trainer_cfg: TrainerConfig,
-                batch_size: int, max_length: int, dtype: str = "float32",
-                root_dir: str | Path = ".") -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p(target | prompt) summed over target tokens, number of target tokens), both shaped [len(pairs)]."""
+                batch_size: int, max_length: int, dtype: str = "float32", root_dir: str | Path = ".",
+                share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(target | prompt) summed over target tokens, number of target tokens), both shaped [len(pairs)].
+    `batch_size` counts targets; a prefix-shared row holds at most that many."""
     tokenizer = load_tokenizer(model_path)
-    encoded = []
-    for i, (prompt, target) in enumerate(pairs):
-        item = encode_pair(tokenizer, prompt, target, max_length)
-        if item is None or item.input_ids[-1] != tokenizer.eos_token_id:
-            raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
-        item.index = i
-        encoded.append(item)
-    encoded.sort(key=len, reverse=True)
-    loader = DataLoader(encoded, batch_size=batch_size, shuffle=False,
-                        collate_fn=partial(pad_batch, pad_id=tokenizer.pad_token_id))
+    if share_prefix:
+        # 4 × max_length bounds a row's attention matrix; more targets of one prompt start another row
+        rows = group_by_prompt(tokenizer, pairs, max_length, row_tokens=4 * max_length, max_targets=batch_size)
+        rows.sort(key=len, reverse=True)
+        loader = DataLoader(_batches(rows, batch_size), batch_size=None, shuffle=False,
+                            collate_fn=partial(shared_prefix_batch, pad_id=tokenizer.pad_token_id))
+    else:
+        encoded = []
+        for i, (prompt, target) in enumerate(pairs):
+            item = encode_pair(tokenizer, prompt, target, max_length)
+            if item is None or item.input_ids[-1] != tokenizer.eos_token_id:
+                raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
+            item.index = i
+            encoded.append(item)
+        encoded.sort(key=len, reverse=True)
+        loader = DataLoader(encoded, batch_size=batch_size, shuffle=False,
+                            collate_fn=partial(pad_batch, pad_id=tokenizer.pad_token_id))
     trainer = build_trainer(trainer_cfg.__class__(**{**trainer_cfg.__dict__, "enable_progress_bar": False}),
                             max_epochs=1, default_root_dir=root_dir)
     outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype)), loader)
@@ -44,3 +55,16 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, tra
         logprobs[out["index"]] = out["logprob"].double().cpu()
         tokens[out["index"]] = out["tokens"].cpu()
     return logprobs, tokens
+
+
+def _batches(rows: list[SharedPrefix], size: int) -> list[list[SharedPrefix]]:
+    """Consecutive (length-sorted) rows grouped so that a batch holds at most `size` targets."""
+    batches: list[list[SharedPrefix]] = []
+    count = size
+    for row in rows:
+        if count + len(row.targets) > size:
+            batches.append([])
+            count = 0
+        batches[-1].append(row)
+        count += len(row.targets)
+    return batches

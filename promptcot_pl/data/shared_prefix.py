@@ -1,0 +1,88 @@
+"""Prefix-shared rows: score many targets that share one prompt (the K rationale candidates of a pair) while
+encoding the prompt once instead of K times.
+
+A row holds the prompt, then several targets one after another. A boolean [B, 1, L, L] attention mask lets every
+target token attend to the prompt and to its own earlier tokens only, and each target's position ids continue from
+the prompt's end, so a target's log-prob is the same as when prompt + target are scored alone (tests check 1e-5).
+transformers' sdpa and eager attention take such a 4-D mask as given; backends that cannot (flash-attention-2)
+score with `share_prefix=False`. The prompt's last position predicts the first token of every target in the row,
+so scoring gathers (row, position, label, owner) tuples instead of shifting a label matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class SharedPrefix:
+    prompt_ids: list[int]
+    targets: list[list[int]] = field(default_factory=list)  # each ends with EOS
+    indices: list[int] = field(default_factory=list)  # the caller's position of each target
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + sum(map(len, self.targets))
+
+
+def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int,
+                    row_tokens: int, max_targets: int) -> list[SharedPrefix]:
+    """Rows of (prompt, targets): pairs with the same prompt share a row until it would exceed `row_tokens` or
+    hold `max_targets` (a single prompt + target always fits). Tokenization matches `collate.encode_pair`."""
+    rows: list[SharedPrefix] = []
+    open_rows: dict[str, SharedPrefix] = {}
+    prompt_ids: dict[str, list[int]] = {}
+    for i, (prompt, target) in enumerate(pairs):
+        if prompt not in prompt_ids:
+            prompt_ids[prompt] = tokenizer(prompt).input_ids
+        target_ids = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        if len(prompt_ids[prompt]) + len(target_ids) > max_length:
+            raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
+        row = open_rows.get(prompt)
+        if row is None or len(row.targets) >= max_targets or len(row) + len(target_ids) > row_tokens:
+            row = open_rows[prompt] = SharedPrefix(prompt_ids[prompt])
+            rows.append(row)
+        row.targets.append(target_ids)
+        row.indices.append(i)
+    return rows
+
+
+def shared_prefix_batch(rows: Sequence[SharedPrefix], pad_id: int) -> dict[str, torch.Tensor]:
+    """input_ids, position_ids, a boolean [B, 1, L, L] attention mask, and for scoring the flat tuples
+    `score_row`, `score_pos` (where the logits predicting a target token sit), `score_label` (that token) and
+    `score_owner` (which of this batch's targets it belongs to, in `index` order)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    # segment 0 = prompt, k = k-th target, -1 = padding (attends causally to itself only, never scored)
+    segments = torch.full((len(rows), width), -1, dtype=torch.long)
+    score_row, score_pos, score_label, score_owner, index = [], [], [], [], []
+    for r, row in enumerate(rows):
+        n_prompt = len(row.prompt_ids)
+        ids[r, :n_prompt] = torch.tensor(row.prompt_ids)
+        positions[r, :n_prompt] = torch.arange(n_prompt)
+        segments[r, :n_prompt] = 0
+        start = n_prompt
+        for k, (target, caller_index) in enumerate(zip(row.targets, row.indices), start=1):
+            end = start + len(target)
+            ids[r, start:end] = torch.tensor(target)
+            positions[r, start:end] = torch.arange(n_prompt, n_prompt + len(target))
+            segments[r, start:end] = k
+            # token j of the target is predicted at the prompt's last position (j = 0) or at start + j - 1
+            score_pos += [n_prompt - 1, *range(start, end - 1)]
+            score_label += target
+            score_row += [r] * len(target)
+            score_owner += [len(index)] * len(target)
+            index.append(caller_index)
+            start = end
+        positions[r, start:] = torch.arange(width - start)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    query, key = segments[:, :, None], segments[:, None, :]
+    same = (query == key) | ((key == 0) & (query > 0))
+    return {"input_ids": ids, "position_ids": positions, "attention_mask": (same & causal)[:, None],
+            "score_row": torch.tensor(score_row), "score_pos": torch.tensor(score_pos),
+            "score_label": torch.tensor(score_label), "score_owner": torch.tensor(score_owner),
+            "index": torch.tensor(index)}
