@@ -111,8 +111,18 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'em.tau': must be > 0 for softmax selection")
     if len(cfg.coldstart.optim.betas) != 2:
         raise ConfigError(f"{source}: key 'coldstart.optim.betas': expected two numbers")
+    bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart")]
+    if bad or not cfg.synth.generators:
+        raise ConfigError(f"{source}: key 'synth.generators': expected a non-empty list of 'em' and/or 'coldstart', "
+                          f"got {list(cfg.synth.generators)}")
+    if not 0.0 < cfg.synth.near_duplicate_threshold < 1.0:
+        raise ConfigError(f"{source}: key 'synth.near_duplicate_threshold': must lie in (0, 1)")
+    if not 0.0 <= cfg.synth.min_confidence <= 1.0:
+        raise ConfigError(f"{source}: key 'synth.min_confidence': must lie in [0, 1]")
     for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
-                "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens"):
+                "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens",
+                "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
+                "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems"):
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")

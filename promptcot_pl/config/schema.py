@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-STAGE_NAMES = ("seed", "coldstart", "em")
+STAGE_NAMES = ("seed", "coldstart", "em", "solver", "synth", "analyze")
 """Pipeline stages, in the order they run."""
 
 
@@ -177,6 +177,57 @@ class EMConfig:
 
 
 @dataclass
+class SolverConfig:
+    """The fixed solver x → solution (SPEC §7): difficulty analyses, majority-vote references for synthesized
+    math problems, later the self-play policy. `tiny`: fit the offline tiny model on the seed's worked solutions
+    (stage `solver`); anything else is a Hugging Face model path or name, used untrained."""
+
+    path: str = "tiny"
+    epochs: int = 3
+    batch_size: int = 16
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3))
+
+
+@dataclass
+class SynthConfig:
+    """Problem synthesis from p_θ (SPEC §4): concept sampler, generation, filters, verifiable targets."""
+
+    n_concept_sets: int = 200
+    concepts_per_set: int = 5
+    concept_temperature: float = 0.2  # PromptCoT 1.0's sampler temperature
+    cooccurrence_weight: float = 1.0  # score = w_co · Σ co-occurrence counts + w_sim · cos(e_c, mean chosen)
+    similarity_weight: float = 1.0
+    levels: dict[str, float] | None = None  # level → weight (None: the seed's level frequencies)
+    embedding_model: str = "all-MiniLM-L6-v2"  # the offline packaged copy; or a sentence-transformers path
+    # (z, x) ~ p_θ(·|c): n samples per concept set (the paper: many seeds, temperature 0.8)
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.8, max_new_tokens=512))
+    generators: list[str] = field(default_factory=lambda: ["em", "coldstart"])  # whose p_θ synthesizes
+    near_duplicate_threshold: float = 0.2  # MinHash-LSH Jaccard over content words (the paper: 0.2)
+    num_perm: int = 128
+    decontamination_ngram: int = 13  # word n-gram overlap with an evaluation problem drops a problem
+    eval_sets: list[str] = field(default_factory=list)  # JSONL files with "problem"; the held-out split always counts
+    min_words: int = 5  # shorter problems are degenerate
+    # math: majority vote of the solver over reference_votes samples; code: test_calls test-writer calls
+    reference_votes: int = 8
+    reference_temperature: float = 0.7
+    reference_max_new_tokens: int = 256
+    min_confidence: float = 0.5  # the majority's share of the votes a reference answer needs
+    test_calls: int = 4
+    released_format: bool = False  # also write problems_released.jsonl (PromptCoT problem-generation rows)
+
+
+@dataclass
+class AnalyzeConfig:
+    """Difficulty and diversity of the problem sets (SPEC §7)."""
+
+    max_problems: int = 200  # per set
+    n_samples: int = 4  # solver samples per problem (the paper: 16)
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: `promptcot run EXPERIMENT.yaml [a.b=c ...]`."""
 
@@ -194,3 +245,6 @@ class ExperimentConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)
     em: EMConfig = field(default_factory=EMConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)

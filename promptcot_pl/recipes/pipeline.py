@@ -15,10 +15,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
+from promptcot_pl.config.schema import STAGE_NAMES
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.tracking import Tracker
 
-# Keys that may differ when a run directory is resumed: how to run, not what to compute.
+# Keys that may differ when a run directory is resumed: how to run, not what to compute (plus the settings of
+# stages that have not started there yet).
 RESUMABLE_CHANGES = ("stages", "trainer.", "tracking.", "data.num_workers")
 
 
@@ -41,6 +43,18 @@ def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
             from promptcot_pl.recipes import em
 
             return em.run
+        case "solver":
+            from promptcot_pl.recipes import solver
+
+            return solver.run
+        case "synth":
+            from promptcot_pl.recipes import synth
+
+            return synth.run
+        case "analyze":
+            from promptcot_pl.recipes import analyze
+
+            return analyze.run
     raise ValueError(f"unknown stage {name!r}")
 
 
@@ -48,8 +62,10 @@ def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
     old = flatten(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
                                                       OmegaConf.load(saved))))
     new = flatten(cfg)
+    # a stage that never started in this run directory may still get new settings (add stages as you go)
+    unstarted = tuple(f"{stage}." for stage in STAGE_NAMES if not (saved.parent / stage).exists())
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-               and not k.startswith(RESUMABLE_CHANGES)]
+               and not k.startswith(RESUMABLE_CHANGES + unstarted)]
     if changed:
         details = ", ".join(f"{k}: {old.get(k)} → {new.get(k)}" for k in changed[:5])
         raise ConfigError(f"{saved}: this run directory was made with a different config ({details}). "

@@ -1,0 +1,81 @@
+"""Stage `analyze` (SPEC §7): difficulty and diversity of the seed problems and of every synthesized set.
+
+Sets: `seed` (held-out seed problems with their ground-truth targets, up to `analyze.max_problems`) and
+`synth/<generator>` for each generator of stage `synth` (their reference answers or written tests). Per set: the
+fixed solver's pass rate and mean solution length (`analysis/difficulty.py`), mean pairwise embedding distance and
+distinct-1/2 (`analysis/diversity.py`); between sets: 1 − cos of mean embeddings and an MDS picture.
+Outputs: `table.md`, `metrics.json`, `set_distances.json`, `sets_mds.png` (all MLflow artifacts too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from promptcot_pl.analysis.difficulty import difficulty
+from promptcot_pl.analysis.diversity import distinct_n, mean_pairwise_distance, plot_mds, set_distances
+from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.data.jsonl import read_jsonl
+from promptcot_pl.data.records import Problem, Triple
+from promptcot_pl.generation import build_engine
+from promptcot_pl.models.embeddings import Embedder
+from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.solver import solver_model
+
+COLUMNS = (("pass_rate", "solver pass rate ↓ harder", "{:.3f}"), ("mean_tokens", "solution tokens", "{:.1f}"),
+           ("pairwise_distance", "pairwise distance ↑", "{:.3f}"), ("distinct_1", "distinct-1", "{:.3f}"),
+           ("distinct_2", "distinct-2", "{:.3f}"), ("distance_to_seed", "1 − cos to seed", "{:.4f}"),
+           ("n_problems", "problems", "{:d}"))
+
+
+def problem_sets(ctx: StageContext) -> dict[str, list]:
+    limit = ctx.cfg.analyze.max_problems
+    sets: dict[str, list] = {"seed": read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)[:limit]}
+    synth = ctx.stage_output("synth")
+    for name in ctx.cfg.synth.generators:
+        sets[f"synth/{name}"] = read_jsonl(synth / name / "problems.jsonl", Problem)[:limit]
+    return sets
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    lines = ["| set | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for name, row in rows.items():
+        cells = ["–" if isinstance(row[k], float) and math.isnan(row[k]) else fmt.format(row[k]) for k, _, fmt in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    cfg = ctx.cfg.analyze
+    sets = problem_sets(ctx)
+    embed = Embedder(ctx.cfg.synth.embedding_model, ctx.cfg.model.cache_dir)
+    sampling = SamplingConfig(n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
+    engine = build_engine(ctx.cfg.engine, solver_model(ctx.run_dir), ctx.cfg.model.dtype, ctx.cfg.seed)
+    rows: dict[str, dict[str, float]] = {}
+    embeddings = {}
+    for name, problems in sets.items():
+        texts = [p.problem for p in problems]
+        if not texts:
+            log.warning("analyze: set %s is empty (every synthesized problem was filtered out)", name)
+            continue
+        hard = difficulty(engine, problems, texts, sampling)
+        embeddings[name] = embed(texts)
+        rows[name] = {"pass_rate": hard.pass_rate, "mean_tokens": hard.mean_tokens, "unscorable": hard.unscorable,
+                      "pairwise_distance": mean_pairwise_distance(embeddings[name]),
+                      "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                      "n_problems": len(texts)}
+    engine.close()
+    names, distances = set_distances(embeddings)
+    for i, name in enumerate(names):
+        rows[name]["distance_to_seed"] = float(distances[i, names.index("seed")]) if "seed" in names else math.nan
+    text = table(rows)
+    (ctx.stage_dir / "table.md").write_text(text + "\n")
+    write_json(ctx.stage_dir / "metrics.json", rows)
+    write_json(ctx.stage_dir / "set_distances.json", {"sets": names, "distances": distances.tolist()})
+    png = plot_mds(names, distances, ctx.stage_dir / "sets_mds.png", seed=ctx.cfg.seed)
+    for artifact in ("table.md", "metrics.json", "set_distances.json", png.name):
+        ctx.tracker.log_artifact(ctx.run_id, ctx.stage_dir / artifact)
+    log.info("analyze: difficulty and diversity of the problem sets\n%s", text)
+    return {f"analyze/{name}/{k}": float(v) for name, row in rows.items() for k, v in row.items()
+            if not (isinstance(v, float) and math.isnan(v))}

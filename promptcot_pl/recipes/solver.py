@@ -1,0 +1,49 @@
+"""Stage `solver`: the fixed solver x → solution (SPEC §7) that the analyses measure difficulty with, that votes
+on reference answers for synthesized math problems, and that self-play later starts from.
+
+`solver.path: tiny` fits the offline tiny model (the same base and tokenizer as p_θ and q_φ) on the seed's worked
+solutions; any other value is a Hugging Face model path (or Hub name) that is used as it is, untrained.
+Output: `model/` — an HF checkpoint (tiny) or `model_path.txt` naming the given model — and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptcot_pl.data.jsonl import read_jsonl
+from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.records import Triple
+from promptcot_pl.recipes.coldstart import base_models
+from promptcot_pl.recipes.context import StageContext, log
+from promptcot_pl.recipes.fit import fit_pairs
+
+
+def solver_pairs(triples: list[Triple]) -> list[tuple[str, str]]:
+    return [solver_example(t.problem, t.solution) for t in triples if t.solution]
+
+
+def solver_model(run_dir: Path) -> str:
+    """The solver a finished `solver` stage provides."""
+    stage = run_dir / "solver"
+    if (stage / "model_path.txt").is_file():
+        return (stage / "model_path.txt").read_text().strip()
+    return str(stage / "fit" / "model")
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    cfg = ctx.cfg.solver
+    if cfg.path != "tiny":
+        (ctx.stage_dir / "model_path.txt").write_text(cfg.path + "\n")
+        log.info("solver: using %s as it is", cfg.path)
+        return {}
+    seed_dir = ctx.stage_output("seed")
+    train = read_jsonl(seed_dir / "train.jsonl", Triple)
+    heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)
+    pairs = solver_pairs(train)
+    if not pairs:
+        raise ValueError(f"{seed_dir / 'train.jsonl'}: no triple has a worked solution to fit the tiny solver on; "
+                         "give solver.path=<HF model> instead")
+    base, _ = base_models(ctx, train)
+    fit = fit_pairs(ctx, "fit", base, pairs, solver_pairs(heldout), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                    optim=cfg.optim)
+    return {"solver/nll_heldout_init": fit["nll_init"], "solver/nll_heldout": fit["nll"]}

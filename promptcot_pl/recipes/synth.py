@@ -1,0 +1,188 @@
+"""Stage `synth` (SPEC §4): concept sets → (z, x) ~ p_θ(·|c) → filters → verifiable targets → `problems.jsonl`.
+
+Concept sets are drawn once (PromptCoT 1.0 sampler over the seed's concept bank) and given to every generator in
+`synth.generators` — `em` (p_θ after the last EM iteration) and/or `coldstart` (p_θ before EM) — so the analyses
+compare their problem sets on the same c. Per generator, under `synth/<generator>/`:
+`generated.jsonl` (raw outputs), `problems.jsonl` (kept problems with provenance), `funnel.json` (how many
+survived each filter and why the rest were dropped) and, when asked for, `problems_released.jsonl` (PromptCoT's
+problem-generation format). `synth/problems.jsonl` is the first generator's set, the one later stages train on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl, write_jsonl
+from promptcot_pl.data.prompts import parse_marked, prompt_model_example
+from promptcot_pl.data.records import Problem, Triple
+from promptcot_pl.data.released import to_problem_generation_row
+from promptcot_pl.domains.distinct import item_id
+from promptcot_pl.generation import build_engine
+from promptcot_pl.models.embeddings import Embedder
+from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.solver import solver_model
+from promptcot_pl.synth.concepts import ConceptBank, ConceptSampler
+from promptcot_pl.synth.filters import NgramIndex, degenerate_reason, exact_duplicates, near_duplicates
+from promptcot_pl.synth.targets import majority_references, written_tests
+
+FUNNEL = ("generated", "parsed", "unique", "near_unique", "not_degenerate", "decontaminated", "kept")
+
+
+def generator_model(ctx: StageContext, name: str) -> Path:
+    """p_θ of `coldstart`, or of the last finished EM iteration."""
+    if name == "coldstart":
+        return ctx.stage_output("coldstart") / "prompt_model" / "model"
+    em = ctx.stage_output("em")
+    iterations = sorted(em.glob("iter_*/prompt_model"))
+    return iterations[-1] if iterations else ctx.stage_output("coldstart") / "prompt_model" / "model"
+
+
+def concept_sets(ctx: StageContext, train: list[Triple]) -> list[tuple[list[str], str]]:
+    path = ctx.stage_dir / "concept_sets.jsonl"
+    if not path.is_file():
+        cfg = ctx.cfg.synth
+        bank = ConceptBank.from_triples(train, Embedder(cfg.embedding_model, ctx.cfg.model.cache_dir))
+        sampler = ConceptSampler(bank, size=cfg.concepts_per_set, temperature=cfg.concept_temperature,
+                                 cooccurrence_weight=cfg.cooccurrence_weight,
+                                 similarity_weight=cfg.similarity_weight, levels=cfg.levels)
+        rng = random.Random(ctx.cfg.seed)
+        write_jsonl(path, [{"concepts": c, "level": lv} for c, lv in
+                           (sampler.sample(rng) for _ in range(cfg.n_concept_sets))])
+    return [(row["concepts"], row["level"]) for _, row in iter_json_rows(path)]
+
+
+def eval_problems(ctx: StageContext) -> list[str]:
+    """Every evaluation problem synthesis must not copy: the seed's held-out split plus `synth.eval_sets`."""
+    texts = [t.problem for t in read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)]
+    for path in ctx.cfg.synth.eval_sets:
+        for lineno, row in iter_json_rows(path):
+            if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
+                raise ValueError(f"{path}:{lineno}: an evaluation row needs a string field 'problem'")
+            texts.append(row["problem"])
+    return texts
+
+
+def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]], out: Path) -> list[dict]:
+    path = out / "generated.jsonl"
+    if not path.is_file():
+        engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
+        prompts = [prompt_model_example(c, level, "", "")[0] for c, level in sets]
+        groups = engine.generate(prompts, ctx.cfg.synth.sampling)
+        engine.close()
+        write_jsonl(path, [{"set": i, "sample": j, "text": c.text} for i, group in enumerate(groups)
+                           for j, c in enumerate(group)])
+    return [row for _, row in iter_json_rows(path)]
+
+
+def _drop(items: list, reasons: list[str | None], dropped: Counter) -> list:
+    """The items whose reason is None; the others are counted by reason."""
+    dropped.update(r for r in reasons if r)
+    return [item for item, reason in zip(items, reasons) if reason is None]
+
+
+def _filter(ctx: StageContext, generated: list[dict], sets, seed_problems: list[str],
+            index: NgramIndex) -> tuple[list[Problem], Counter, Counter]:
+    """Parsed, deduplicated, non-degenerate, decontaminated problems (targets not attached yet)."""
+    cfg = ctx.cfg.synth
+    funnel, dropped = Counter(generated=len(generated)), Counter()
+    parsed = [parse_marked(row["text"]) for row in generated]
+    items = [(row, *zx) for row, zx in zip(generated, parsed) if zx]
+    dropped["unparsed"] += len(generated) - len(items)
+    funnel["parsed"] = len(items)
+    # exact duplicates of each other or of a seed training problem (a memorised seed problem is not new)
+    duplicate_of = exact_duplicates(seed_problems + [x for _, _, x in items])[len(seed_problems):]
+    items = _drop(items, [None if d is None else "seed_copy" if d < len(seed_problems) else "duplicate"
+                          for d in duplicate_of], dropped)
+    funnel["unique"] = len(items)
+    near = near_duplicates([x for _, _, x in items], cfg.near_duplicate_threshold, cfg.num_perm, ctx.cfg.seed)
+    items = _drop(items, [None if d is None else "near_duplicate" for d in near], dropped)
+    funnel["near_unique"] = len(items)
+    items = _drop(items, [degenerate_reason(x, min_words=cfg.min_words) for _, _, x in items], dropped)
+    funnel["not_degenerate"] = len(items)
+    items = _drop(items, ["contaminated" if index.contaminated(x) else None for _, _, x in items], dropped)
+    funnel["decontaminated"] = len(items)
+    problems = []
+    for row, z, x in items:
+        concepts, level = sets[row["set"]]
+        problems.append(Problem(id=item_id(f"synth-{ctx.cfg.domain.name}", x), domain=ctx.cfg.domain.name, problem=x,
+                                concepts=concepts, level=level, rationale=z, source="synth",
+                                meta={"concept_set": row["set"], "sample": row["sample"], "seed": ctx.cfg.seed}))
+    return problems, funnel, dropped
+
+
+def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter) -> list[Problem]:
+    cfg = ctx.cfg.synth
+    if not problems:
+        return []
+    engine = build_engine(ctx.cfg.engine, solver_model(ctx.run_dir), ctx.cfg.model.dtype, ctx.cfg.seed)
+    try:
+        if ctx.cfg.domain.name == "code":
+            sampling = SamplingConfig(n=cfg.test_calls, temperature=cfg.reference_temperature,
+                                      max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
+            tests, reasons = written_tests(engine, [p.problem for p in problems], sampling)
+            dropped.update(reasons)
+            kept = []
+            for problem, problem_tests in zip(problems, tests):
+                if problem_tests:
+                    problem.tests = problem_tests
+                    kept.append(problem)
+            return kept
+        sampling = SamplingConfig(n=cfg.reference_votes, temperature=cfg.reference_temperature,
+                                  max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
+        references, reasons = majority_references(engine, [p.problem for p in problems], sampling, cfg.min_confidence)
+    finally:
+        engine.close()
+    dropped.update(reasons)
+    kept = []
+    for problem, reference in zip(problems, references):
+        if reference is None:
+            continue
+        problem.answer, problem.meta["reference_confidence"] = reference
+        reason = degenerate_reason(problem.problem, problem.answer, min_words=cfg.min_words)
+        if reason:
+            dropped[reason] += 1
+            continue
+        kept.append(problem)
+    return kept
+
+
+def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], index: NgramIndex) -> dict[str, float]:
+    out = ctx.stage_dir / name
+    if (out / "funnel.json").is_file():
+        log.info("synth/%s: already done, skipping", name)
+        return json.loads((out / "funnel.json").read_text())["counts"]
+    generated = _generate(ctx, generator_model(ctx, name), sets, out)
+    problems, funnel, dropped = _filter(ctx, generated, sets, seed_problems, index)
+    kept = _attach_targets(ctx, problems, dropped)
+    for problem in kept:
+        problem.meta["generator"] = name
+    funnel["kept"] = len(kept)
+    write_jsonl(out / "problems.jsonl", kept)
+    if ctx.cfg.synth.released_format:
+        write_jsonl(out / "problems_released.jsonl", [to_problem_generation_row(Triple(
+            id=p.id, domain=p.domain, concepts=p.concepts, level=p.level or "", rationale=p.rationale or "",
+            problem=p.problem, answer=p.answer)) for p in kept])
+    counts = {k: funnel[k] for k in FUNNEL}
+    write_json(out / "funnel.json", {"counts": counts, "dropped": dict(sorted(dropped.items()))})
+    log.info("synth/%s funnel: %s", name, " → ".join(f"{k} {counts[k]}" for k in FUNNEL))
+    log.info("synth/%s dropped: %s", name, ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
+    return counts
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    cfg = ctx.cfg.synth
+    train = read_jsonl(ctx.stage_output("seed") / "train.jsonl", Triple)
+    sets = concept_sets(ctx, train)
+    index = NgramIndex(eval_problems(ctx), cfg.decontamination_ngram)
+    metrics: dict[str, float] = {}
+    for name in cfg.generators:
+        counts = synthesize(ctx, name, sets, [t.problem for t in train], index)
+        metrics.update({f"synth/{name}/{k}": float(v) for k, v in counts.items()})
+        ctx.tracker.log_artifact(ctx.run_id, ctx.stage_dir / name / "funnel.json")
+    shutil.copyfile(ctx.stage_dir / cfg.generators[0] / "problems.jsonl", ctx.stage_dir / "problems.jsonl")
+    return metrics
