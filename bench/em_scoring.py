@@ -1,6 +1,7 @@
-"""EM rationale scoring: batched `Trainer.predict` scoring of K candidates per pair — prefix-shared rows (the default:
-the pair's prompt encoded once for its K candidates) and plain padded batches — versus one candidate per forward
-pass (the same code, padded, batch size 1), measured in one run; prints the ratios.
+"""EM rationale scoring as the E-step does it — log p_θ(z,x|c) and log q_φ(z|c,x) for K candidates per pair — with
+batched `Trainer.predict` passes: prefix-shared rows (the default: a prompt encoded once for several of its
+candidates) and plain padded batches, versus one candidate per forward pass (the same code, padded, batch size 1),
+measured in one run; prints candidates/s and the ratios.
 
 Run: python bench/em_scoring.py [--pairs 64] [--k 8] [--batch-size 32]
 Model: the offline tiny model (hidden 128, 2 layers) built on the math seed corpus; CPU unless a GPU exists.
@@ -16,7 +17,7 @@ import time
 from tiny_model import DEFAULT_CACHE, bench_model
 
 from promptcot_pl.config.schema import TrainerConfig
-from promptcot_pl.data.prompts import prompt_model_example
+from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example
 from promptcot_pl.recipes.scoring import score_pairs
 
 
@@ -30,11 +31,12 @@ def main() -> None:
 
     model, triples = bench_model(args.cache)
     rng = random.Random(0)
-    candidates = []  # K rationales per pair: the true one and other pairs' rationales, as sampling would give
+    p_pairs, q_pairs = [], []  # K rationales per pair (other pairs' rationales), scored under both models
     for t in triples[: args.pairs]:
         for _ in range(args.k):
             z = rng.choice(triples).rationale
-            candidates.append(prompt_model_example(t.concepts, t.level, z, t.problem))
+            p_pairs.append(prompt_model_example(t.concepts, t.level, z, t.problem))
+            q_pairs.append(rationale_model_example(t.concepts, t.level, t.problem, z))
     trainer = TrainerConfig(enable_progress_bar=False)
     root = tempfile.mkdtemp()
     tokens = None
@@ -43,12 +45,13 @@ def main() -> None:
              "one per forward": (1, False)}
     for name, (batch_size, share) in modes.items():
         kwargs = dict(trainer_cfg=trainer, batch_size=batch_size, max_length=512, root_dir=root, share_prefix=share)
-        score_pairs(model, candidates[:4], **kwargs)  # warm-up
+        score_pairs(model, p_pairs[:4], **kwargs)  # warm-up
         start = time.perf_counter()
-        _, tokens = score_pairs(model, candidates, **kwargs)
-        rates[name] = len(candidates) / (time.perf_counter() - start)
-        print(f"{name:16s}: {rates[name]:8.1f} candidates/s ({len(candidates)} candidates, "
-              f"{int(tokens.sum())} target tokens)")
+        _, p_tokens = score_pairs(model, p_pairs, **kwargs)
+        _, q_tokens = score_pairs(model, q_pairs, **kwargs)
+        rates[name] = len(p_pairs) / (time.perf_counter() - start)
+        print(f"{name:16s}: {rates[name]:8.1f} candidates/s ({len(p_pairs)} candidates × 2 models, "
+              f"{int(p_tokens.sum() + q_tokens.sum())} target tokens)")
     for name in ("prefix-shared", "padded batches"):
         print(f"ratio {name} / one-per-forward: {rates[name] / rates['one per forward']:.2f}")
 

@@ -46,6 +46,7 @@ def test_table_and_plot_from_run_directories(tmp_path):
     assert "| EM, after iteration 1 | -10.00 ± 1.41 |" in text
     assert "| EM without E-step, after iteration 1 | -10.50 ± 1.41 |" in text
     assert "0.3200 ± 0.0283" in text
+    assert "| EM − EM without E-step, paired per seed | +0.50 ± 0.00 |" in text  # the same gain in both seeds
     main([str(r) for r in runs] + ["--png", str(tmp_path / "plot.png")])
     assert (tmp_path / "plot.png").stat().st_size > 1000
 

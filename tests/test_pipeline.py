@@ -39,6 +39,24 @@ def test_run_prints_run_dir_mlflow_id_and_improved_nll(finished):
     assert not (run_dir / "coldstart/prompt_model/checkpoints").exists()  # resume state removed once exported
 
 
+def test_solver_synth_and_analyze_outputs(finished):
+    cwd, _, proc = finished
+    run_dir = cwd / "runs/tiny/main"
+    assert (run_dir / "solver/fit/model/model.safetensors").is_file()
+    assert len((run_dir / "synth/concept_sets.jsonl").read_text().splitlines()) == 12
+    for generator in ("em", "coldstart"):
+        funnel = json.loads((run_dir / f"synth/{generator}/funnel.json").read_text())
+        counts = [funnel["counts"][k] for k in ("generated", "parsed", "unique", "near_unique", "not_degenerate",
+                                                "decontaminated", "kept")]
+        assert counts[0] == 12 * 2 and counts == sorted(counts, reverse=True)
+        assert sum(funnel["dropped"].values()) >= counts[0] - counts[-1]  # every drop has a reason
+        assert f"synth/{generator} funnel: generated 24 → parsed" in proc.stdout
+    assert (run_dir / "synth/problems.jsonl").read_text() == (run_dir / "synth/em/problems.jsonl").read_text()
+    assert "difficulty and diversity of the problem sets" in proc.stdout and "| seed |" in proc.stdout
+    for name in ("table.md", "metrics.json", "set_distances.json", "sets_mds.png"):
+        assert (run_dir / "analyze" / name).stat().st_size > 0
+
+
 def test_mlflow_holds_parent_nested_stages_params_and_curves(finished):
     from mlflow.tracking import MlflowClient
 
@@ -58,6 +76,7 @@ def test_mlflow_holds_parent_nested_stages_params_and_curves(finished):
     losses = client.get_metric_history(fit.info.run_id, "train/loss")
     assert len(losses) >= 3 and losses[-1].value < losses[0].value
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
+    assert {"table.md", "sets_mds.png"} <= {a.path for a in client.list_artifacts(runs["analyze"].info.run_id)}
 
 
 def test_rerun_does_no_training_and_reattaches(finished):
@@ -75,6 +94,20 @@ def test_changed_config_on_same_run_dir_is_refused(finished):
     cwd, cache, _ = finished
     proc = promptcot("run", DEBUG, cache, "coldstart.epochs=5", cwd=cwd)
     assert proc.returncode == 2 and "coldstart.epochs: 4 → 5" in proc.stderr and "run_name" in proc.stderr
+
+
+def test_settings_of_a_stage_that_never_started_may_change(finished, tmp_path):
+    cwd, cache, _ = finished
+    import shutil
+
+    work = tmp_path / "copy"
+    shutil.copytree(cwd / "runs", work / "runs")
+    shutil.rmtree(work / "runs/tiny/main/analyze")
+    (work / "runs/tiny/main/tracking.json").unlink()
+    proc = promptcot("run", DEBUG, cache, "analyze.n_samples=1", "tracking.enabled=false", cwd=work, check=True)
+    assert "stage analyze: starting" in proc.stdout and "stage synth: already done" in proc.stdout
+    refused = promptcot("run", DEBUG, cache, "synth.n_concept_sets=5", "tracking.enabled=false", cwd=work)
+    assert refused.returncode == 2 and "synth.n_concept_sets: 12 → 5" in refused.stderr
 
 
 def test_kill_during_coldstart_then_rerun_finishes_without_redoing_seed(tmp_path):

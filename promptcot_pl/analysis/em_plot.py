@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 PANELS = (("em/iwae_heldout", "IWAE bound (nats / pair, higher is better)"),
           ("em/elbo_heldout", "ELBO (nats / pair)"),
@@ -32,8 +33,9 @@ def plot_history(variants: Mapping[str, Sequence[Mapping[str, float]]], path: st
             ax.axhline(baseline, linestyle="--", color="grey", label="no rationale")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("EM iteration (0 = cold start)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8)
+    axes[-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

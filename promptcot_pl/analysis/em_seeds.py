@@ -76,6 +76,12 @@ def table(histories: Mapping[str, list[list[dict]]], baselines: Sequence[float])
     if baselines:
         cell = f"{statistics.fmean(baselines):.4f} ± {_std(baselines):.4f}"
         lines.append("| no rationale (p_θ on c → x) | – | – | " + cell + " |")
+    if len(histories) == 2:
+        (a, runs_a), (b, runs_b) = histories.items()
+        diffs = {m: [ra[-1][m] - rb[-1][m] for ra, rb in zip(runs_a, runs_b)] for m in METRICS}
+        cells = [f"{statistics.fmean(d):+.4f} ± {_std(d):.4f}" if m.startswith("em/nll") else
+                 f"{statistics.fmean(d):+.2f} ± {_std(d):.2f}" for m, d in diffs.items()]
+        lines.append(f"| {a} − {b}, paired per seed | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -84,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (each with a finished em stage)")
     parser.add_argument("--png", type=Path, help="also plot mean ± std against iteration to this file")
     args = parser.parse_args(argv)
-    histories, baselines = load_runs(args.runs)
+    try:
+        histories, baselines = load_runs(args.runs)
+    except FileNotFoundError as err:
+        parser.exit(2, f"em_seeds: {err}\n")
     print(table(histories, baselines))
     if args.png:
         from promptcot_pl.analysis.em_plot import plot_history

@@ -91,8 +91,8 @@ def _filter(ctx: StageContext, generated: list[dict], sets, seed_problems: list[
     cfg = ctx.cfg.synth
     funnel, dropped = Counter(generated=len(generated)), Counter()
     parsed = [parse_marked(row["text"]) for row in generated]
-    items = [(row, *zx) for row, zx in zip(generated, parsed) if zx]
-    dropped["unparsed"] += len(generated) - len(items)
+    items = _drop([(row, *zx) if zx else None for row, zx in zip(generated, parsed)],
+                  [None if zx else "unparsed" for zx in parsed], dropped)
     funnel["parsed"] = len(items)
     # exact duplicates of each other or of a seed training problem (a memorised seed problem is not new)
     duplicate_of = exact_duplicates(seed_problems + [x for _, _, x in items])[len(seed_problems):]
@@ -156,11 +156,13 @@ def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], ind
     if (out / "funnel.json").is_file():
         log.info("synth/%s: already done, skipping", name)
         return json.loads((out / "funnel.json").read_text())["counts"]
-    generated = _generate(ctx, generator_model(ctx, name), sets, out)
+    model = generator_model(ctx, name)
+    generated = _generate(ctx, model, sets, out)
     problems, funnel, dropped = _filter(ctx, generated, sets, seed_problems, index)
     kept = _attach_targets(ctx, problems, dropped)
-    for problem in kept:
-        problem.meta["generator"] = name
+    iteration = int(model.parent.name.removeprefix("iter_")) if model.parent.name.startswith("iter_") else 0
+    for problem in kept:  # provenance: which p_θ wrote it, and which filters it passed
+        problem.meta.update(generator=name, em_iteration=iteration, filters=list(FUNNEL[1:-1]) + ["target"])
     funnel["kept"] = len(kept)
     write_jsonl(out / "problems.jsonl", kept)
     if ctx.cfg.synth.released_format:

@@ -1,0 +1,46 @@
+"""Verifiable targets for synthesized problems: majority-vote references (equivalent answers cluster, low
+confidence drops) and written unit tests (broken JSON dropped with a counted reason, tests a reference solution
+fails are not kept). The engine is a scripted stand-in for a model: what is under test is what happens to its
+outputs, with the real math checker and the real sandbox."""
+
+from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.generation.engine import Completion
+from promptcot_pl.synth.targets import majority_references, written_tests
+
+
+class ScriptedEngine:
+    def __init__(self, outputs: list[list[str]]) -> None:
+        self.outputs, self.prompts = outputs, []
+
+    def generate(self, prompts, sampling):
+        self.prompts += list(prompts)
+        assert all(len(o) == sampling.n for o in self.outputs)
+        return [[Completion(text=t) for t in group] for group in self.outputs[: len(prompts)]]
+
+
+def test_majority_vote_clusters_equivalent_answers_and_drops_low_confidence():
+    engine = ScriptedEngine([
+        [r"so \boxed{1/2}", r"\boxed{0.5}", r"\boxed{\frac{1}{2}}", r"\boxed{3}"],  # 3 of 4 agree: kept, 0.75
+        [r"\boxed{1}", r"\boxed{2}", r"\boxed{3}", "no answer"],  # best share 1/4 < 0.5: dropped
+        ["no answer", "none either", "", "still nothing"],  # nothing to vote on
+    ])
+    refs, dropped = majority_references(engine, ["p1", "p2", "p3"], SamplingConfig(n=4), min_confidence=0.5)
+    assert refs[0] == ("1/2", 0.75)
+    assert refs[1] is None and refs[2] is None
+    assert dropped == {"low_confidence": 1, "no_answer": 1}
+    assert engine.prompts[0].startswith("Problem:\np1")  # the solver's prompt
+
+
+def test_written_tests_drop_broken_json_and_tests_the_reference_fails():
+    square = "n = int(input())\nprint(n * n)\n"
+    engine = ScriptedEngine([
+        ['{"input": "3\\n", "output": "9\\n"}',  # kept
+         '{"input": "4\\n", "output": "16"',  # broken JSON (no closing brace)
+         '{"input": "5\\n", "output": "26\\n"}',  # wrong: the reference prints 25
+         '{"input": "3\\n", "output": "9\\n"}'],  # the same test again
+        ["nothing useful", "{'input': 1}", '{"input": "1"}', "[]"],  # nothing survives: the problem has no tests
+    ])
+    tests, reasons = written_tests(engine, ["square n", "other"], SamplingConfig(n=4), references={0: square})
+    assert tests == [[{"input": "3\n", "output": "9\n"}], []]
+    assert reasons == {"no_json": 3, "bad_json": 1, "reference_failed": 1, "duplicate_test": 1, "missing_keys": 1,
+                       "no_tests": 1}
