@@ -213,6 +213,7 @@ class SynthConfig:
     reference_max_new_tokens: int = 256
     min_confidence: float = 0.5  # the majority's share of the votes a reference answer needs
     test_calls: int = 4
+    test_writer: str | None = None  # code: the model that writes unit tests (None: the solver); HF path or name
     released_format: bool = False  # also write problems_released.jsonl (PromptCoT problem-generation rows)
 
 

@@ -71,9 +71,16 @@ def _sample(engine, pairs: list[Triple], n: int, temperature: float, ctx: StageC
     return [[c.text.strip() for c in group] for group in engine.generate(_rationale_prompts(pairs), sampling)]
 
 
+def _token_budget(ctx: StageContext) -> int:
+    """Tokens a (prompt, rationale, problem) sequence may take: the pair's own (checked by `_fitting`) plus the
+    rationale's, twice over — a sampled rationale re-tokenizes from its decoded text, which can take more tokens
+    than the `em.max_rationale_tokens` it was generated with."""
+    return ctx.cfg.data.max_length + 2 * ctx.cfg.em.max_rationale_tokens
+
+
 def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
     return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, batch_size=ctx.cfg.em.score_batch_size,
-                       max_length=ctx.cfg.data.max_length + ctx.cfg.em.max_rationale_tokens,
+                       max_length=_token_budget(ctx),
                        dtype=ctx.cfg.model.dtype, root_dir=ctx.stage_dir)
 
 
@@ -92,7 +99,7 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
     tokenizer = load_tokenizer(base)
     encoded = []
     for prompt, target, weight in items:
-        item = encode_pair(tokenizer, prompt, target, ctx.cfg.data.max_length + ctx.cfg.em.max_rationale_tokens)
+        item = encode_pair(tokenizer, prompt, target, _token_budget(ctx))
         if item is not None:
             item.weight = weight
             encoded.append(item)
@@ -179,6 +186,22 @@ def _baseline(ctx: StageContext, train: list[Triple], heldout: list[Triple]) -> 
     return json.loads((out / "metrics.json").read_text())
 
 
+def _fitting(triples: list[Triple], tokenizer, max_length: int, split: str) -> list[Triple]:
+    """The pairs whose conditionals fit in `max_length` tokens without their rationale (which gets its own
+    `em.max_rationale_tokens`); longer ones are left out and counted, since a cut sequence cannot be scored."""
+    def length(prompt: str, target: str) -> int:
+        return len(tokenizer(prompt + target).input_ids) + 1
+
+    kept = [t for t in triples if max(length(*prompt_model_example(t.concepts, t.level, "", t.problem)),
+                                      length(*rationale_model_example(t.concepts, t.level, t.problem, ""))) <= max_length]
+    if len(kept) < len(triples):
+        log.warning("em: %d of %d %s pairs are longer than data.max_length=%d tokens without a rationale; left out",
+                    len(triples) - len(kept), len(triples), split, max_length)
+    if not kept:
+        raise ValueError(f"em: no {split} pair fits in data.max_length={max_length} tokens; raise data.max_length")
+    return kept
+
+
 def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: list[Triple], heldout: list[Triple],
                  metric_prefix: str = "em/", coldstart_metrics: dict[str, float] | None = None) -> list[dict[str, float]]:
     """Iterations 0..em.iterations of one variant under `root`, resuming after the last finished one; iteration 0
@@ -215,9 +238,11 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
 def run(ctx: StageContext) -> dict[str, float]:
     cfg, em = ctx.cfg, ctx.cfg.em
     seed_dir, cold = ctx.stage_output("seed"), ctx.stage_output("coldstart")
-    train = read_jsonl(seed_dir / "train.jsonl", Triple)
-    heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: em.heldout_limit]
     q = cold / "rationale_model" / "model"
+    tokenizer = load_tokenizer(cold / "prompt_model" / "model")
+    train = _fitting(read_jsonl(seed_dir / "train.jsonl", Triple), tokenizer, cfg.data.max_length, "training")
+    heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), tokenizer, cfg.data.max_length,
+                       "held-out")[: em.heldout_limit]
     engine = _Served(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
     variants = {"EM" if em.e_step else "EM without E-step": _run_variant(ctx, engine, em, ctx.stage_dir, train, heldout)}
     final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}

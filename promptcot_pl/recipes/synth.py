@@ -119,7 +119,9 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
     cfg = ctx.cfg.synth
     if not problems:
         return []
-    engine = build_engine(ctx.cfg.engine, solver_model(ctx.run_dir), ctx.cfg.model.dtype, ctx.cfg.seed)
+    # math references come from the solver's votes; code tests from the test writer (by default the solver too)
+    model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx.run_dir)
+    engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
     try:
         if ctx.cfg.domain.name == "code":
             sampling = SamplingConfig(n=cfg.test_calls, temperature=cfg.reference_temperature,
