@@ -1,4 +1,4 @@
-"""The `promptcot` command: run | stage | check | ui.
+"""The `promptcot` command: run | stage | sweep | check | ui.
 
 Imports of torch, Lightning and MLflow happen inside the verbs, so `promptcot --help` answers at once.
 """
@@ -15,7 +15,9 @@ EPILOG = """examples:
   promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
   promptcot run experiments/quickstart.yaml coldstart.epochs=3 run_name=longer
   promptcot stage coldstart experiments/quickstart.yaml     # one stage (its inputs must exist)
-  promptcot check experiments/*.yaml                        # validate experiment files
+  promptcot sweep sweeps/em.yaml --n-trials 4               # an Optuna study; run it in several shells to parallelise
+  promptcot sweep --report sweeps/em.yaml                   # the best trials so far
+  promptcot check experiments/*.yaml sweeps/*.yaml          # validate experiment and sweep files
   promptcot ui                                              # MLflow UI on http://127.0.0.1:5000
 """
 
@@ -24,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptcot", description="PromptCoT 2.0 experiments with Lightning, "
                                      "Optuna and MLflow.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,check,ui}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,sweep,check,ui}")
 
     run = verbs.add_parser("run", help="run an experiment's stages in order (resumes a finished or killed run)",
                            description="Run every stage of EXPERIMENT in order. Overrides are KEY=VALUE with dotted "
@@ -36,13 +38,24 @@ def _parser() -> argparse.ArgumentParser:
     stage = verbs.add_parser("stage", help="run one stage of an experiment",
                              description="Run the single stage NAME of EXPERIMENT; earlier stages' outputs must exist "
                              "in the run directory.")
-    stage.add_argument("name", help="stage name (seed, coldstart)")
+    stage.add_argument("name", help="stage name (seed, coldstart, em, solver, synth, analyze)")
     stage.add_argument("experiment", help="experiment YAML file")
     stage.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
     stage.add_argument("--force", action="store_true", help="rerun the stage even if it has finished")
 
-    check = verbs.add_parser("check", help="validate experiment files without running them")
-    check.add_argument("files", nargs="+", help="experiment YAML files")
+    sweep = verbs.add_parser("sweep", help="run (or report) an Optuna study over experiment settings",
+                             description="Run trials of the Optuna study in SWEEP: each trial runs the base experiment's "
+                             "pipeline with sampled overrides into <output_dir>/<study>/trial_NNNN. Start the same "
+                             "command in several processes or machines to run trials in parallel on one storage; a "
+                             "trial whose worker died is retried by the others.")
+    sweep.add_argument("sweep", help="sweep YAML file, e.g. sweeps/em.yaml")
+    sweep.add_argument("--n-trials", type=int, default=None, help="trials for this worker (default: the file's n_trials)")
+    sweep.add_argument("--storage", default=None, help="Optuna storage URL (default: the file's, else "
+                       "sqlite:///mlflow/optuna.db); postgresql://… for several machines, journal:PATH for a file")
+    sweep.add_argument("--report", action="store_true", help="print the study's best trials and exit")
+
+    check = verbs.add_parser("check", help="validate experiment and sweep files without running them")
+    check.add_argument("files", nargs="+", help="experiment or sweep YAML files")
 
     ui = verbs.add_parser("ui", help="open the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
@@ -86,13 +99,36 @@ def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
     return 0
 
 
+def _is_sweep(path: str) -> bool:
+    from omegaconf import OmegaConf
+
+    try:
+        return "search_space" in OmegaConf.load(path)
+    except Exception:  # not YAML at all: load_config reports it
+        return False
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from promptcot_pl.sweeps.config import load_sweep
+
+    sweep, experiment = load_sweep(args.sweep)
+    _setup_logging()
+    from promptcot_pl.sweeps.study import open_study, report, run_sweep
+
+    study = open_study(sweep, args.storage) if args.report else run_sweep(sweep, experiment, args.n_trials, args.storage)
+    print(f"study {sweep.study_name}: {len(study.trials)} trials")
+    print(report(study))
+    return 0
+
+
 def _check(files: list[str]) -> int:
     from promptcot_pl.config import ConfigError, load_config
+    from promptcot_pl.sweeps.config import load_sweep
 
     failed = 0
     for path in files:
         try:
-            load_config(path)
+            load_sweep(path) if _is_sweep(path) else load_config(path)
             print(f"ok      {path}")
         except ConfigError as err:
             print(f"error   {err}")
@@ -125,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _run(args)
             case "stage":
                 return _run(args, stages=[args.name])
+            case "sweep":
+                return _sweep(args)
             case "check":
                 return _check(args.files)
             case "ui":

@@ -75,8 +75,14 @@ def _check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
             raise ConfigError(f"{source}: unknown key '{full}'{hint}")
-        sub = _dataclass_in(hints[key])
-        if sub is not None:
+        origin, args = typing.get_origin(hints[key]), typing.get_args(hints[key])
+        if origin is dict and args and dataclasses.is_dataclass(args[-1]) and isinstance(value, dict):
+            for name, item in value.items():  # user-named entries, each a dataclass (sweep search spaces)
+                _check_keys(item, args[-1], prefix=f"{full}.{name}.", source=source)
+        elif origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_keys(item, args[0], prefix=f"{full}[{i}].", source=source)
+        elif (sub := _dataclass_in(hints[key])) is not None:
             _check_keys(value, sub, prefix=f"{full}.", source=source)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ class StageContext:
     stage_dir: Path
     tracker: Tracker
     run_id: str | None  # this stage's MLflow run
+    # intermediate results (step, metrics) for a sweep's pruner; may raise to stop the run (optuna.TrialPruned)
+    report: Callable[[int, Mapping[str, float]], None] | None = None
 
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""

@@ -9,7 +9,7 @@ checkpoint, the same MLflow parent run is reattached.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -72,8 +72,12 @@ def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
                           f"Pick another run_name=..., or delete {saved.parent} to start over.")
 
 
-def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, force: bool = False) -> dict[str, float]:
-    """Run `stages` (default: `cfg.stages`) into the run directory; return all stages' metrics."""
+def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, force: bool = False,
+                 parent_run_id: str | None = None,
+                 report: Callable[[int, Mapping[str, float]], None] | None = None) -> dict[str, float]:
+    """Run `stages` (default: `cfg.stages`) into the run directory; return all stages' metrics.
+    A sweep nests the run's MLflow parent under its study run (`parent_run_id`) and passes `report`, which
+    stages call with intermediate metrics (EM: once per iteration) so a pruner can stop the trial."""
     run_dir = run_dir_of(cfg)
     saved = run_dir / "config.yaml"
     if saved.is_file():
@@ -86,7 +90,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
     tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
     todo = list(stages if stages is not None else cfg.stages)
     results: dict[str, float] = {}
-    with tracker.run("parent", f"{cfg.name}/{cfg.run_name}") as parent:
+    with tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
         tracker.log_params(parent, flatten(cfg))
         tracker.log_artifact(parent, saved)
         log.info("run directory: %s", run_dir.resolve())
@@ -104,7 +108,8 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
             stage_dir.mkdir(parents=True, exist_ok=True)
             log.info("stage %s: starting", name)
             with tracker.run(name, name, parent=parent) as stage_run:
-                ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run)
+                ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run,
+                                   report=report)
                 metrics = stage_fn(name)(ctx)
                 tracker.log_metrics(stage_run, metrics)
                 tracker.log_metrics(parent, metrics)

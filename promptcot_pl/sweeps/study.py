@@ -1,0 +1,253 @@
+"""`promptcot sweep`: an Optuna study whose trials run the pipeline recipe with sampled overrides.
+
+Optuna does the search (TPE or random sampler, median / Hyperband pruner, single- or multi-objective), the
+storage (SQLite by default, any RDB URL such as PostgreSQL, or a journal file) and the recovery of dead workers:
+every trial beats a heartbeat, and a trial whose worker stopped beating is marked FAIL by the next worker and
+retried with the same parameters (`RetryFailedTrialCallback`). A retry reuses the failed trial's run directory
+`<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes.
+Several workers = the same command in several processes or machines on one storage (`load_if_exists`).
+
+MLflow: one parent run per study (found by its tag, so every worker logs under the same one), one nested run per
+trial (the pipeline's run: all config params, the sampled ones among them, stage runs below it), tagged with the
+trial number and final state, with `trial/objective` and `trial/duration_s`. After a worker's trials, the best
+trial's run is tagged and Optuna's plots are logged to the study run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+
+from promptcot_pl.config import load_config
+from promptcot_pl.config.schema import TrackingConfig
+from promptcot_pl.sweeps.config import ParamSpec, SweepConfig
+
+log = logging.getLogger("promptcot")
+DEFAULT_STORAGE = "sqlite:///mlflow/optuna.db"
+
+
+def storage(sweep: SweepConfig, url: str | None = None):
+    url = url or sweep.storage or DEFAULT_STORAGE
+    if url.startswith("journal:") or url.endswith(".log"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url.removeprefix("journal:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=sweep.heartbeat_interval, grace_period=sweep.grace_period,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=sweep.max_retry),
+        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
+
+
+def _sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+    if sweep.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=sweep.sampler.seed)
+    return optuna.samplers.TPESampler(seed=sweep.sampler.seed)
+
+
+def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
+    match sweep.pruner.name:
+        case "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=sweep.pruner.n_startup_trials,
+                                               n_warmup_steps=sweep.pruner.n_warmup_steps)
+        case "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=sweep.pruner.min_resource,
+                                                  max_resource=sweep.pruner.max_resource or "auto")
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sweep: SweepConfig, url: str | None = None) -> optuna.Study:
+    directions = [o.direction for o in sweep.objectives]
+    return optuna.create_study(study_name=sweep.study_name, storage=storage(sweep, url), sampler=_sampler(sweep),
+                               pruner=_pruner(sweep), directions=directions, load_if_exists=True)
+
+
+def suggest(trial: optuna.Trial, key: str, spec: ParamSpec) -> Any:
+    match spec.type:
+        case "categorical":
+            return trial.suggest_categorical(key, list(spec.choices))
+        case "int":
+            return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
+    return trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
+
+
+class _Reporter:
+    """Passes the objective metric of each EM iteration to Optuna and stops the trial when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str | None) -> None:
+        self.trial, self.metric = trial, metric
+
+    def __call__(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self.metric is None or self.metric not in metrics:
+            return
+        self.trial.report(float(metrics[self.metric]), step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step}: {self.metric} = {metrics[self.metric]:.4f}")
+
+
+def _study_run(sweep: SweepConfig, tracking: TrackingConfig) -> str | None:
+    """The study's MLflow parent run, shared by every worker: found by tag, created by the first worker. Two
+    workers that create it at once both keep the oldest one and delete their own."""
+    if not tracking.enabled:
+        return None
+    from promptcot_pl.tracking import Tracker
+
+    tracker = Tracker(tracking, tracking.experiment or sweep.study_name, Path(sweep.output_dir))
+    tag = f"tags.`promptcot.study` = '{sweep.study_name}'"
+
+    def oldest():
+        runs = tracker.client.search_runs([tracker.experiment_id], tag, order_by=["attribute.start_time ASC"])
+        return runs[0].info.run_id if runs else None
+
+    found = oldest()
+    if found:
+        return found
+    mine = tracker.client.create_run(tracker.experiment_id, run_name=f"study/{sweep.study_name}",
+                                     tags={"promptcot.study": sweep.study_name}).info.run_id
+    winner = oldest()
+    if winner != mine:
+        tracker.client.delete_run(mine)
+    return winner
+
+
+def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
+    from promptcot_pl.recipes.pipeline import run_pipeline
+
+    single = sweep.objectives[0].metric if len(sweep.objectives) == 1 else None  # Optuna prunes single objectives
+
+    def objective(trial: optuna.Trial) -> float | list[float]:
+        params = {key: suggest(trial, key, spec) for key, spec in sweep.search_space.items()}
+        # a retried trial continues in the directory of the trial it retries
+        running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        number = RetryFailedTrialCallback.retried_trial_number(next(t for t in running if t.number == trial.number))
+        number = trial.number if number is None else number
+        cfg = load_config(experiment, sweep.trial_overrides(params) + [
+            f"name={sweep.study_name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"])
+        trial.set_user_attr("run_dir", str(Path(cfg.output_dir) / cfg.name / cfg.run_name))
+        log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
+        metrics = run_pipeline(cfg, parent_run_id=study_run, report=_Reporter(trial, single))
+        missing = [o.metric for o in sweep.objectives if o.metric not in metrics]
+        if missing:
+            raise KeyError(f"objective metric {missing[0]!r} was not produced by stages {cfg.stages}; "
+                           f"metrics: {sorted(metrics)[:12]}")
+        values = [float(metrics[o.metric]) for o in sweep.objectives]
+        return values[0] if len(values) == 1 else values
+
+    return objective
+
+
+def _tag_trial_runs(study: optuna.Study, sweep: SweepConfig, tracking: TrackingConfig) -> None:
+    """State, objective and duration on each finished trial's MLflow run (found through its run directory)."""
+    if not tracking.enabled:
+        return
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from promptcot_pl.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri(tracking))
+    best = {t.number for t in study.best_trials} if _has_complete(study) else set()
+    for trial in study.get_trials(deepcopy=False):
+        state_file = Path(trial.user_attrs.get("run_dir", "")) / "tracking.json"
+        if not state_file.is_file() or trial.state == optuna.trial.TrialState.RUNNING:
+            continue
+        run_id = json.loads(state_file.read_text())["runs"].get("parent")
+        if run_id is None:
+            continue
+        client.set_tag(run_id, "optuna.trial_number", str(trial.number))
+        client.set_tag(run_id, "optuna.state", trial.state.name)
+        client.set_tag(run_id, "optuna.best_trial", str(trial.number in best).lower())
+        if trial.values:
+            client.log_metric(run_id, "trial/objective", float(trial.values[0]))
+        if trial.duration is not None:
+            client.log_metric(run_id, "trial/duration_s", trial.duration.total_seconds())
+
+
+def _has_complete(study: optuna.Study) -> bool:
+    return any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def _log_plots(study: optuna.Study, study_run: str | None, tracking: TrackingConfig, out_dir: Path) -> None:
+    if study_run is None or not _has_complete(study):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow.tracking import MlflowClient
+    from optuna.visualization import matplotlib as ovm
+
+    from promptcot_pl.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri(tracking))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = None if len(study.directions) == 1 else (lambda t: t.values[0])
+    plots = {"history": lambda: ovm.plot_optimization_history(study, target=target),
+             "param_importances": lambda: ovm.plot_param_importances(study, target=target),
+             "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target=target)}
+    for name, plot in plots.items():
+        try:
+            ax = plot()
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:  # e.g. importances need 2+ finished trials
+            log.info("sweep: no %s plot (%s)", name, err)
+            continue
+        figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        path = out_dir / f"{name}.png"
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        client.log_artifact(study_run, str(path))
+    if len(study.directions) == 1:
+        client.log_metric(study_run, "study/best_value", float(study.best_value))
+        client.set_tag(study_run, "optuna.best_trial", str(study.best_trial.number))
+
+
+def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None, url: str | None = None) -> optuna.Study:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    tracking = load_config(experiment, sweep.trial_overrides({})).tracking
+    study = open_study(sweep, url)
+    study_run = _study_run(sweep, tracking)
+    log.info("sweep %s: storage %s; MLflow study run %s", sweep.study_name, url or sweep.storage or DEFAULT_STORAGE,
+             study_run)
+    start = time.time()
+    study.optimize(_objective(sweep, experiment, study_run), n_trials=n_trials or sweep.n_trials,
+                   timeout=sweep.timeout, catch=(Exception,), gc_after_trial=True)
+    _tag_trial_runs(study, sweep, tracking)
+    _log_plots(study, study_run, tracking, Path(sweep.output_dir) / sweep.study_name / "plots")
+    log.info("sweep %s: this worker finished after %.0f s", sweep.study_name, time.time() - start)
+    return study
+
+
+def report(study: optuna.Study, top: int = 10) -> str:
+    """The best trials (then the rest by state) as a markdown table."""
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    finished.sort(key=lambda t: -sign * t.values[0])
+    others = [t for t in trials if t.state != optuna.trial.TrialState.COMPLETE]
+    keys = sorted({k for t in trials for k in t.params})
+    lines = ["| trial | state | value(s) | " + " | ".join(keys) + " | duration |",
+             "|---|---|---|" + "---|" * len(keys) + "---|"]
+    for t in finished[:top] + others:
+        values = ", ".join(f"{v:.4f}" for v in t.values) if t.values else "–"
+        params = " | ".join(_fmt(t.params.get(k)) for k in keys)
+        duration = f"{t.duration.total_seconds():.0f} s" if t.duration else "–"
+        lines.append(f"| {t.number} | {t.state.name} | {values} | {params} | {duration} |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
