@@ -230,7 +230,9 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
         write_jsonl(history_path, history)
         ctx.tracker.log_metrics(ctx.run_id, {k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()},
                                 step=it)
-        if ctx.report is not None and metric_prefix == "em/":  # a sweep's pruner sees the main variant only
+        # a sweep's pruner sees the main variant's iterations 1..N (iteration 0, the cold start, is the same for
+        # every trial of an EM sweep, and Optuna's pruners judge a trial by its best value so far)
+        if ctx.report is not None and metric_prefix == "em/" and it > 0:
             ctx.report(it, metrics)
         log.info("%s iteration %d: iwae %.2f  elbo %.2f  nll(x|z) %.4f", name, it, metrics["em/iwae_heldout"],
                  metrics["em/elbo_heldout"], metrics["em/nll_x_given_z_heldout"])

@@ -58,6 +58,8 @@ class SweepConfig:
     objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec()])
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
+    # parameter sets to try first, in order (known-good settings, a baseline); each is enqueued once per study
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
     n_trials: int = 10  # per worker process
     timeout: float | None = None  # seconds, per worker process
     study_name: str | None = None  # None: the sweep file's stem
@@ -91,6 +93,10 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> tup
         raise ConfigError(f"{path}: key 'experiment': no such experiment file {experiment}")
     for key, spec in sweep.search_space.items():
         _check_spec(path, key, spec)
+    for i, params in enumerate(sweep.enqueue):
+        unknown = [k for k in params if k not in sweep.search_space]
+        if unknown:
+            raise ConfigError(f"{path}: key 'enqueue[{i}].{unknown[0]}': not a key of search_space")
     if not sweep.objectives:
         raise ConfigError(f"{path}: key 'objectives': at least one objective is needed")
     # every key must exist in the experiment schema: try the fixed overrides plus one value of each parameter

@@ -3,7 +3,9 @@
 Optuna does the search (TPE or random sampler, median / Hyperband pruner, single- or multi-objective), the
 storage (SQLite by default, any RDB URL such as PostgreSQL, or a journal file) and the recovery of dead workers:
 every trial beats a heartbeat, and a trial whose worker stopped beating is marked FAIL by the next worker and
-retried with the same parameters (`RetryFailedTrialCallback`). A retry reuses the failed trial's run directory
+retried with the same parameters (`RetryHeartbeatStaleTrialCallback`).
+Fresh SQLite stores (MLflow's and Optuna's) are created under a file lock: two workers starting at once would
+otherwise both run the schema migrations. A retry reuses the failed trial's run directory
 `<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes.
 Several workers = the same command in several processes or machines on one storage (`load_if_exists`).
 
@@ -15,14 +17,16 @@ trial's run is tagged and Optuna's plots are logged to the study run.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from promptcot_pl.config import load_config
 from promptcot_pl.config.schema import TrackingConfig
@@ -44,14 +48,17 @@ def storage(sweep: SweepConfig, url: str | None = None):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(
         url, heartbeat_interval=sweep.heartbeat_interval, grace_period=sweep.grace_period,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=sweep.max_retry),
+        failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
         engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
 
 
-def _sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+def _sampler(sweep: SweepConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """Worker k of a study samples with seed + k: reproducible for one worker, and concurrent workers do not
+    propose the same parameters (with one seed their random start-up trials would be identical)."""
+    seed = sweep.sampler.seed + worker
     if sweep.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=sweep.sampler.seed)
-    return optuna.samplers.TPESampler(seed=sweep.sampler.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
@@ -128,7 +135,7 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
         params = {key: suggest(trial, key, spec) for key, spec in sweep.search_space.items()}
         # a retried trial continues in the directory of the trial it retries
         running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        number = RetryFailedTrialCallback.retried_trial_number(next(t for t in running if t.number == trial.number))
+        number = RetryHeartbeatStaleTrialCallback.retried_trial_number(next(t for t in running if t.number == trial.number))
         number = trial.number if number is None else number
         cfg = load_config(experiment, sweep.trial_overrides(params) + [
             f"name={sweep.study_name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"])
@@ -211,13 +218,31 @@ def _log_plots(study: optuna.Study, study_run: str | None, tracking: TrackingCon
         client.set_tag(study_run, "optuna.best_trial", str(study.best_trial.number))
 
 
+@contextmanager
+def _store_lock(path: Path = Path("mlflow/.promptcot-init.lock")) -> Iterator[None]:
+    """One worker at a time creates or opens the local stores (a local file lock; servers need none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None, url: str | None = None) -> optuna.Study:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     tracking = load_config(experiment, sweep.trial_overrides({})).tracking
-    study = open_study(sweep, url)
-    study_run = _study_run(sweep, tracking)
+    with _store_lock():
+        study = open_study(sweep, url)
+        worker = int(study.user_attrs.get("workers_started", 0))
+        study.set_user_attr("workers_started", worker + 1)
+        study.sampler = _sampler(sweep, worker)
+        for params in sweep.enqueue:
+            study.enqueue_trial(dict(params), skip_if_exists=True)
+        study_run = _study_run(sweep, tracking)
     log.info("sweep %s: storage %s; MLflow study run %s", sweep.study_name, url or sweep.storage or DEFAULT_STORAGE,
              study_run)
     start = time.time()

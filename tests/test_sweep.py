@@ -1,0 +1,98 @@
+"""Optuna sweeps through the real CLI: two workers on one storage, pruning of a bad region, a killed worker's
+trial retried by another, all tracked in a real MLflow store."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, promptcot
+
+pytestmark = pytest.mark.slow
+
+
+def _sweep_file(tmp_path, **changes):
+    sweep = yaml.safe_load((REPO / "sweeps/debug.yaml").read_text())
+    sweep["experiment"] = str(REPO / "experiments/debug/tiny.yaml")
+    sweep["overrides"]["model.cache_dir"] = str(tmp_path / "cache")
+    sweep.update(changes)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def _study(tmp_path, name):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'mlflow/optuna.db'}")
+
+
+def _env():
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def test_two_workers_share_one_study_and_one_mlflow_parent(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    sweep = _sweep_file(tmp_path)
+    workers = [subprocess.Popen([sys.executable, "-m", "promptcot_pl", "sweep", str(sweep), "--n-trials", "2"],
+                                cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    trials = _study(tmp_path, "debug").get_trials()
+    assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert len({(t.params["em.e_optim.lr"], t.params["em.z_mode"]) for t in trials}) == 4
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("debug")
+    runs = client.search_runs([experiment.experiment_id])
+    studies = [r for r in runs if r.data.tags.get("promptcot.study") == "debug"]
+    assert len(studies) == 1
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == studies[0].info.run_id}
+    assert len(children) == 4
+    for t in trials:
+        run = children[f"debug/trial_{t.number:04d}"]
+        assert float(run.data.params["em.e_optim.lr"]) == pytest.approx(t.params["em.e_optim.lr"])
+        assert run.data.params["em.z_mode"] == t.params["em.z_mode"]
+        assert run.data.tags["optuna.state"] == "COMPLETE"
+    assert "history.png" in {a.path for a in client.list_artifacts(studies[0].info.run_id)}
+    report = promptcot("sweep", "--report", str(sweep), cwd=tmp_path, check=True)
+    assert "| trial | state | value(s) |" in report.stdout and report.stdout.count("COMPLETE") == 4
+
+
+def test_a_bad_region_is_pruned_before_its_last_iteration(tmp_path):
+    # a learning rate of 1.0 for the M-step wrecks p_θ in one iteration: the median pruner stops that trial
+    sweep = _sweep_file(tmp_path, study_name="prune", pruner={"name": "median", "n_startup_trials": 2},
+                        search_space={"em.m_optim.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
+                        enqueue=[{"em.m_optim.lr": 1e-3}, {"em.m_optim.lr": 2e-3}, {"em.m_optim.lr": 1.0}])
+    promptcot("sweep", str(sweep), "--n-trials", "3", cwd=tmp_path, check=True)
+    trials = _study(tmp_path, "prune").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert list(trials[2].intermediate_values) == [1], trials[2].intermediate_values  # of 2 EM iterations
+    assert trials[2].intermediate_values[1] < min(t.intermediate_values[1] for t in trials[:2])
+
+
+def test_a_killed_workers_trial_is_retried_by_another_in_the_same_run_directory(tmp_path):
+    sweep = _sweep_file(tmp_path, study_name="retry", heartbeat_interval=1, grace_period=3)
+    first = subprocess.Popen([sys.executable, "-m", "promptcot_pl", "sweep", str(sweep), "--n-trials", "1"],
+                             cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    marker = tmp_path / "runs/retry/trial_0000/coldstart"
+    deadline = time.time() + 300
+    while not marker.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    assert marker.exists()
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(4)  # past the grace period: the trial's heartbeat has stopped
+    second = promptcot("sweep", str(sweep), "--n-trials", "1", cwd=tmp_path, check=True)
+    trials = _study(tmp_path, "retry").get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == trials[0].params
+    assert "stage seed: already done" in second.stdout  # the retry continued trial 0's run directory
+    assert trials[1].user_attrs["run_dir"].endswith("trial_0000")
