@@ -48,7 +48,7 @@ def storage(sweep: SweepConfig, url: str | None = None):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(
         url, heartbeat_interval=sweep.heartbeat_interval, grace_period=sweep.grace_period,
-        failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
         engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
 
 
