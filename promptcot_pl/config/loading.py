@@ -28,7 +28,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """Return the typed experiment config for `path` (may be None: defaults only) plus dotlist `overrides`."""
     layers: list[tuple[str, DictConfig]] = []
     if path is not None:
-        layers.append((str(path), _read_yaml(Path(path))))
+        layers.append((str(path), read_yaml(Path(path))))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. coldstart.epochs=3")
@@ -36,7 +36,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
     merged = OmegaConf.structured(ExperimentConfig)
     for source, layer in layers:
-        _check_keys(OmegaConf.to_container(layer), ExperimentConfig, prefix="", source=source)
+        check_keys(OmegaConf.to_container(layer), ExperimentConfig, prefix="", source=source)
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as err:
@@ -51,7 +51,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return cfg
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment file")
     try:
@@ -63,7 +63,7 @@ def _read_yaml(path: Path) -> DictConfig:
     return node
 
 
-def _check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
+def check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
     """Raise on the first key of `node` that `cls` (a dataclass) does not have, suggesting the closest one."""
     if not isinstance(node, dict):
         return
@@ -78,12 +78,12 @@ def _check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
         origin, args = typing.get_origin(hints[key]), typing.get_args(hints[key])
         if origin is dict and args and dataclasses.is_dataclass(args[-1]) and isinstance(value, dict):
             for name, item in value.items():  # user-named entries, each a dataclass (sweep search spaces)
-                _check_keys(item, args[-1], prefix=f"{full}.{name}.", source=source)
+                check_keys(item, args[-1], prefix=f"{full}.{name}.", source=source)
         elif origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, list):
             for i, item in enumerate(value):
-                _check_keys(item, args[0], prefix=f"{full}[{i}].", source=source)
+                check_keys(item, args[0], prefix=f"{full}[{i}].", source=source)
         elif (sub := _dataclass_in(hints[key])) is not None:
-            _check_keys(value, sub, prefix=f"{full}.", source=source)
+            check_keys(value, sub, prefix=f"{full}.", source=source)
 
 
 def _dataclass_in(hint: Any) -> type | None:

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from promptcot_pl.config import ConfigError, load_config
-from promptcot_pl.config.loading import _check_keys, _read_yaml
+from promptcot_pl.config.loading import check_keys, read_yaml
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ParamSpec:
 @dataclass
 class ObjectiveSpec:
     metric: str = "em/iwae_heldout"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: str = "maximize"  # or "minimize" (checked in load_sweep, so the error names the list index)
 
 
 @dataclass
@@ -79,8 +79,8 @@ class SweepConfig:
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[SweepConfig, Path]:
     """(sweep config, resolved base experiment path); checks keys, the search space and the objectives."""
     path = Path(path)
-    layer = _read_yaml(path)
-    _check_keys(OmegaConf.to_container(layer), SweepConfig, prefix="", source=str(path))
+    layer = read_yaml(path)
+    check_keys(OmegaConf.to_container(layer), SweepConfig, prefix="", source=str(path))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SweepConfig), layer, OmegaConf.create(overrides or {}))
         sweep: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
@@ -99,6 +99,10 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> tup
             raise ConfigError(f"{path}: key 'enqueue[{i}].{unknown[0]}': not a key of search_space")
     if not sweep.objectives:
         raise ConfigError(f"{path}: key 'objectives': at least one objective is needed")
+    for i, objective in enumerate(sweep.objectives):
+        if objective.direction not in ("maximize", "minimize"):
+            raise ConfigError(f"{path}: key 'objectives[{i}].direction': expected 'maximize' or 'minimize', "
+                              f"got {objective.direction!r}")
     # every key must exist in the experiment schema: try the fixed overrides plus one value of each parameter
     sample = {key: spec.choices[0] if spec.type == "categorical" else
               (int(spec.low) if spec.type == "int" else spec.low) for key, spec in sweep.search_space.items()}
