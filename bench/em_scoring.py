@@ -39,7 +39,6 @@ def main() -> None:
             q_pairs.append(rationale_model_example(t.concepts, t.level, t.problem, z))
     trainer = TrainerConfig(enable_progress_bar=False)
     root = tempfile.mkdtemp()
-    tokens = None
     rates = {}
     modes = {"prefix-shared": (args.batch_size, True), "padded batches": (args.batch_size, False),
              "one per forward": (1, False)}

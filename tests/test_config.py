@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, load_config, to_yaml

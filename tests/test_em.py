@@ -10,7 +10,6 @@ from functools import partial
 
 import lightning as L
 import pytest
-import torch
 from torch.utils.data import DataLoader
 
 from promptcot_pl.config.schema import OptimConfig, TrainerConfig

@@ -9,7 +9,6 @@ Outputs: `table.md`, `metrics.json`, `set_distances.json`, `sets_mds.png` (all M
 
 from __future__ import annotations
 
-import json
 import math
 
 from promptcot_pl.analysis.difficulty import difficulty

@@ -9,10 +9,7 @@ otherwise both run the schema migrations. A retry reuses the failed trial's run 
 `<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes.
 Several workers = the same command in several processes or machines on one storage (`load_if_exists`).
 
-MLflow: one parent run per study (found by its tag, so every worker logs under the same one), one nested run per
-trial (the pipeline's run: all config params, the sampled ones among them, stage runs below it), tagged with the
-trial number and final state, with `trial/objective` and `trial/duration_s`. After a worker's trials, the best
-trial's run is tagged and Optuna's plots are logged to the study run.
+MLflow runs of a study: `sweeps/mlflow_runs.py`.
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from promptcot_pl.config import load_config
-from promptcot_pl.config.schema import TrackingConfig
 from promptcot_pl.sweeps.config import ParamSpec, SweepConfig
+from promptcot_pl.sweeps.mlflow_runs import log_plots, study_run_id, tag_trial_runs
 
 log = logging.getLogger("promptcot")
 DEFAULT_STORAGE = "sqlite:///mlflow/optuna.db"
@@ -101,31 +98,6 @@ class _Reporter:
             raise optuna.TrialPruned(f"pruned at step {step}: {self.metric} = {metrics[self.metric]:.4f}")
 
 
-def _study_run(sweep: SweepConfig, tracking: TrackingConfig) -> str | None:
-    """The study's MLflow parent run, shared by every worker: found by tag, created by the first worker. Two
-    workers that create it at once both keep the oldest one and delete their own."""
-    if not tracking.enabled:
-        return None
-    from promptcot_pl.tracking import Tracker
-
-    tracker = Tracker(tracking, tracking.experiment or sweep.study_name, Path(sweep.output_dir))
-    tag = f"tags.`promptcot.study` = '{sweep.study_name}'"
-
-    def oldest():
-        runs = tracker.client.search_runs([tracker.experiment_id], tag, order_by=["attribute.start_time ASC"])
-        return runs[0].info.run_id if runs else None
-
-    found = oldest()
-    if found:
-        return found
-    mine = tracker.client.create_run(tracker.experiment_id, run_name=f"study/{sweep.study_name}",
-                                     tags={"promptcot.study": sweep.study_name}).info.run_id
-    winner = oldest()
-    if winner != mine:
-        tracker.client.delete_run(mine)
-    return winner
-
-
 def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
     from promptcot_pl.recipes.pipeline import run_pipeline
 
@@ -152,72 +124,6 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
     return objective
 
 
-def _tag_trial_runs(study: optuna.Study, sweep: SweepConfig, tracking: TrackingConfig) -> None:
-    """State, objective and duration on each finished trial's MLflow run (found through its run directory)."""
-    if not tracking.enabled:
-        return
-    import json
-
-    from mlflow.tracking import MlflowClient
-
-    from promptcot_pl.tracking import tracking_uri
-
-    client = MlflowClient(tracking_uri(tracking))
-    best = {t.number for t in study.best_trials} if _has_complete(study) else set()
-    for trial in study.get_trials(deepcopy=False):
-        state_file = Path(trial.user_attrs.get("run_dir", "")) / "tracking.json"
-        if not state_file.is_file() or trial.state == optuna.trial.TrialState.RUNNING:
-            continue
-        run_id = json.loads(state_file.read_text())["runs"].get("parent")
-        if run_id is None:
-            continue
-        client.set_tag(run_id, "optuna.trial_number", str(trial.number))
-        client.set_tag(run_id, "optuna.state", trial.state.name)
-        client.set_tag(run_id, "optuna.best_trial", str(trial.number in best).lower())
-        if trial.values:
-            client.log_metric(run_id, "trial/objective", float(trial.values[0]))
-        if trial.duration is not None:
-            client.log_metric(run_id, "trial/duration_s", trial.duration.total_seconds())
-
-
-def _has_complete(study: optuna.Study) -> bool:
-    return any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-
-
-def _log_plots(study: optuna.Study, study_run: str | None, tracking: TrackingConfig, out_dir: Path) -> None:
-    if study_run is None or not _has_complete(study):
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from mlflow.tracking import MlflowClient
-    from optuna.visualization import matplotlib as ovm
-
-    from promptcot_pl.tracking import tracking_uri
-
-    client = MlflowClient(tracking_uri(tracking))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = None if len(study.directions) == 1 else (lambda t: t.values[0])
-    plots = {"history": lambda: ovm.plot_optimization_history(study, target=target),
-             "param_importances": lambda: ovm.plot_param_importances(study, target=target),
-             "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target=target)}
-    for name, plot in plots.items():
-        try:
-            ax = plot()
-        except (ValueError, RuntimeError, ZeroDivisionError) as err:  # e.g. importances need 2+ finished trials
-            log.info("sweep: no %s plot (%s)", name, err)
-            continue
-        figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        path = out_dir / f"{name}.png"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(figure)
-        client.log_artifact(study_run, str(path))
-    if len(study.directions) == 1:
-        client.log_metric(study_run, "study/best_value", float(study.best_value))
-        client.set_tag(study_run, "optuna.best_trial", str(study.best_trial.number))
-
-
 @contextmanager
 def _store_lock(path: Path = Path("mlflow/.promptcot-init.lock")) -> Iterator[None]:
     """One worker at a time creates or opens the local stores (a local file lock; servers need none)."""
@@ -242,14 +148,14 @@ def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None,
         study.sampler = _sampler(sweep, worker)
         for params in sweep.enqueue:
             study.enqueue_trial(dict(params), skip_if_exists=True)
-        study_run = _study_run(sweep, tracking)
+        study_run = study_run_id(sweep, tracking)
     log.info("sweep %s: storage %s; MLflow study run %s", sweep.study_name, url or sweep.storage or DEFAULT_STORAGE,
              study_run)
     start = time.time()
     study.optimize(_objective(sweep, experiment, study_run), n_trials=n_trials or sweep.n_trials,
                    timeout=sweep.timeout, catch=(Exception,), gc_after_trial=True)
-    _tag_trial_runs(study, sweep, tracking)
-    _log_plots(study, study_run, tracking, Path(sweep.output_dir) / sweep.study_name / "plots")
+    tag_trial_runs(study, tracking)
+    log_plots(study, study_run, tracking, Path(sweep.output_dir) / sweep.study_name / "plots")
     log.info("sweep %s: this worker finished after %.0f s", sweep.study_name, time.time() - start)
     return study
 
