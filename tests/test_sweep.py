@@ -35,15 +35,21 @@ def _env():
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
+def _run_workers(tmp_path, sweep, n_workers: int, n_trials: int, *args: str) -> None:
+    """`n_workers` concurrent `promptcot sweep` processes on one study."""
+    workers = [subprocess.Popen([sys.executable, "-m", "promptcot_pl", "sweep", str(sweep), "--n-trials",
+                                 str(n_trials), *args],
+                                cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(n_workers)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+
+
 def test_two_workers_share_one_study_and_one_mlflow_parent(tmp_path):
     from mlflow.tracking import MlflowClient
 
     sweep = _sweep_file(tmp_path)
-    workers = [subprocess.Popen([sys.executable, "-m", "promptcot_pl", "sweep", str(sweep), "--n-trials", "2"],
-                                cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
+    _run_workers(tmp_path, sweep, 2, 2)
     trials = _study(tmp_path, "debug").get_trials()
     assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({(t.params["em.e_optim.lr"], t.params["em.z_mode"]) for t in trials}) == 4
@@ -65,6 +71,23 @@ def test_two_workers_share_one_study_and_one_mlflow_parent(tmp_path):
     assert "| trial | state | value(s) |" in report.stdout and report.stdout.count("COMPLETE") == 4
 
 
+def test_two_workers_on_a_postgresql_server(tmp_path):
+    """The multi-machine storage path: a real PostgreSQL server (tests/postgres_server.py) holds the study."""
+    import optuna
+
+    from tests.postgres_server import postgres_server
+
+    sweep = _sweep_file(tmp_path, study_name="pg")
+    with postgres_server() as url:
+        _run_workers(tmp_path, sweep, 2, 1, "--storage", url)
+        trials = optuna.load_study(study_name="pg", storage=url).get_trials()
+        report = promptcot("sweep", "--report", str(sweep), "--storage", url, cwd=tmp_path, check=True)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert trials[0].params != trials[1].params
+    assert not (tmp_path / "mlflow/optuna.db").exists()  # nothing went to the default SQLite store
+    assert report.stdout.count("COMPLETE") == 2
+
+
 def test_a_bad_region_is_pruned_before_its_last_iteration(tmp_path):
     # a learning rate of 1.0 for the M-step wrecks p_θ in one iteration: the median pruner stops that trial
     sweep = _sweep_file(tmp_path, study_name="prune", pruner={"name": "median", "n_startup_trials": 2},
@@ -75,6 +98,26 @@ def test_a_bad_region_is_pruned_before_its_last_iteration(tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert list(trials[2].intermediate_values) == [1], trials[2].intermediate_values  # of 2 EM iterations
     assert trials[2].intermediate_values[1] < min(t.intermediate_values[1] for t in trials[:2])
+
+
+def test_a_fit_is_pruned_mid_fit_by_the_lightning_callback(tmp_path):
+    # objective = the cold start's held-out NLL of q_φ, reported after every epoch of its fit (4 epochs)
+    sweep = _sweep_file(tmp_path, study_name="prune_fit", pruner={"name": "median", "n_startup_trials": 2},
+                        objectives=[{"metric": "coldstart/q_nll_heldout", "direction": "minimize"}],
+                        search_space={"coldstart.optim.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
+                        enqueue=[{"coldstart.optim.lr": 5e-3}, {"coldstart.optim.lr": 3e-3},
+                                 {"coldstart.optim.lr": 1.0}])
+    spec = yaml.safe_load(sweep.read_text())
+    spec["overrides"]["stages"] = ["seed", "coldstart"]
+    sweep.write_text(yaml.safe_dump(spec))
+    promptcot("sweep", str(sweep), "--n-trials", "3", cwd=tmp_path, check=True)
+    trials = _study(tmp_path, "prune_fit").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert list(trials[0].intermediate_values) == [1, 2, 3, 4]
+    assert trials[0].values[0] == pytest.approx(trials[0].intermediate_values[4], abs=1e-4)
+    assert list(trials[2].intermediate_values) == [1], trials[2].intermediate_values
+    trial_dir = tmp_path / "runs/prune_fit/trial_0002/coldstart"
+    assert not (trial_dir / "rationale_model/DONE").exists() and not (trial_dir / "prompt_model").exists()
 
 
 def test_a_killed_workers_trial_is_retried_by_another_in_the_same_run_directory(tmp_path):

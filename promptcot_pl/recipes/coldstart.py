@@ -42,8 +42,10 @@ def run(ctx: StageContext) -> dict[str, float]:
     p_base, q_base = base_models(ctx, train)
     stage = ctx.cfg.coldstart
     kwargs = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim)
-    q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(train), rationale_pairs(heldout), **kwargs)
-    p = fit_pairs(ctx, "prompt_model", p_base, prompt_pairs(train), prompt_pairs(heldout), **kwargs)
+    q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(train), rationale_pairs(heldout),
+                  report_as="coldstart/q_nll_heldout", **kwargs)
+    p = fit_pairs(ctx, "prompt_model", p_base, prompt_pairs(train), prompt_pairs(heldout),
+                  report_as="coldstart/p_nll_heldout", **kwargs)
     return {
         "coldstart/q_nll_heldout_init": q["nll_init"], "coldstart/q_nll_heldout": q["nll"],
         "coldstart/p_nll_heldout_init": p["nll_init"], "coldstart/p_nll_heldout": p["nll"],

@@ -20,12 +20,16 @@ from promptcot_pl.data.datamodule import PairDataModule
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import SFTModule
 from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.pruning import ReportToPruner
 from promptcot_pl.trainer import build_trainer
 
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
-              val: Sequence[tuple[str, str]], *, epochs: int, batch_size: int, optim: OptimConfig) -> dict[str, float]:
-    """Fit `base` on `train` by masked NLL; return held-out NLL before (`nll_init`) and after (`nll`)."""
+              val: Sequence[tuple[str, str]], *, epochs: int, batch_size: int, optim: OptimConfig,
+              report_as: str | None = None) -> dict[str, float]:
+    """Fit `base` on `train` by masked NLL; return held-out NLL before (`nll_init`) and after (`nll`).
+    In a sweep, the held-out NLL of every epoch goes to the pruner as metric `report_as` (the stage's name for
+    this fit's final NLL), so a trial whose objective is that metric can be stopped mid-fit."""
     out_dir = ctx.stage_dir / name
     if (out_dir / "DONE").is_file():
         metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -40,8 +44,12 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     fit_run = ctx.tracker.run_id(f"{ctx.stage_dir.name}/{name}", f"{ctx.stage_dir.name}.{name}", parent=ctx.run_id)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
+    callbacks: list = [checkpoint]
+    pruning = ReportToPruner(ctx.report, report_as) if ctx.report is not None and report_as else None
+    if pruning is not None:
+        callbacks.append(pruning)
     trainer = build_trainer(cfg.trainer, max_epochs=epochs, default_root_dir=out_dir,
-                            logger=ctx.tracker.lightning_logger(fit_run), callbacks=[checkpoint])
+                            logger=ctx.tracker.lightning_logger(fit_run), callbacks=callbacks)
 
     last = out_dir / "checkpoints" / "last.ckpt"
     init_path = out_dir / "init.json"
@@ -53,6 +61,8 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     if resume:
         log.info("%s/%s: resuming from %s", ctx.stage_dir.name, name, last)
     trainer.fit(module, datamodule=data, ckpt_path=resume)
+    if pruning is not None:
+        pruning.raise_if_pruned()
     (nll,) = [m["val/nll"] for m in trainer.validate(module, datamodule=data, verbose=False)]
     if trainer.is_global_zero:
         export_hf(module.model, tokenizer, out_dir / "model")

@@ -9,6 +9,7 @@ checkpoint, the same MLflow parent run is reattached.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
 from promptcot_pl.config.schema import STAGE_NAMES
 from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.stage_cache import StageCache
 from promptcot_pl.tracking import Tracker
 
 # Keys that may differ when a run directory is resumed: how to run, not what to compute (plus the settings of
@@ -74,10 +76,12 @@ def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
 
 def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, force: bool = False,
                  parent_run_id: str | None = None,
-                 report: Callable[[int, Mapping[str, float]], None] | None = None) -> dict[str, float]:
+                 report: Callable[[int, Mapping[str, float]], None] | None = None,
+                 cache: StageCache | None = None) -> dict[str, float]:
     """Run `stages` (default: `cfg.stages`) into the run directory; return all stages' metrics.
-    A sweep nests the run's MLflow parent under its study run (`parent_run_id`) and passes `report`, which
-    stages call with intermediate metrics (EM: once per iteration) so a pruner can stop the trial."""
+    A sweep nests the run's MLflow parent under its study run (`parent_run_id`), passes `report`, which stages
+    call with intermediate metrics (EM: once per iteration; fits: once per epoch) so a pruner can stop the
+    trial, and a `cache` of finished stages shared by trials whose settings for them are equal."""
     run_dir = run_dir_of(cfg)
     saved = run_dir / "config.yaml"
     if saved.is_file():
@@ -104,7 +108,17 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
                 log.info("stage %s: already done, skipping (%s)", name, done)
                 results.update(json.loads(done.read_text() or "{}"))
                 continue
+            if cache is not None and not force and (entry := cache.restore(cfg, name, stage_dir)) is not None:
+                metrics = json.loads(done.read_text() or "{}")
+                log.info("stage %s: reused %s (same settings)", name, entry)
+                with tracker.run(name, name, parent=parent) as stage_run:
+                    tracker.log_metrics(stage_run, metrics)
+                tracker.log_metrics(parent, metrics)
+                results.update(metrics)
+                continue
             done.unlink(missing_ok=True)
+            if force and cache is not None:  # a finished stage's files are hard links into the cache
+                shutil.rmtree(stage_dir, ignore_errors=True)
             stage_dir.mkdir(parents=True, exist_ok=True)
             log.info("stage %s: starting", name)
             with tracker.run(name, name, parent=parent) as stage_run:
@@ -114,6 +128,8 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
                 tracker.log_metrics(stage_run, metrics)
                 tracker.log_metrics(parent, metrics)
             write_json(done, metrics)
+            if cache is not None:
+                cache.publish(cfg, name, stage_dir)
             results.update(metrics)
             ran += 1
         if ran == 0:

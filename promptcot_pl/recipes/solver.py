@@ -45,5 +45,5 @@ def run(ctx: StageContext) -> dict[str, float]:
                          "give solver.path=<HF model> instead")
     base, _ = base_models(ctx, train)
     fit = fit_pairs(ctx, "fit", base, pairs, solver_pairs(heldout), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                    optim=cfg.optim)
+                    optim=cfg.optim, report_as="solver/nll_heldout")
     return {"solver/nll_heldout_init": fit["nll_init"], "solver/nll_heldout": fit["nll"]}

@@ -70,6 +70,8 @@ class SweepConfig:
     grace_period: int | None = None  # seconds without a heartbeat before that (None: 2 × interval)
     max_retry: int = 2
     output_dir: str = "runs"  # trial run directories: <output_dir>/<study>/trial_NNNN
+    # trials whose settings for a stage are equal share it (<output_dir>/<study>/stage_cache, recipes/stage_cache.py)
+    share_stages: bool = True
 
     def trial_overrides(self, params: dict[str, Any]) -> list[str]:
         """Dotlist overrides for one trial: the fixed ones, then the sampled ones (JSON is valid YAML)."""

@@ -6,7 +6,9 @@ every trial beats a heartbeat, and a trial whose worker stopped beating is marke
 retried with the same parameters (`RetryHeartbeatStaleTrialCallback`).
 Fresh SQLite stores (MLflow's and Optuna's) are created under a file lock: two workers starting at once would
 otherwise both run the schema migrations. A retry reuses the failed trial's run directory
-`<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes.
+`<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes. Stages whose
+settings do not vary between trials (the seed set and cold start of an EM sweep) run once and are shared
+(`recipes/stage_cache.py`; `share_stages: false` turns that off).
 Several workers = the same command in several processes or machines on one storage (`load_if_exists`).
 
 MLflow runs of a study: `sweeps/mlflow_runs.py`.
@@ -85,7 +87,9 @@ def suggest(trial: optuna.Trial, key: str, spec: ParamSpec) -> Any:
 
 
 class _Reporter:
-    """Passes the objective metric of each EM iteration to Optuna and stops the trial when the pruner says so."""
+    """Passes the objective's intermediate values to Optuna — once per EM iteration (`recipes/em.py`), or once per
+    epoch of the fit whose held-out NLL is the objective (`recipes/pruning.py`) — and stops the trial when the
+    pruner says so."""
 
     def __init__(self, trial: optuna.Trial, metric: str | None) -> None:
         self.trial, self.metric = trial, metric
@@ -100,6 +104,7 @@ class _Reporter:
 
 def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
     from promptcot_pl.recipes.pipeline import run_pipeline
+    from promptcot_pl.recipes.stage_cache import StageCache
 
     single = sweep.objectives[0].metric if len(sweep.objectives) == 1 else None  # Optuna prunes single objectives
 
@@ -113,7 +118,8 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
             f"name={sweep.study_name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"])
         trial.set_user_attr("run_dir", str(Path(cfg.output_dir) / cfg.name / cfg.run_name))
         log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
-        metrics = run_pipeline(cfg, parent_run_id=study_run, report=_Reporter(trial, single))
+        cache = StageCache(Path(sweep.output_dir) / sweep.study_name / "stage_cache") if sweep.share_stages else None
+        metrics = run_pipeline(cfg, parent_run_id=study_run, report=_Reporter(trial, single), cache=cache)
         missing = [o.metric for o in sweep.objectives if o.metric not in metrics]
         if missing:
             raise KeyError(f"objective metric {missing[0]!r} was not produced by stages {cfg.stages}; "

@@ -1,0 +1,42 @@
+"""A Lightning callback that passes a fit's held-out metric to a sweep's pruner after every validation epoch.
+
+Stages never import Optuna: a sweep hands the pipeline a `report(step, metrics)` function (`sweeps/study.py`),
+which raises `optuna.TrialPruned` when the pruner says stop. This callback is that function's door into a running
+fit — the role of `optuna_integration.PyTorchLightningPruningCallback`, without tying the recipes to a trial
+object. Rank 0 reports; its decision is broadcast so every rank stops at the same epoch (a rank that raised alone
+would leave the others waiting in a collective). The fit then ends normally (`trainer.should_stop`) and
+`raise_if_pruned()` re-raises the pruner's exception once `trainer.fit` has returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+Report = Callable[[int, Mapping[str, float]], None]
+
+
+class ReportToPruner(Callback):
+    """After validation epoch e (1-based), call `report(e, {name: trainer.callback_metrics[monitor]})`."""
+
+    def __init__(self, report: Report, name: str, monitor: str = "val/nll") -> None:
+        self.report, self.name, self.monitor = report, name, monitor
+        self.pruned: BaseException | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
+            return
+        stop = False
+        if trainer.is_global_zero:
+            try:
+                self.report(trainer.current_epoch + 1, {self.name: float(trainer.callback_metrics[self.monitor])})
+            except Exception as exc:  # noqa: BLE001 — optuna.TrialPruned, re-raised after the fit
+                self.pruned, stop = exc, True
+        if trainer.strategy.broadcast(stop, src=0):
+            trainer.should_stop = True
+
+    def raise_if_pruned(self) -> None:
+        if self.pruned is not None:
+            raise self.pruned

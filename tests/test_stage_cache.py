@@ -1,0 +1,59 @@
+"""Stages shared between runs (the trials of a sweep): which settings split them, reuse, and a forced rerun that
+must not write through the hard links into the cache."""
+
+import json
+
+from promptcot_pl.config import load_config
+from promptcot_pl.recipes.pipeline import run_pipeline
+from promptcot_pl.recipes.stage_cache import StageCache, stage_digest
+from tests.conftest import REPO
+
+DEBUG = REPO / "experiments/debug/tiny.yaml"
+
+
+def _cfg(tmp_path, *overrides):
+    return load_config(DEBUG, [f"output_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                               *overrides])
+
+
+def test_a_stage_digest_ignores_later_stages_and_run_names(tmp_path):
+    base = _cfg(tmp_path)
+    em_change = _cfg(tmp_path, "em.k=5", "run_name=other", "stages=[seed]")
+    assert stage_digest(base, "seed") == stage_digest(em_change, "seed")
+    assert stage_digest(base, "coldstart") == stage_digest(em_change, "coldstart")
+    assert stage_digest(base, "em") != stage_digest(em_change, "em")
+    cold_change = _cfg(tmp_path, "coldstart.epochs=9")
+    assert stage_digest(base, "seed") == stage_digest(cold_change, "seed")
+    assert stage_digest(base, "coldstart") != stage_digest(cold_change, "coldstart")
+    assert stage_digest(base, "seed") != stage_digest(_cfg(tmp_path, "seed=1"), "seed")
+    assert stage_digest(base, "seed") != stage_digest(_cfg(tmp_path, "domain.n_items=100"), "seed")
+
+
+def test_a_finished_stage_is_reused_and_a_forced_rerun_leaves_the_cache_intact(tmp_path, caplog):
+    cache = StageCache(tmp_path / "stage_cache")
+    first = _cfg(tmp_path, "stages=[seed]", "run_name=a")
+    metrics = run_pipeline(first, cache=cache)
+    (entry,) = [p for p in (tmp_path / "stage_cache").iterdir() if not p.name.startswith(".")]
+    assert entry.name.startswith("seed-") and (entry / "DONE").is_file()
+    published = {p.name: p.read_bytes() for p in entry.iterdir()}
+
+    second = _cfg(tmp_path, "stages=[seed]", "run_name=b", "em.k=7")  # EM settings do not split the seed stage
+    caplog.clear()
+    with caplog.at_level("INFO", logger="promptcot"):
+        assert run_pipeline(second, cache=cache) == metrics
+    assert f"stage seed: reused {entry}" in caplog.text
+    reused = tmp_path / "runs/tiny/b/seed"
+    assert {p.name: p.read_bytes() for p in reused.iterdir()} == published
+    assert (reused / "train.jsonl").stat().st_ino == (entry / "train.jsonl").stat().st_ino  # linked, not copied
+
+    run_pipeline(second, cache=cache, force=True)  # a rerun rewrites its stage but never the cache's files
+    assert {p.name: p.read_bytes() for p in entry.iterdir()} == published
+    assert (reused / "train.jsonl").stat().st_ino != (entry / "train.jsonl").stat().st_ino
+    assert json.loads((reused / "DONE").read_text()) == metrics
+
+    third = _cfg(tmp_path, "stages=[seed]", "run_name=c", "seed=3")  # another seed set: computed, not reused
+    caplog.clear()
+    with caplog.at_level("INFO", logger="promptcot"):
+        run_pipeline(third, cache=cache)
+    assert "reused" not in caplog.text
+    assert len([p for p in (tmp_path / "stage_cache").iterdir() if not p.name.startswith(".")]) == 2
