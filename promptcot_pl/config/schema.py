@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-STAGE_NAMES = ("seed", "coldstart", "em", "solver", "synth", "analyze")
+STAGE_NAMES = ("seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay")
 """Pipeline stages, in the order they run."""
 
 
@@ -229,6 +229,42 @@ class AnalyzeConfig:
 
 
 @dataclass
+class DPOConfig:
+    """The preference objective of self-play (`losses/dpo.py`)."""
+
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0  # > 0: conservative DPO (sigmoid only)
+    rpo_weight: float = 0.0  # weight of the chosen completions' NLL per token (RPO); 0: off
+    # "precomputed": reference log-probs from one batched no-grad pass per round (one model in memory while
+    # training); "frozen": a frozen copy of the round's starting policy scores every batch.
+    reference: Literal["precomputed", "frozen"] = "precomputed"
+
+
+@dataclass
+class SelfPlayConfig:
+    """Self-play preference optimisation (SPEC §5): rollouts on synthesized problems, verifiable rewards, pairs
+    from problems whose pass rate lies in the window, DPO; `rounds` times, each round's reference being the policy
+    at its start. The policy starts from the solver (stage `solver`)."""
+
+    rounds: int = 2
+    max_problems: int = 200  # synthesized problems drawn per round (a different draw each round)
+    rollouts: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=8, temperature=1.2, max_new_tokens=256))
+    # Keep problems with pass rate in (low, high]: the release keeps exactly 1/2, the paper says "< 1/2"
+    # (pass_window_high_inclusive=false).
+    pass_window: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    pass_window_low_inclusive: bool = False
+    pass_window_high_inclusive: bool = True
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    epochs: int = 1
+    batch_size: int = 16  # pairs per optimizer step (the paper: 16)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, warmup_ratio=0.1))  # the paper: 1e-6
+    # held-out accuracy (the seed's held-out problems, ground-truth answers) before and after every round
+    eval: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.6, top_p=0.95))
+    eval_limit: int = 200
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: `promptcot run EXPERIMENT.yaml [a.b=c ...]`."""
 
@@ -249,3 +285,4 @@ class ExperimentConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)

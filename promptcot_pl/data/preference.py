@@ -1,0 +1,63 @@
+"""Preference pairs as training batches: one prefix-shared row per pair — the prompt once, then the chosen and
+the rejected completion (`data/shared_prefix.py`) — so both completions are scored in one forward pass without
+encoding the prompt twice. Owner 2k of a batch is row k's chosen completion, owner 2k+1 its rejected one.
+
+Reference log-probs, when precomputed for the round, travel with the batch as `ref_chosen` / `ref_rejected`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
+
+Triplet = tuple[str, str, str]  # (prompt, chosen, rejected)
+
+
+def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Triplet],
+                       max_length: int) -> tuple[list[SharedPrefix], list[int]]:
+    """(rows, indices of the pairs kept). A pair whose prompt + chosen or prompt + rejected (+ EOS) exceeds
+    `max_length` is left out: a cut completion's log-prob would compare unequal things."""
+    rows, kept = [], []
+    prompt_ids: dict[str, list[int]] = {}
+    for i, (prompt, chosen, rejected) in enumerate(pairs):
+        if prompt not in prompt_ids:
+            prompt_ids[prompt] = tokenizer(prompt).input_ids
+        ids = prompt_ids[prompt]
+        targets = [tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for t in (chosen, rejected)]
+        if max(len(ids) + len(t) for t in targets) > max_length:
+            continue
+        rows.append(SharedPrefix(ids, targets, [2 * i, 2 * i + 1]))
+        kept.append(i)
+    return rows, kept
+
+
+def preference_batch(rows: Sequence[SharedPrefix], pad_id: int, ref: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """`shared_prefix_batch` plus `pair_index` [B] and, when `ref` ([n_pairs, 2]: chosen, rejected) is given,
+    the rows' reference log-probs `ref_chosen` / `ref_rejected`."""
+    batch = shared_prefix_batch(rows, pad_id)
+    pair_index = batch["index"][0::2] // 2
+    batch["pair_index"] = pair_index
+    if ref is not None:
+        batch["ref_chosen"], batch["ref_rejected"] = ref[pair_index, 0].float(), ref[pair_index, 1].float()
+    return batch
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    """Shuffled batches of `batch_size` pairs (a fresh order every epoch, seeded by Lightning's seed)."""
+
+    def __init__(self, rows: Sequence[SharedPrefix], pad_id: int, batch_size: int,
+                 ref: torch.Tensor | None = None, num_workers: int = 0) -> None:
+        super().__init__()
+        self.rows, self.batch_size, self.num_workers = list(rows), batch_size, num_workers
+        self.collate = partial(preference_batch, pad_id=pad_id, ref=ref)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.rows, batch_size=self.batch_size, shuffle=True, collate_fn=self.collate,
+                          num_workers=self.num_workers)

@@ -1,0 +1,69 @@
+"""Direct preference optimisation of a causal LM on prefix-shared (prompt, chosen, rejected) rows.
+
+Chosen and rejected are scored in one forward pass over rows that hold the prompt once (`data/preference.py`).
+The reference log-probs either come with the batch (computed once per round by a batched no-grad pass, so only
+the policy sits in memory while training) or from a frozen reference model held by the module; both give the
+same loss on the same batch (tested). The loss is a pure function (`losses/dpo.py`); the module does no I/O and
+no generation. Metrics: `train/loss` and `selfplay/rewards_chosen`, `…_rejected`, `…_margin`, `…_accuracy`.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from transformers import PreTrainedModel
+
+from promptcot_pl.config.schema import DPOConfig, OptimConfig
+from promptcot_pl.losses import gathered_sequence_logprobs
+from promptcot_pl.losses.dpo import chosen_nll, dpo_loss
+from promptcot_pl.modules.optim import adamw_with_schedule
+
+
+def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """(chosen log-prob, rejected log-prob, chosen tokens, rejected tokens), each [B], summed over completions."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"], use_cache=False).logits
+    sums, counts = gathered_sequence_logprobs(logits, batch["score_row"], batch["score_pos"], batch["score_label"],
+                                              batch["score_owner"], n=len(batch["index"]))
+    return sums[0::2], sums[1::2], counts[0::2], counts[1::2]
+
+
+class DPOModule(L.LightningModule):
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig, dpo: DPOConfig,
+                 ref_model: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.model = model.train()  # from_pretrained returns eval mode: train mode (dropout) is explicit
+        self.optim, self.dpo = optim, dpo
+        self.ref_model = ref_model
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        policy_chosen, policy_rejected, chosen_tokens, rejected_tokens = pair_logprobs(self.model, batch)
+        if "ref_chosen" in batch:
+            ref_chosen, ref_rejected = batch["ref_chosen"], batch["ref_rejected"]
+        elif self.ref_model is not None:
+            with torch.no_grad():
+                ref_chosen, ref_rejected, _, _ = pair_logprobs(self.ref_model, batch)
+        else:
+            raise ValueError("DPO needs reference log-probs: precompute them into the batch or give a ref_model")
+        out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=self.dpo.beta,
+                       loss_type=self.dpo.loss, label_smoothing=self.dpo.label_smoothing,
+                       chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
+        loss = out.losses.mean()
+        if self.dpo.rpo_weight:
+            loss = loss + self.dpo.rpo_weight * chosen_nll(policy_chosen, chosen_tokens)
+        metrics = {"rewards_chosen": out.chosen_rewards.mean(), "rewards_rejected": out.rejected_rewards.mean(),
+                   "rewards_margin": (out.chosen_rewards - out.rejected_rewards).mean(),
+                   "rewards_accuracy": (out.chosen_rewards > out.rejected_rewards).float().mean()}
+        return loss, metrics
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.loss(batch)
+        size = len(batch["pair_index"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=size)
+        return loss
+
+    def configure_optimizers(self):
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))

@@ -1,0 +1,27 @@
+"""Policy rollouts on problems through the engine, each checked for format (`verify/format.py`) and scored with
+the verifiable rewards (`verify/rewards.py`). (Accuracy on held-out problems is `analysis.difficulty`'s pass
+rate.)"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.records import Problem, Rollout
+from promptcot_pl.verify.format import invalid_reason
+from promptcot_pl.verify.rewards import score_batch
+
+
+def rollouts(engine, problems: Sequence[Problem], sampling: SamplingConfig) -> list[Rollout]:
+    """`sampling.n` rollouts per problem, in problem order; `valid` and `reward` filled in."""
+    groups = engine.generate([solver_example(p.problem, "")[0] for p in problems], sampling)
+    flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
+    rewards = score_batch([c.text for _, _, c in flat], [p for p, _, _ in flat])
+    out = []
+    for (problem, index, completion), reward in zip(flat, rewards):
+        reason = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length")
+        out.append(Rollout(problem_id=problem.id, index=index, text=completion.text, valid=reason is None,
+                           reward=reward, meta={"invalid": reason, "tokens": len(completion.token_ids)}))
+    return out
+

@@ -1,0 +1,65 @@
+"""PromptCoT pair construction on a hand-made rollout table: window edges, unscorable and invalid rollouts,
+min(#pass, #fail) pairs per problem."""
+
+from promptcot_pl.data.records import Problem, Rollout
+from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
+
+
+def _table(spec: dict[str, list[tuple[float | None, bool]]]):
+    """problem id → [(reward, valid), ...]"""
+    problems = [Problem(id=pid, domain="math", problem=f"What is {pid}?", answer="1") for pid in spec]
+    rollouts = [Rollout(problem_id=pid, index=i, text=f"{pid}-{i}", valid=valid, reward=reward)
+                for pid, rows in spec.items() for i, (reward, valid) in enumerate(rows)]
+    return problems, rollouts
+
+
+PASS, FAIL, BAD_PASS, BAD_FAIL, NONE = (1.0, True), (0.0, True), (1.0, False), (0.0, False), (None, True)
+TABLE = {
+    "quarter": [PASS] * 2 + [FAIL] * 4 + [BAD_FAIL] * 2,  # 2/8: kept, min(2 valid pass, 4 valid fail) = 2
+    "half": [PASS] * 3 + [BAD_PASS] + [FAIL] * 4,  # exactly 1/2: kept by (0, 1/2], min(3, 4) = 3
+    "zero": [FAIL] * 8,  # 0: below (0, ...
+    "all": [PASS] * 8,  # 1: above
+    "unscorable": [NONE] * 8,
+    "none_left_out": [PASS] * 3 + [FAIL] + [NONE] * 4,  # 3/4 (None left out, not 3/8): above
+    "only_invalid_pass": [BAD_PASS] + [FAIL] * 7,  # 1/8 in window, but no valid chosen
+}
+
+
+def test_window_edges_invalid_and_unscorable_rollouts():
+    problems, rollouts = _table(TABLE)
+    pairs, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5), seed=0)
+    status = {o.problem_id: (o.status, o.pairs) for o in outcomes}
+    assert status == {"quarter": ("kept", 2), "half": ("kept", 3), "zero": ("below_window", 0),
+                      "all": ("above_window", 0), "unscorable": ("unscorable", 0),
+                      "none_left_out": ("above_window", 0), "only_invalid_pass": ("no_valid_pair", 0)}
+    rate = {o.problem_id: o.pass_rate for o in outcomes}
+    assert rate["none_left_out"] == 0.75 and rate["unscorable"] is None and rate["half"] == 0.5
+    by_text = {r.text: r for r in rollouts}
+    for pair in pairs:
+        chosen, rejected = by_text[pair.chosen], by_text[pair.rejected]
+        assert chosen.valid and chosen.reward == 1.0 and rejected.valid and rejected.reward == 0.0
+        assert chosen.problem_id == rejected.problem_id == pair.problem_id
+        assert pair.prompt == "Problem:\nWhat is %s?\nSolution:\n" % pair.problem_id
+    used = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    assert len(used) == len(set(used))  # every rollout in at most one pair
+    summary = summarize(outcomes)
+    assert summary["pairs"] == 5 and summary["problems_kept"] == 2 and summary["rollouts_unscorable"] == 12
+    assert summary["rollouts_invalid"] == 4
+    assert released_format(pairs)[0].keys() == {"prompt", "chosen", "rejected"}
+
+
+def test_the_papers_open_window_drops_exactly_one_half_and_an_inclusive_low_edge_keeps_zero():
+    problems, rollouts = _table(TABLE)
+    _, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5, high_inclusive=False))
+    assert {o.problem_id: o.status for o in outcomes}["half"] == "above_window"
+    _, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5, low_inclusive=True))
+    assert {o.problem_id: o.status for o in outcomes}["zero"] == "no_valid_pair"  # in window, nothing passes
+
+
+def test_pairs_are_reproducible_per_seed():
+    problems, rollouts = _table(TABLE)
+    first, _ = build_pairs(problems, rollouts, PassWindow(), seed=1)
+    again, _ = build_pairs(problems, rollouts, PassWindow(), seed=1)
+    assert first == again
+    other = [build_pairs(problems, rollouts, PassWindow(), seed=s)[0] for s in range(2, 8)]
+    assert any(o != first for o in other)
