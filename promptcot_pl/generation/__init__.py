@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
-from promptcot_pl.generation.engine import Completion, Engine
+from promptcot_pl.generation.engine import Completion, Engine, ServedEngine
 
 
 def build_engine(cfg: EngineConfig, model_path: str | Path, dtype: str = "float32", seed: int = 0) -> Engine:
@@ -21,4 +21,4 @@ def build_engine(cfg: EngineConfig, model_path: str | Path, dtype: str = "float3
     raise ValueError(f"engine.backend {cfg.backend!r}: expected 'hf' or 'vllm'")
 
 
-__all__ = ["Completion", "Engine", "EngineConfig", "SamplingConfig", "build_engine"]
+__all__ = ["Completion", "Engine", "EngineConfig", "SamplingConfig", "ServedEngine", "build_engine"]

@@ -31,3 +31,22 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class ServedEngine:
+    """An engine plus the checkpoint it serves: `serve(path)` reloads weights only when the path changes.
+    Recipes write every trained model to a new directory, so the path identifies the weights."""
+
+    def __init__(self, engine: Engine, path: str | Path) -> None:
+        self.engine, self.path = engine, Path(path)
+
+    def serve(self, path: str | Path) -> None:
+        if Path(path) != self.path:
+            self.engine.refresh(path)
+            self.path = Path(path)
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        return self.engine.generate(prompts, sampling)
+
+    def close(self) -> None:
+        self.engine.close()

@@ -32,7 +32,7 @@ from promptcot_pl.data.prompts import (
     problem_given_rationale_example, prompt_model_example, rationale_model_example,
 )
 from promptcot_pl.data.records import Triple
-from promptcot_pl.generation import build_engine
+from promptcot_pl.generation import ServedEngine, build_engine
 from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import EStepModule, MStepModule
@@ -41,25 +41,6 @@ from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.fit import export_hf
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.trainer import build_trainer
-
-
-class _Served:
-    """The engine plus the checkpoint it serves: `serve(path)` reloads weights only when the path changes.
-    Every EM step writes its models to a new directory, so the path identifies the weights."""
-
-    def __init__(self, engine, path: Path) -> None:
-        self.engine, self.path = engine, Path(path)
-
-    def serve(self, path: Path) -> None:
-        if Path(path) != self.path:
-            self.engine.refresh(path)
-            self.path = Path(path)
-
-    def generate(self, prompts, sampling):
-        return self.engine.generate(prompts, sampling)
-
-    def close(self) -> None:
-        self.engine.close()
 
 
 def _rationale_prompts(pairs: list[Triple]) -> list[str]:
@@ -247,7 +228,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     train = _fitting(read_jsonl(seed_dir / "train.jsonl", Triple), tokenizer, cfg.data.max_length, "training")
     heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), tokenizer, cfg.data.max_length,
                        "held-out")[: em.heldout_limit]
-    engine = _Served(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
+    engine = ServedEngine(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
     variants = {"EM" if em.e_step else "EM without E-step": _run_variant(ctx, engine, em, ctx.stage_dir, train, heldout)}
     final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}
     if em.compare_frozen and em.e_step:

@@ -1,0 +1,86 @@
+"""The DPO module on prefix-shared rows: log-probs equal separate forward passes, and precomputed-reference and
+frozen-reference modes give the same loss on the same batch."""
+
+import pytest
+import torch
+
+from promptcot_pl.config.schema import DPOConfig, OptimConfig
+from promptcot_pl.data.preference import encode_preferences, preference_batch
+from promptcot_pl.losses import sequence_logprobs
+from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.modules.dpo import DPOModule, pair_logprobs
+
+PAIRS = [(f"Problem:\nWhat is {a} + {b}?\nSolution:\n", f"The answer is $\\boxed{{{a + b}}}$.",
+          f"Add: {a}+{b}. The answer is $\\boxed{{{a * b + 1}}}$.") for a, b in [(2, 3), (10, 7), (4, 4)]]
+
+
+def _separate(model, tokenizer, prompt, completion):
+    ids = tokenizer(prompt).input_ids
+    target = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    x = torch.tensor([ids + target])
+    labels = torch.tensor([[-100] * len(ids) + target])
+    return sequence_logprobs(model(input_ids=x).logits, labels).item(), len(target)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dir):
+    tokenizer = load_tokenizer(tiny_dir)
+    rows, kept = encode_preferences(tokenizer, PAIRS, max_length=256)
+    return tokenizer, rows, kept
+
+
+def test_prefix_shared_logprobs_equal_separate_forward_passes(tiny_dir, setup):
+    tokenizer, rows, kept = setup
+    model = load_model(tiny_dir).eval()
+    with torch.no_grad():
+        chosen, rejected, n_chosen, n_rejected = pair_logprobs(model, preference_batch(rows, tokenizer.pad_token_id))
+        for k, (prompt, c, r) in enumerate(PAIRS):
+            assert (chosen[k].item(), n_chosen[k].item()) == pytest.approx(_separate(model, tokenizer, prompt, c), abs=1e-4)
+            assert (rejected[k].item(), n_rejected[k].item()) == pytest.approx(_separate(model, tokenizer, prompt, r), abs=1e-4)
+
+
+def test_overlong_pairs_are_left_out(setup):
+    tokenizer, _, _ = setup
+    long = (PAIRS[0][0], "x " * 400, PAIRS[0][2])
+    rows, kept = encode_preferences(tokenizer, [PAIRS[1], long, PAIRS[2]], max_length=128)
+    assert kept == [0, 2] and len(rows) == 2
+
+
+def test_precomputed_and_frozen_reference_give_the_same_loss(tiny_dir, setup):
+    tokenizer, rows, _ = setup
+    torch.manual_seed(0)
+    policy = load_model(tiny_dir)
+    with torch.no_grad():  # the policy has moved away from the reference
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for cfg in (DPOConfig(), DPOConfig(loss="ipo"), DPOConfig(label_smoothing=0.2, rpo_weight=0.5)):
+        frozen = DPOModule(policy, OptimConfig(), cfg, ref_model=load_model(tiny_dir))
+        frozen.model.eval()
+        with torch.no_grad():
+            ref_c, ref_r, _, _ = pair_logprobs(frozen.ref_model, preference_batch(rows, tokenizer.pad_token_id))
+            ref = torch.stack([ref_c, ref_r], dim=1).double()
+            loss_frozen, metrics_frozen = frozen.loss(preference_batch(rows, tokenizer.pad_token_id))
+            loss_pre, metrics_pre = DPOModule(policy, OptimConfig(), cfg).loss(
+                preference_batch(rows, tokenizer.pad_token_id, ref=ref))
+        assert loss_pre.item() == pytest.approx(loss_frozen.item(), abs=1e-6)
+        assert metrics_pre["rewards_margin"].item() == pytest.approx(metrics_frozen["rewards_margin"].item(), abs=1e-6)
+        assert abs(metrics_pre["rewards_margin"].item()) > 1e-4
+
+
+def test_training_raises_the_margin(tiny_dir, setup, tmp_path):
+    import lightning as L
+
+    from promptcot_pl.config.schema import TrainerConfig
+    from promptcot_pl.data.preference import PreferenceDataModule
+    from promptcot_pl.trainer import build_trainer
+
+    tokenizer, rows, _ = setup
+    L.seed_everything(0)
+    module = DPOModule(load_model(tiny_dir), OptimConfig(lr=1e-3, warmup_ratio=0.0), DPOConfig(reference="frozen"),
+                       ref_model=load_model(tiny_dir))
+    trainer = build_trainer(TrainerConfig(enable_progress_bar=False), max_epochs=10, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=PreferenceDataModule(rows, tokenizer.pad_token_id, batch_size=3))
+    module.model.eval()
+    with torch.no_grad():
+        _, metrics = module.loss(preference_batch(rows, tokenizer.pad_token_id))
+    assert metrics["rewards_margin"].item() > 1.0 and metrics["rewards_accuracy"].item() == 1.0
