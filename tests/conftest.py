@@ -43,3 +43,21 @@ def promptcot(*args: str, cwd: Path, timeout: float = 600, check: bool = False) 
     if check and proc.returncode != 0:
         raise AssertionError(f"promptcot {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 300) -> None:
+    """Start `promptcot *args` and SIGKILL its whole process group as soon as `marker` exists (a killed run)."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "promptcot_pl", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    exists = marker.exists()
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert exists, f"{marker} did not appear (exit code {proc.returncode})"

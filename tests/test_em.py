@@ -1,11 +1,6 @@
 """EM loop: the E-step raises the chosen rationales' likelihood; a killed and resumed EM equals an uninterrupted one."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from functools import partial
 
 import lightning as L
@@ -18,7 +13,7 @@ from promptcot_pl.data.prompts import rationale_model_example
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import EStepModule
 from promptcot_pl.recipes.scoring import score_pairs
-from tests.conftest import REPO, promptcot
+from tests.conftest import REPO, kill_when, promptcot
 
 CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
 
@@ -55,19 +50,10 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
 def test_killed_and_resumed_em_equals_uninterrupted(tmp_path):
     debug = str(REPO / "experiments/debug/tiny.yaml")
     cache = f"model.cache_dir={tmp_path / 'cache'}"
-    promptcot("run", debug, cache, "run_name=straight", cwd=tmp_path, check=True)
+    promptcot("run", debug, cache, "run_name=straight", "stages=[seed,coldstart,em]", cwd=tmp_path, check=True)
 
-    args = ["run", debug, cache, "run_name=resumed"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen([sys.executable, "-m", "promptcot_pl", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    first = tmp_path / "runs/tiny/resumed/em/iter_001/DONE"
-    deadline = time.time() + 300
-    while not first.is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert first.is_file()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    args = ["run", debug, cache, "run_name=resumed", "stages=[seed,coldstart,em]"]
+    kill_when(args, tmp_path, tmp_path / "runs/tiny/resumed/em/iter_001/DONE")
     assert not (tmp_path / "runs/tiny/resumed/em/DONE").exists()
     resumed = promptcot(*args, cwd=tmp_path, check=True)
     assert "stage coldstart: already done" in resumed.stdout

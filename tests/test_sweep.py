@@ -2,7 +2,6 @@
 trial retried by another, all tracked in a real MLflow store."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import REPO, promptcot
+from tests.conftest import REPO, kill_when, promptcot
 
 pytestmark = pytest.mark.slow
 
@@ -122,16 +121,7 @@ def test_a_fit_is_pruned_mid_fit_by_the_lightning_callback(tmp_path):
 
 def test_a_killed_workers_trial_is_retried_by_another_in_the_same_run_directory(tmp_path):
     sweep = _sweep_file(tmp_path, study_name="retry", heartbeat_interval=1, grace_period=3)
-    first = subprocess.Popen([sys.executable, "-m", "promptcot_pl", "sweep", str(sweep), "--n-trials", "1"],
-                             cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    marker = tmp_path / "runs/retry/trial_0000/coldstart"
-    deadline = time.time() + 300
-    while not marker.exists() and time.time() < deadline and first.poll() is None:
-        time.sleep(0.2)
-    assert marker.exists()
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    kill_when(["sweep", str(sweep), "--n-trials", "1"], tmp_path, tmp_path / "runs/retry/trial_0000/coldstart")
     time.sleep(4)  # past the grace period: the trial's heartbeat has stopped
     second = promptcot("sweep", str(sweep), "--n-trials", "1", cwd=tmp_path, check=True)
     trials = _study(tmp_path, "retry").get_trials()

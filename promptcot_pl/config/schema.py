@@ -248,7 +248,10 @@ class SelfPlayConfig:
     at its start. The policy starts from the solver (stage `solver`)."""
 
     rounds: int = 2
-    max_problems: int = 200  # synthesized problems drawn per round (a different draw each round)
+    # What the policy practises on: the synthesized problems (stage `synth`), or the seed's training problems —
+    # the baseline the paper compares synthesized prompts with.
+    problems: Literal["synth", "seed"] = "synth"
+    max_problems: int = 200  # problems drawn per round (a different draw each round)
     rollouts: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=8, temperature=1.2, max_new_tokens=256))
     # Keep problems with pass rate in (low, high]: the release keeps exactly 1/2, the paper says "< 1/2"
     # (pass_window_high_inclusive=false).

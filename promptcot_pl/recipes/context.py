@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,13 @@ class StageContext:
     run_id: str | None  # this stage's MLflow run
     # intermediate results (step, metrics) for a sweep's pruner; may raise to stop the run (optuna.TrialPruned)
     report: Callable[[int, Mapping[str, float]], None] | None = None
+    curves: set[str] = field(default_factory=set)  # metrics logged per step (iteration, round) by `log_step`
+
+    def log_step(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log one point of per-step curves on this stage's run. The pipeline then leaves these keys out when it
+        logs the stage's final metrics there (a final value at step 0 would sit on the curve's first point)."""
+        self.tracker.log_metrics(self.run_id, metrics, step=step)
+        self.curves.update(metrics)
 
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""

@@ -191,6 +191,7 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
     q, p = cold / "rationale_model" / "model", cold / "prompt_model" / "model"
     history_path = root / "history.jsonl"
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    ctx.curves.update(k.replace("em/", metric_prefix, 1) for h in history for k in h if k != "iteration")
     frozen = {} if em.e_step else _frozen_rationales(ctx, engine, q, train)
     name = "em" if em.e_step else "em (frozen rationales)"
     for it in range(em.iterations + 1):
@@ -209,8 +210,7 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
         (out / "DONE").touch()
         history.append({"iteration": it, **metrics})
         write_jsonl(history_path, history)
-        ctx.tracker.log_metrics(ctx.run_id, {k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()},
-                                step=it)
+        ctx.log_step({k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()}, step=it)
         # a sweep's pruner sees the main variant's iterations 1..N (iteration 0, the cold start, is the same for
         # every trial of an EM sweep, and Optuna's pruners judge a trial by its best value so far)
         if ctx.report is not None and metric_prefix == "em/" and it > 0:

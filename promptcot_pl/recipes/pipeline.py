@@ -57,6 +57,10 @@ def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
             from promptcot_pl.recipes import analyze
 
             return analyze.run
+        case "selfplay":
+            from promptcot_pl.recipes import selfplay
+
+            return selfplay.run
     raise ValueError(f"unknown stage {name!r}")
 
 
@@ -125,7 +129,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
                 ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run,
                                    report=report)
                 metrics = stage_fn(name)(ctx)
-                tracker.log_metrics(stage_run, metrics)
+                tracker.log_metrics(stage_run, {k: v for k, v in metrics.items() if k not in ctx.curves})
                 tracker.log_metrics(parent, metrics)
             write_json(done, metrics)
             if cache is not None:

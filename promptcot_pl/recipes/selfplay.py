@@ -1,0 +1,199 @@
+"""Stage `selfplay` (SPEC §5): the policy improves itself on synthesized problems from verifiable rewards.
+
+The policy starts from the solver (stage `solver`). Round r (1..rounds), seeded with seed + r:
+  rollouts  `selfplay.max_problems` synthesized problems (a new draw each round) × n rollouts (engine), each
+            checked for format and scored (math: equivalence to the reference answer; code: all unit tests)
+  pairs     problems whose pass rate lies in the window → chosen/rejected pairs (`selfplay/pairs.py`)
+  fit       DPO from the round's starting policy, which is also the reference (log-probs precomputed once by a
+            batched no-grad pass, or a frozen copy — `selfplay.dpo.reference`)
+  evaluate  held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples)
+Outputs per round under `round_NNN/`: rollouts.jsonl, pairs.jsonl, pairs_released.jsonl (prompt/chosen/rejected),
+outcomes.jsonl (per problem), model/ (HF), metrics.json + DONE; `round_000/` holds the evaluation before
+self-play. A rerun resumes after the last finished round; an interrupted round keeps its rollouts and
+reference log-probs and refits from the round's start (same seed, so it equals an uninterrupted round).
+Also `history.jsonl` and `accuracy.png` (held-out accuracy against round).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from promptcot_pl.analysis.difficulty import difficulty
+from promptcot_pl.config.schema import SelfPlayConfig
+from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
+from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
+from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
+from promptcot_pl.generation import ServedEngine, build_engine
+from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.modules.dpo import DPOModule
+from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.fit import export_hf
+from promptcot_pl.recipes.scoring import score_pairs
+from promptcot_pl.recipes.solver import solver_model
+from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
+from promptcot_pl.selfplay.rollouts import rollouts
+from promptcot_pl.trainer import build_trainer
+
+
+def window(sp: SelfPlayConfig) -> PassWindow:
+    low, high = sp.pass_window
+    return PassWindow(low, high, sp.pass_window_low_inclusive, sp.pass_window_high_inclusive)
+
+
+def _draw(problems: list[Problem], n: int, seed: int) -> list[Problem]:
+    return random.Random(seed).sample(problems, min(n, len(problems)))
+
+
+def _rollouts(ctx: StageContext, engine, problems: list[Problem], out: Path, seed: int) -> list[Rollout]:
+    path = out / "rollouts.jsonl"
+    if path.is_file():  # an interrupted round keeps its rollouts
+        return read_jsonl(path, Rollout)
+    sampling = ctx.cfg.selfplay.rollouts
+    rows = rollouts(engine, problems, sampling.__class__(**{**sampling.__dict__, "seed": seed}))
+    write_jsonl(path, rows)
+    return rows
+
+
+def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]], out: Path) -> torch.Tensor:
+    """[n_pairs, 2] log π_ref(chosen), log π_ref(rejected): one batched no-grad pass, cached for a rerun."""
+    path = out / "reference_logprobs.pt"
+    if path.is_file():
+        return torch.load(path)
+    flat = [(prompt, completion) for prompt, chosen, rejected in pairs for completion in (chosen, rejected)]
+    logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, batch_size=2 * ctx.cfg.selfplay.batch_size,
+                              max_length=ctx.cfg.data.max_length, dtype=ctx.cfg.model.dtype, root_dir=out)
+    ref = logprobs.view(-1, 2)
+    torch.save(ref, path)
+    return ref
+
+
+def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: int) -> dict[str, float]:
+    """DPO from `policy` (also the reference); the model goes to `out/model`."""
+    sp = ctx.cfg.selfplay
+    tokenizer = load_tokenizer(policy)
+    triplets = [(p.prompt, p.chosen, p.rejected) for p in pairs]
+    rows, kept = encode_preferences(tokenizer, triplets, ctx.cfg.data.max_length)
+    if len(kept) < len(triplets):
+        log.info("selfplay round %d: %d of %d pairs longer than data.max_length=%d left out", round_,
+                 len(triplets) - len(kept), len(triplets), ctx.cfg.data.max_length)
+    frozen = sp.dpo.reference == "frozen"
+    ref = None if frozen else _reference(ctx, policy, [triplets[i] for i in kept], out)
+    if ref is not None:  # rows index pairs by their position in `triplets`; ref by position in `kept`
+        full = torch.zeros(len(triplets), 2, dtype=ref.dtype)
+        full[kept] = ref
+        ref = full
+    L.seed_everything(ctx.cfg.seed + round_, verbose=False)
+    module = DPOModule(load_model(policy, ctx.cfg.model.dtype), sp.optim, sp.dpo,
+                       ref_model=load_model(policy, ctx.cfg.model.dtype) if frozen else None)
+    data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
+                                num_workers=ctx.cfg.data.num_workers)
+    fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
+    trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
+                            logger=ctx.tracker.lightning_logger(fit_run))
+    trainer.fit(module, datamodule=data)
+    export_hf(module.model, tokenizer, out / "model")
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
+    ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
+    return {"train_pairs": float(len(rows)), "steps": float(trainer.global_step), **final}
+
+
+def _evaluate(ctx: StageContext, engine, heldout: list[Triple]) -> float:
+    """Mean reward over n samples per held-out problem; the same sampling seed every round, so rounds compare."""
+    sampling = ctx.cfg.selfplay.eval
+    return difficulty(engine, heldout, [t.problem for t in heldout],
+                      sampling.__class__(**{**sampling.__dict__, "seed": ctx.cfg.seed})).pass_rate
+
+
+def _round(ctx: StageContext, engine: ServedEngine, policy: Path, problems: list[Problem], heldout: list[Triple],
+           r: int) -> tuple[Path, dict[str, float]]:
+    sp, out = ctx.cfg.selfplay, ctx.stage_dir / f"round_{r:03d}"
+    out.mkdir(parents=True, exist_ok=True)
+    engine.serve(policy)
+    drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
+    table = _rollouts(ctx, engine, drawn, out, seed=ctx.cfg.seed + r)
+    pairs, outcomes = build_pairs(drawn, table, window(sp), seed=ctx.cfg.seed + r)
+    for p in pairs:
+        p.meta["round"] = r
+    write_jsonl(out / "pairs.jsonl", pairs)
+    write_jsonl(out / "pairs_released.jsonl", released_format(pairs))
+    write_jsonl(out / "outcomes.jsonl", [o.__dict__ for o in outcomes])
+    counts = summarize(outcomes)
+    scored = [x.reward for x in table if x.reward is not None]
+    metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()}
+    metrics["selfplay/rollout_pass_rate"] = sum(scored) / len(scored) if scored else float("nan")
+    log.info("selfplay round %d: %d problems × %d rollouts, pass rate %.3f → %d problems in window %s → %d pairs "
+             "(%s)", r, len(drawn), sp.rollouts.n, metrics["selfplay/rollout_pass_rate"],
+             counts.get("problems_kept", 0), window(sp), counts["pairs"],
+             ", ".join(f"{k.removeprefix('problems_')} {v}" for k, v in counts.items() if k.startswith("problems_")))
+    if pairs:
+        fit = _fit(ctx, policy, pairs, out, r)
+        metrics.update({k if "/" in k else f"selfplay/{k}": v for k, v in fit.items()})
+        policy = out / "model"
+    else:
+        log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
+    engine.serve(policy)
+    metrics["selfplay/accuracy_heldout"] = _evaluate(ctx, engine, heldout)
+    (out / "policy.txt").write_text(f"{os.path.relpath(policy, ctx.run_dir)}\n")  # relative: the run dir may move
+    return policy, metrics
+
+
+def _with_targets(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if (p.answer if p.domain == "math" else p.tests)]
+
+
+def _problems(ctx: StageContext) -> tuple[Path, list[Problem]]:
+    if ctx.cfg.selfplay.problems == "seed":
+        path = ctx.stage_output("seed") / "train.jsonl"
+        problems = [Problem(id=t.id, domain=t.domain, problem=t.problem, concepts=t.concepts, level=t.level,
+                            rationale=t.rationale, answer=t.answer, tests=t.tests, source="seed")
+                    for t in read_jsonl(path, Triple)]
+    else:
+        path = ctx.stage_output("synth") / "problems.jsonl"
+        problems = read_jsonl(path, Problem)
+    return path, _with_targets(problems)
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    sp = ctx.cfg.selfplay
+    problems_path, problems = _problems(ctx)
+    if not problems:
+        raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
+    heldout = read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)[: sp.eval_limit]
+    policy = Path(solver_model(ctx.run_dir))
+    engine = ServedEngine(build_engine(ctx.cfg.engine, policy, ctx.cfg.model.dtype, ctx.cfg.seed), policy)
+    history_path = ctx.stage_dir / "history.jsonl"
+    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    ctx.curves.update(k for h in history for k in h if k != "round")  # logged per round before a restart
+    try:
+        for r in range(sp.rounds + 1):
+            out = ctx.stage_dir / f"round_{r:03d}"
+            if (out / "DONE").is_file():  # resume after the last finished round
+                policy = ctx.run_dir / (out / "policy.txt").read_text().strip() if r else policy
+                continue
+            if r == 0:
+                metrics = {"selfplay/accuracy_heldout": _evaluate(ctx, engine, heldout)}
+            else:
+                policy, metrics = _round(ctx, engine, policy, problems, heldout, r)
+            write_json(out / "metrics.json", {"round": r, **metrics})
+            (out / "DONE").touch()
+            history.append({"round": r, **metrics})
+            write_jsonl(history_path, history)
+            ctx.log_step(metrics, step=r)
+            if ctx.report is not None and r > 0:
+                ctx.report(r, metrics)
+            log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])
+    finally:
+        engine.close()
+    from promptcot_pl.analysis.selfplay_plot import plot_accuracy
+
+    ctx.tracker.log_artifact(ctx.run_id, plot_accuracy(history, ctx.stage_dir / "accuracy.png"))
+    before, after = history[0]["selfplay/accuracy_heldout"], history[-1]["selfplay/accuracy_heldout"]
+    return {"selfplay/accuracy_heldout_before": before, "selfplay/accuracy_heldout": after,
+            "selfplay/accuracy_gain": after - before,
+            "selfplay/pairs_total": float(sum(h.get("selfplay/pairs", 0.0) for h in history))}
