@@ -60,6 +60,10 @@ def test_literal_choice_is_checked():
     ("domain.heldout_fraction=1.5", "domain.heldout_fraction"),
     ("domain.source=triples", "domain.path"),
     ("coldstart.epochs=0", "coldstart.epochs"),
+    ("selfplay.pass_high=0.0", "selfplay.pass_high"),
+    ("selfplay.dpo.beta=0", "selfplay.dpo.beta"),
+    ("selfplay.dpo.label_smoothing=0.7", "selfplay.dpo.label_smoothing"),
+    ("selfplay.batch_size=0", "selfplay.batch_size"),
 ])
 def test_semantic_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"key '{key}'"):

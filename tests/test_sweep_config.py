@@ -25,6 +25,8 @@ def _write(tmp_path, body):
     ("search_space:\n  em.k: {type: int, low: 1, high: 3}\nenqueue:\n  - {em.tau: 1.0}\n", "'enqueue[0].em.tau'"),
     ("objectives:\n  - {metric: em/iwae_heldout, direction: up}\n", "'objectives[0].direction'"),
     ("pruner: {name: sometimes}\n", "pruner.name"),
+    ("search_space:\n  em.tau: {type: float, low: 0.1, high: 1.0, when: {em.selection: softmax}}\n"
+     "  em.selection: {type: categorical, choices: [best, softmax]}\n", "'search_space.em.tau.when.em.selection'"),
 ])
 def test_bad_sweep_files_name_the_key(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -36,3 +38,20 @@ def test_shipped_sweeps_load_and_overrides_are_dotlists():
     assert experiment == (REPO / "experiments/quickstart.yaml").resolve() and sweep.study_name == "em_sweep"
     assert sweep.trial_overrides({"em.k": 3}) == ['stages=["seed", "coldstart", "em"]', "em.k=3"]
     load_sweep(REPO / "sweeps/debug.yaml")
+
+
+def test_a_conditional_parameter_is_sampled_only_when_its_condition_holds():
+    import optuna
+
+    from promptcot_pl.sweeps.study import sample_params
+
+    sweep, _ = load_sweep(REPO / "sweeps/reward.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        params = sample_params(trial, sweep.search_space)
+        seen.add(params["selfplay.dpo.loss"])
+        assert ("selfplay.dpo.label_smoothing" in params) == (params["selfplay.dpo.loss"] == "sigmoid")
+        study.tell(trial, 0.0)
+    assert seen == {"sigmoid", "ipo"}

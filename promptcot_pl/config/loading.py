@@ -125,10 +125,22 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'synth.near_duplicate_threshold': must lie in (0, 1)")
     if not 0.0 <= cfg.synth.min_confidence <= 1.0:
         raise ConfigError(f"{source}: key 'synth.min_confidence': must lie in [0, 1]")
+    sp = cfg.selfplay
+    if not 0.0 <= sp.pass_low < sp.pass_high <= 1.0:
+        raise ConfigError(f"{source}: key 'selfplay.pass_high': the window needs 0 <= pass_low < pass_high <= 1, "
+                          f"got ({sp.pass_low}, {sp.pass_high})")
+    if sp.dpo.beta <= 0:
+        raise ConfigError(f"{source}: key 'selfplay.dpo.beta': must be > 0")
+    if not 0.0 <= sp.dpo.label_smoothing < 0.5:
+        raise ConfigError(f"{source}: key 'selfplay.dpo.label_smoothing': must lie in [0, 0.5)")
+    if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
+        raise ConfigError(f"{source}: key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
+                          f"selfplay.dpo.loss is {sp.dpo.loss!r}")
     for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
                 "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens",
                 "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
-                "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems"):
+                "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
+                "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit"):
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")

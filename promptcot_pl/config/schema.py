@@ -253,11 +253,12 @@ class SelfPlayConfig:
     problems: Literal["synth", "seed"] = "synth"
     max_problems: int = 200  # problems drawn per round (a different draw each round)
     rollouts: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=8, temperature=1.2, max_new_tokens=256))
-    # Keep problems with pass rate in (low, high]: the release keeps exactly 1/2, the paper says "< 1/2"
-    # (pass_window_high_inclusive=false).
-    pass_window: list[float] = field(default_factory=lambda: [0.0, 0.5])
-    pass_window_low_inclusive: bool = False
-    pass_window_high_inclusive: bool = True
+    # Keep problems whose pass rate lies in (pass_low, pass_high]: the release keeps exactly 1/2, the paper's text
+    # says "< 1/2" (pass_high_inclusive: false).
+    pass_low: float = 0.0
+    pass_high: float = 0.5
+    pass_low_inclusive: bool = False
+    pass_high_inclusive: bool = True
     dpo: DPOConfig = field(default_factory=DPOConfig)
     epochs: int = 1
     batch_size: int = 16  # pairs per optimizer step (the paper: 16)

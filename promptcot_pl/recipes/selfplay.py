@@ -42,8 +42,7 @@ from promptcot_pl.trainer import build_trainer
 
 
 def window(sp: SelfPlayConfig) -> PassWindow:
-    low, high = sp.pass_window
-    return PassWindow(low, high, sp.pass_window_low_inclusive, sp.pass_window_high_inclusive)
+    return PassWindow(sp.pass_low, sp.pass_high, sp.pass_low_inclusive, sp.pass_high_inclusive)
 
 
 def _draw(problems: list[Problem], n: int, seed: int) -> list[Problem]:

@@ -27,6 +27,12 @@ class ParamSpec:
     log: bool = False
     step: float | None = None
     choices: list[Any] | None = None
+    # a conditional parameter: sampled only when these earlier parameters took these values (Optuna's
+    # define-by-run spaces), e.g. label smoothing only for the sigmoid loss
+    when: dict[str, Any] | None = None
+
+    def active(self, params: dict[str, Any]) -> bool:
+        return not self.when or all(params.get(k) == v for k, v in self.when.items())
 
 
 @dataclass
@@ -93,8 +99,13 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> tup
     experiment = (path.parent / sweep.experiment).resolve()
     if not experiment.is_file():
         raise ConfigError(f"{path}: key 'experiment': no such experiment file {experiment}")
-    for key, spec in sweep.search_space.items():
+    for i, (key, spec) in enumerate(sweep.search_space.items()):
         _check_spec(path, key, spec)
+        earlier = list(sweep.search_space)[:i]
+        for cond in spec.when or {}:
+            if cond not in earlier:
+                raise ConfigError(f"{path}: key 'search_space.{key}.when.{cond}': not a parameter listed before "
+                                  f"{key!r}")
     for i, params in enumerate(sweep.enqueue):
         unknown = [k for k in params if k not in sweep.search_space]
         if unknown:
@@ -106,8 +117,11 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> tup
             raise ConfigError(f"{path}: key 'objectives[{i}].direction': expected 'maximize' or 'minimize', "
                               f"got {objective.direction!r}")
     # every key must exist in the experiment schema: try the fixed overrides plus one value of each parameter
-    sample = {key: spec.choices[0] if spec.type == "categorical" else
-              (int(spec.low) if spec.type == "int" else spec.low) for key, spec in sweep.search_space.items()}
+    sample: dict[str, Any] = {}
+    for key, spec in sweep.search_space.items():
+        if spec.active(sample):
+            sample[key] = (spec.choices[0] if spec.type == "categorical" else
+                           int(spec.low) if spec.type == "int" else spec.low)
     try:
         load_config(experiment, sweep.trial_overrides(sample))
     except ConfigError as err:

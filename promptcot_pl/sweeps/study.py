@@ -86,6 +86,15 @@ def suggest(trial: optuna.Trial, key: str, spec: ParamSpec) -> Any:
     return trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
 
 
+def sample_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """One value per parameter, in file order, so a conditional parameter (`when`) sees its conditions."""
+    params: dict[str, Any] = {}
+    for key, spec in space.items():
+        if spec.active(params):
+            params[key] = suggest(trial, key, spec)
+    return params
+
+
 class _Reporter:
     """Passes the objective's intermediate values to Optuna — once per EM iteration (`recipes/em.py`), or once per
     epoch of the fit whose held-out NLL is the objective (`recipes/pruning.py`) — and stops the trial when the
@@ -109,7 +118,7 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
     single = sweep.objectives[0].metric if len(sweep.objectives) == 1 else None  # Optuna prunes single objectives
 
     def objective(trial: optuna.Trial) -> float | list[float]:
-        params = {key: suggest(trial, key, spec) for key, spec in sweep.search_space.items()}
+        params = sample_params(trial, sweep.search_space)
         # a retried trial continues in the directory of the trial it retries
         running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(next(t for t in running if t.number == trial.number))
