@@ -7,7 +7,7 @@ a padded [chosen; rejected] batch holds, without padding). Timed: the whole fit 
 (ours: `score_pairs` before training; TRL default: a reference forward in every step; TRL with
 `precompute_ref_log_probs=True`: a pass over the data before training). Not timed: model loading, tokenization.
 
-Run: python bench/dpo.py [--pairs 256] [--batch-size 16] [--epochs 1]
+Run: python bench/dpo.py [--pairs 1024] [--batch-size 16] [--epochs 1]
 Model: the offline tiny model (hidden 128, 2 layers) built on the math seed corpus; CPU.
 """
 
@@ -73,7 +73,7 @@ def trl(model_dir, pairs, batch_size: int, epochs: int, precompute: bool) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--pairs", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--cache", default=DEFAULT_CACHE)
