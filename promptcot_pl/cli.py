@@ -11,6 +11,8 @@ import os
 import sys
 import warnings
 
+from promptcot_pl.config.schema import STAGE_NAMES  # dataclasses only: cheap
+
 EPILOG = """examples:
   promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
   promptcot run experiments/quickstart.yaml coldstart.epochs=3 run_name=longer
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     stage = verbs.add_parser("stage", help="run one stage of an experiment",
                              description="Run the single stage NAME of EXPERIMENT; earlier stages' outputs must exist "
                              "in the run directory.")
-    stage.add_argument("name", help="stage name (seed, coldstart, em, solver, synth, analyze)")
+    stage.add_argument("name", help=f"stage name ({', '.join(STAGE_NAMES)})")
     stage.add_argument("experiment", help="experiment YAML file")
     stage.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides")
     stage.add_argument("--force", action="store_true", help="rerun the stage even if it has finished")

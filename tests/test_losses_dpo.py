@@ -49,7 +49,6 @@ def test_the_loss_pushes_the_margin_up():
 def test_sigmoid_dpo_equals_trl_dpo_trainer_on_the_same_batch(tiny_dir, tmp_path):
     """TRL (test/bench-only dependency) computes its loss from its own collated batch and reference model; we take
     the policy's and the reference's log-probs of that same batch and apply our loss function."""
-    pytest.importorskip("trl")
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -54,7 +55,7 @@ def _rollouts(ctx: StageContext, engine, problems: list[Problem], out: Path, see
     if path.is_file():  # an interrupted round keeps its rollouts
         return read_jsonl(path, Rollout)
     sampling = ctx.cfg.selfplay.rollouts
-    rows = rollouts(engine, problems, sampling.__class__(**{**sampling.__dict__, "seed": seed}))
+    rows = rollouts(engine, problems, replace(sampling, seed=seed))
     write_jsonl(path, rows)
     return rows
 
@@ -106,7 +107,7 @@ def _evaluate(ctx: StageContext, engine, heldout: list[Triple]) -> float:
     """Mean reward over n samples per held-out problem; the same sampling seed every round, so rounds compare."""
     sampling = ctx.cfg.selfplay.eval
     return difficulty(engine, heldout, [t.problem for t in heldout],
-                      sampling.__class__(**{**sampling.__dict__, "seed": ctx.cfg.seed})).pass_rate
+                      replace(sampling, seed=ctx.cfg.seed)).pass_rate
 
 
 def _round(ctx: StageContext, engine: ServedEngine, policy: Path, problems: list[Problem], heldout: list[Triple],
