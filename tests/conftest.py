@@ -61,3 +61,18 @@ def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 300) ->
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert exists, f"{marker} did not appear (exit code {proc.returncode})"
+
+
+class ScriptedEngine:
+    """A stand-in for a model behind the Engine interface, for tests of what happens to a model's outputs: it
+    returns the given texts (one group per prompt) as completions that ended on their own."""
+
+    def __init__(self, outputs: list[list[str]]) -> None:
+        self.outputs, self.prompts = outputs, []
+
+    def generate(self, prompts, sampling):
+        from promptcot_pl.generation.engine import Completion
+
+        self.prompts += list(prompts)
+        assert all(len(o) == sampling.n for o in self.outputs)
+        return [[Completion(text=t, finish_reason="stop") for t in group] for group in self.outputs[: len(prompts)]]

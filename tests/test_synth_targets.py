@@ -4,18 +4,8 @@ fails are not kept). The engine is a scripted stand-in for a model: what is unde
 outputs, with the real math checker and the real sandbox."""
 
 from promptcot_pl.config.schema import SamplingConfig
-from promptcot_pl.generation.engine import Completion
 from promptcot_pl.synth.targets import majority_references, written_tests
-
-
-class ScriptedEngine:
-    def __init__(self, outputs: list[list[str]]) -> None:
-        self.outputs, self.prompts = outputs, []
-
-    def generate(self, prompts, sampling):
-        self.prompts += list(prompts)
-        assert all(len(o) == sampling.n for o in self.outputs)
-        return [[Completion(text=t) for t in group] for group in self.outputs[: len(prompts)]]
+from tests.conftest import ScriptedEngine
 
 
 def test_majority_vote_clusters_equivalent_answers_and_drops_low_confidence():

@@ -1,0 +1,90 @@
+"""Teacher traces for problems (SPEC §6) and their filters, with a count for every drop.
+
+The teacher is an engine (any HF model path, or vLLM) sampled once per prompt by default, or — for the built-in
+math domain — the domain's reference solver (`domains/math_oracle.py`), which writes a worked solution for every
+statement in a family's wording. Filters, in order:
+- duplicate prompts are removed before any teacher call ("duplicate_prompt");
+- the oracle does not recognise the statement ("oracle_unsolved");
+- a trace without a final `\\boxed{}` answer (math) or final code block (code), cut by the token limit, or with a
+  broken think block is dropped (`verify/format.py`: "no_boxed_answer", "no_code", "truncated", …);
+- optionally (`filter_correct`, off by default as in the paper) a trace whose answer is not equivalent to the
+  problem's reference answer is dropped ("incorrect"; unscorable checks: "unscorable").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.records import Problem, Trace
+from promptcot_pl.domains.math_oracle import solve
+from promptcot_pl.verify.format import invalid_reason
+from promptcot_pl.verify.rewards import score_batch
+
+
+def unique_prompts(problems: Sequence[Problem], dropped: Counter) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for p in problems:
+        key = " ".join(p.problem.split())
+        if key in seen:
+            dropped["duplicate_prompt"] += 1
+            continue
+        seen.add(key)
+        out.append(p)
+    return out
+
+
+def oracle_traces(problems: Sequence[Problem], dropped: Counter) -> list[Trace]:
+    traces = []
+    for p in problems:
+        solved = solve(p.problem) if p.domain == "math" else None
+        if solved is None:
+            dropped["oracle_unsolved"] += 1
+            continue
+        solution, answer = solved
+        traces.append(Trace(problem_id=p.id, prompt=solver_example(p.problem, "")[0], completion=solution,
+                            meta={"teacher": "oracle", "answer": answer, "source": p.source}))
+    return traces
+
+
+def engine_traces(engine, problems: Sequence[Problem], sampling: SamplingConfig, teacher: str,
+                  dropped: Counter) -> list[Trace]:
+    """`sampling.n` traces per problem; format-invalid ones dropped and counted."""
+    prompts = [solver_example(p.problem, "")[0] for p in problems]
+    traces = []
+    for problem, prompt, group in zip(problems, prompts, engine.generate(prompts, sampling)):
+        for i, completion in enumerate(group):
+            why = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length")
+            if why:
+                dropped[why] += 1
+                continue
+            traces.append(Trace(problem_id=problem.id, prompt=prompt, completion=completion.text.strip(),
+                                meta={"teacher": teacher, "sample": i, "tokens": len(completion.token_ids),
+                                      "source": problem.source}))
+    return traces
+
+
+def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: Counter) -> list[Trace]:
+    """Traces whose answer matches the problem's reference; traces of problems without one are kept."""
+    by_id = {p.id: p for p in problems}
+    checkable = [t for t in traces if by_id[t.problem_id].answer or by_id[t.problem_id].tests]
+    rewards = dict(zip(map(id, checkable), score_batch([t.completion for t in checkable],
+                                                       [by_id[t.problem_id] for t in checkable])))
+    kept = []
+    for t in traces:
+        reward = rewards.get(id(t), 1.0)
+        if reward is None:
+            dropped["unscorable"] += 1
+        elif reward < 1.0:
+            dropped["incorrect"] += 1
+        else:
+            kept.append(t)
+    return kept
+
+
+def released_format(traces: Sequence[Trace]) -> list[dict[str, str]]:
+    """The released SFT rows: {"prompt": ..., "completion": ...}."""
+    return [{"prompt": t.prompt, "completion": t.completion} for t in traces]
