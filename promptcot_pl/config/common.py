@@ -1,0 +1,129 @@
+"""Settings every stage shares: the model, data, trainer, generation engine, optimizer, sampling and tracking.
+(Part of the typed experiment configuration; `schema.py` composes it.)"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class TinyModelConfig:
+    """The offline Llama-style model built when `model.path == "tiny"` (embeddings untied, for vLLM reloads).
+
+    vLLM's CPU attention needs a head size (hidden_size / num_heads) of at least 32."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class ModelConfig:
+    """Where the prompt model p_θ and rationale model q_φ start from."""
+
+    # A Hugging Face model directory or hub id for both models, or "tiny" to build one offline.
+    path: str = "tiny"
+    # Start q_φ from a different checkpoint than p_θ (None: the same as `path`).
+    rationale_path: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # Built tiny models and tokenizers are cached here, keyed by their config and training corpus.
+    cache_dir: str = "~/.cache/promptcot_pl"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class DomainConfig:
+    """The seed corpus of (concepts, rationale, problem, answer|tests) triples."""
+
+    name: Literal["math", "code"] = "math"
+    # "builtin": generate the domain offline; "triples": read our JSONL records from `path`;
+    # "promptcot": read the released problem-generation rows (prompt/completion with markers) from `path`.
+    source: Literal["builtin", "triples", "promptcot"] = "builtin"
+    path: str | None = None
+    n_items: int = 2000
+    heldout_fraction: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """How records become training batches."""
+
+    max_length: int = 384
+    # Pack several examples per row (exact: segments never attend to each other).
+    packing: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a warmup + decay schedule from `transformers.get_scheduler`."""
+
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_ratio: float = 0.03
+
+
+@dataclass
+class SamplingConfig:
+    """How to sample from a model (both engines read the same fields)."""
+
+    n: int = 1  # completions per prompt
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 256
+    stop: list[str] = field(default_factory=list)  # generation ends at the first stop string, which is cut off
+    seed: int = 0
+    logprobs: bool = False  # also return each completion's summed log-prob under the model
+
+
+@dataclass
+class EngineConfig:
+    """Which generation backend runs every sampling stage, and its resources."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    # hf: tokens (prompt + new) per generate() batch; batches are built from length-sorted prompts.
+    batch_token_budget: int = 16384
+    device: str = "auto"  # hf: "auto" (cuda when available), "cpu", "cuda:0", ...
+    progress: bool = True
+    # vllm
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int | None = None
+    enforce_eager: bool = False  # skip torch.compile / CUDA graphs: faster start, slower steady state
+
+
+@dataclass
+class TrainerConfig:
+    """Hardware and loop settings shared by every fit; `trainer.build_trainer` is their only reader."""
+
+    accelerator: str = "auto"
+    # One device until the stages are rank-aware (multi-process DDP/FSDP launches are issue I's work).
+    devices: str = "1"
+    num_nodes: int = 1
+    strategy: Literal["auto"] = "auto"
+    precision: str = "32-true"
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    # A resumable checkpoint (`last.ckpt`) is written every this many optimizer steps.
+    checkpoint_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow store. `MLFLOW_TRACKING_URI` in the environment wins over `uri`."""
+
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_location: str = "mlflow/artifacts"
+    # MLflow experiment name (None: the experiment's `name`).
+    experiment: str | None = None
