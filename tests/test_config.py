@@ -64,6 +64,8 @@ def test_literal_choice_is_checked():
     ("selfplay.dpo.beta=0", "selfplay.dpo.beta"),
     ("selfplay.dpo.label_smoothing=0.7", "selfplay.dpo.label_smoothing"),
     ("selfplay.batch_size=0", "selfplay.batch_size"),
+    ("sft.sources=[seed,web]", "sft.sources"),
+    ("sft.epochs=0", "sft.epochs"),
 ])
 def test_semantic_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"key '{key}'"):

@@ -136,11 +136,16 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
     if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
         raise ConfigError(f"{source}: key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
                           f"selfplay.dpo.loss is {sp.dpo.loss!r}")
+    bad = [x for x in cfg.sft.sources if x not in ("synth", "seed")]
+    if bad or not cfg.sft.sources or len(set(cfg.sft.sources)) != len(cfg.sft.sources):
+        raise ConfigError(f"{source}: key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "
+                          f"'seed', got {list(cfg.sft.sources)}")
     for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
                 "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens",
                 "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
                 "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
-                "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit"):
+                "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit", "sft.epochs", "sft.batch_size",
+                "sft.max_prompts", "sft.eval_limit"):
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptcot_pl.config.common import (
-    TinyModelConfig, ModelConfig, DomainConfig, DataConfig, OptimConfig, SamplingConfig, EngineConfig, TrainerConfig, TrackingConfig,
+    DataConfig, DomainConfig, EngineConfig, ModelConfig, OptimConfig, SamplingConfig, TinyModelConfig,
+    TrackingConfig, TrainerConfig,
 )
 from promptcot_pl.config.stages import (
-    ColdStartConfig, EMConfig, SolverConfig, SynthConfig, AnalyzeConfig, DPOConfig, SelfPlayConfig,
+    AnalyzeConfig, ColdStartConfig, DPOConfig, EMConfig, SelfPlayConfig, SFTConfig, SolverConfig, SynthConfig,
 )
 
-STAGE_NAMES = ("seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay")
+STAGE_NAMES = ("seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft")
 """Pipeline stages, in the order they run."""
 
 
@@ -43,10 +44,11 @@ class ExperimentConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
     selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
 
 
 __all__ = [
     "TinyModelConfig", "ModelConfig", "DomainConfig", "DataConfig", "OptimConfig", "SamplingConfig",
     "EngineConfig", "TrainerConfig", "TrackingConfig", "ColdStartConfig", "EMConfig", "SolverConfig",
-    "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "STAGE_NAMES", "ExperimentConfig"
+    "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "STAGE_NAMES", "ExperimentConfig"
 ]

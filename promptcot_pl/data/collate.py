@@ -55,7 +55,8 @@ def pad_batch(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tenso
         mask[row, : len(e)] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask,
             "weight": torch.tensor([e.weight for e in examples], dtype=torch.float32),
-            "index": torch.tensor([e.index for e in examples], dtype=torch.long)}
+            "index": torch.tensor([e.index for e in examples], dtype=torch.long),
+            "real_tokens": mask.sum()}  # the rest of the [B, T] batch is padding
 
 
 def pack_examples(examples: Sequence[Encoded], max_length: int) -> list[list[Encoded]]:
@@ -90,4 +91,5 @@ def packed_batch(rows: Sequence[Sequence[Encoded]], pad_id: int) -> dict[str, to
             positions[r, start:end] = torch.arange(len(e))
             start = end
         positions[r, start:] = torch.arange(width - start)
-    return {"input_ids": ids, "labels": labels, "position_ids": positions}
+    real = sum(len(e) for row in rows for e in row)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions, "real_tokens": torch.tensor(real)}

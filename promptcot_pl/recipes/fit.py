@@ -26,7 +26,7 @@ from promptcot_pl.trainer import build_trainer
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
               val: Sequence[tuple[str, str]], *, epochs: int, batch_size: int, optim: OptimConfig,
-              report_as: str | None = None) -> dict[str, float]:
+              report_as: str | None = None, packing: bool | None = None) -> dict[str, float]:
     """Fit `base` on `train` by masked NLL; return held-out NLL before (`nll_init`) and after (`nll`).
     In a sweep, the held-out NLL of every epoch goes to the pruner as metric `report_as` (the stage's name for
     this fit's final NLL), so a trial whose objective is that metric can be stopped mid-fit."""
@@ -40,7 +40,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     tokenizer = load_tokenizer(base)
     module = SFTModule(load_model(base, cfg.model.dtype), optim)
     data = PairDataModule(tokenizer, train, val, batch_size=batch_size, max_length=cfg.data.max_length,
-                          packing=cfg.data.packing, num_workers=cfg.data.num_workers)
+                          packing=cfg.data.packing if packing is None else packing, num_workers=cfg.data.num_workers)
     fit_run = ctx.tracker.run_id(f"{ctx.stage_dir.name}/{name}", f"{ctx.stage_dir.name}.{name}", parent=ctx.run_id)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
@@ -66,13 +66,15 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     (nll,) = [m["val/nll"] for m in trainer.validate(module, datamodule=data, verbose=False)]
     if trainer.is_global_zero:
         export_hf(module.model, tokenizer, out_dir / "model")
-        metrics = {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped}
+        metrics = {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped,
+                   "padding_waste": module.padding_waste}
         write_json(out_dir / "metrics.json", metrics)
         (out_dir / "DONE").touch()
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume this fit
     log.info("%s/%s: held-out NLL per token %.3f → %.3f (%d steps)", ctx.stage_dir.name, name, nll_init, nll,
              trainer.global_step)
-    return {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped}
+    return {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped,
+            "padding_waste": module.padding_waste}
 
 
 def export_hf(model, tokenizer, target: Path) -> Path:

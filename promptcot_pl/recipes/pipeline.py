@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
 from promptcot_pl.config.schema import STAGE_NAMES
@@ -61,12 +62,21 @@ def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
             from promptcot_pl.recipes import selfplay
 
             return selfplay.run
+        case "sft":
+            from promptcot_pl.recipes import sft
+
+            return sft.run
     raise ValueError(f"unknown stage {name!r}")
 
 
 def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
-    old = flatten(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
-                                                      OmegaConf.load(saved))))
+    try:
+        old = flatten(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
+                                                          OmegaConf.load(saved))))
+    except OmegaConfBaseException as err:  # a key this version no longer has, or a value it cannot read
+        raise ConfigError(f"{saved}: this run directory was made by another version of promptcot_pl "
+                          f"({str(err).splitlines()[0]}). Pick another run_name=..., or delete {saved.parent} "
+                          "to start over.") from None
     new = flatten(cfg)
     # a stage that never started in this run directory may still get new settings (add stages as you go)
     unstarted = tuple(f"{stage}." for stage in STAGE_NAMES if not (saved.parent / stage).exists())

@@ -34,6 +34,7 @@ from promptcot_pl.generation import ServedEngine, build_engine
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.dpo import DPOModule
 from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.problems import load_problems
 from promptcot_pl.recipes.fit import export_hf
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.recipes.solver import solver_model
@@ -147,21 +148,10 @@ def _with_targets(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if (p.answer if p.domain == "math" else p.tests)]
 
 
-def _problems(ctx: StageContext) -> tuple[Path, list[Problem]]:
-    if ctx.cfg.selfplay.problems == "seed":
-        path = ctx.stage_output("seed") / "train.jsonl"
-        problems = [Problem(id=t.id, domain=t.domain, problem=t.problem, concepts=t.concepts, level=t.level,
-                            rationale=t.rationale, answer=t.answer, tests=t.tests, source="seed")
-                    for t in read_jsonl(path, Triple)]
-    else:
-        path = ctx.stage_output("synth") / "problems.jsonl"
-        problems = read_jsonl(path, Problem)
-    return path, _with_targets(problems)
-
-
 def run(ctx: StageContext) -> dict[str, float]:
     sp = ctx.cfg.selfplay
-    problems_path, problems = _problems(ctx)
+    problems_path, problems = load_problems(ctx, ctx.cfg.selfplay.problems)
+    problems = _with_targets(problems)
     if not problems:
         raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
     heldout = read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)[: sp.eval_limit]

@@ -1,0 +1,127 @@
+"""Stage `sft` (SPEC §6): a student learns from a teacher's traces on prompts; no reward, no preference.
+
+For every source in `sft.sources` ("synth": the synthesized problems; "seed": the seed's training problems):
+  traces   duplicate prompts removed → the teacher answers each prompt (`sft/traces.py`: the domain's reference
+           solver, the solver model, or any HF model through the engine) → format filter → optional correctness
+           filter; every drop counted (`<source>/funnel.json`), `<source>/traces.jsonl` with provenance and
+           `<source>/traces_released.jsonl` in the released prompt/completion format
+  budget   with several sources, each keeps the same number of trace tokens (the smallest source's), so the
+           comparison is about which prompts, not how much data
+  fit      the student (the solver by default) by masked NLL on the completions, exactly packed
+           (`recipes/fit.py`; resumable; padding waste reported)
+  evaluate held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples) of the
+           student before and after
+Metrics: `sft/<source>/accuracy_heldout`, `…_before`, `…/traces`, `…/trace_tokens`, `…/padding_waste`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from promptcot_pl.analysis.difficulty import difficulty
+from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
+from promptcot_pl.data.records import Trace, Triple
+from promptcot_pl.generation import build_engine
+from promptcot_pl.models import load_tokenizer
+from promptcot_pl.recipes.coldstart import base_models
+from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.fit import fit_pairs
+from promptcot_pl.recipes.problems import load_problems
+from promptcot_pl.recipes.solver import solver_model, solver_pairs
+from promptcot_pl.sft.traces import engine_traces, keep_correct, oracle_traces, released_format, unique_prompts
+
+
+def _student(ctx: StageContext, train: list[Triple]) -> str:
+    match ctx.cfg.sft.student:
+        case "solver":
+            return solver_model(ctx.run_dir)
+        case "tiny":
+            return base_models(ctx, train)[0]
+    return ctx.cfg.sft.student
+
+
+def _traces(ctx: StageContext, source: str, out: Path) -> list[Trace]:
+    """The source's filtered traces (cached in `out/traces.jsonl`: a rerun does not ask the teacher again)."""
+    path = out / "traces.jsonl"
+    if path.is_file():
+        return read_jsonl(path, Trace)
+    cfg = ctx.cfg.sft
+    dropped: Counter = Counter()
+    _, problems = load_problems(ctx, source)
+    problems = unique_prompts(problems, dropped)[: cfg.max_prompts]
+    if cfg.teacher == "oracle":
+        traces = oracle_traces(problems, dropped)
+    else:
+        teacher = solver_model(ctx.run_dir) if cfg.teacher == "solver" else cfg.teacher
+        engine = build_engine(ctx.cfg.engine, teacher, ctx.cfg.model.dtype, ctx.cfg.seed)
+        try:
+            traces = engine_traces(engine, problems, replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
+        finally:
+            engine.close()
+    if cfg.filter_correct:
+        traces = keep_correct(traces, problems, dropped)
+    write_json(out / "funnel.json", {"prompts": len(problems) + dropped["duplicate_prompt"],
+                                     "traces": len(traces), "dropped": dict(sorted(dropped.items()))})
+    write_jsonl(out / "traces_released.jsonl", released_format(traces))
+    write_jsonl(path, traces)
+    log.info("sft/%s: %d prompts → %d traces (teacher %s; dropped: %s)", source, len(problems), len(traces),
+             cfg.teacher, ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
+    return traces
+
+
+def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: int) -> list[Trace]:
+    """A seeded random subset of `traces` whose tokens sum to at most `budget`."""
+    order = list(range(len(traces)))
+    random.Random(seed).shuffle(order)
+    kept, used = [], 0
+    for i in order:
+        if used + lengths[i] <= budget:
+            kept.append(traces[i])
+            used += lengths[i]
+    return kept
+
+
+def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple]) -> float:
+    engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
+    try:
+        return difficulty(engine, heldout, [t.problem for t in heldout],
+                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed)).pass_rate
+    finally:
+        engine.close()
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    cfg = ctx.cfg.sft
+    seed_dir = ctx.stage_output("seed")
+    train, heldout = read_jsonl(seed_dir / "train.jsonl", Triple), read_jsonl(seed_dir / "heldout.jsonl", Triple)
+    student = _student(ctx, train)
+    tokenizer = load_tokenizer(student)
+    traces = {source: _traces(ctx, source, ctx.stage_dir / source) for source in cfg.sources}
+    lengths = {s: [len(tokenizer(t.prompt + t.completion).input_ids) + 1 for t in ts] for s, ts in traces.items()}
+    budget = min(sum(v) for v in lengths.values())
+    if len(traces) > 1:
+        log.info("sft: every source keeps at most %d trace tokens (the smallest source's)", budget)
+    before_path = ctx.stage_dir / "accuracy_before.json"
+    if not before_path.is_file():
+        write_json(before_path, {"accuracy": _accuracy(ctx, student, heldout[: cfg.eval_limit])})
+    before = json.loads(before_path.read_text())["accuracy"]
+    metrics: dict[str, float] = {"sft/accuracy_heldout_before": before}
+    for source, items in traces.items():
+        kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items
+        if not kept:
+            raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
+        fit = fit_pairs(ctx, f"{source}/student", student, [(t.prompt, t.completion) for t in kept],
+                        solver_pairs(heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
+                        packing=cfg.packing)
+        after = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit])
+        metrics.update({f"sft/{source}/accuracy_heldout": after, f"sft/{source}/traces": float(len(kept)),
+                        f"sft/{source}/trace_tokens": float(sum(len(tokenizer(t.prompt + t.completion).input_ids) + 1
+                                                                for t in kept)),
+                        f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"]})
+        log.info("sft/%s: %d traces; held-out accuracy %.4f → %.4f; padding waste %.3f", source, len(kept), before,
+                 after, fit["padding_waste"])
+    return metrics

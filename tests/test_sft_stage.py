@@ -1,0 +1,43 @@
+"""Stage `sft` end to end on the debug experiment (teacher: the math domain's reference solver; student: the
+solver): traces with their funnel and released format, a packed student fit with its padding waste, held-out
+accuracy before and after, and the equal token budget across sources."""
+
+import json
+
+import pytest
+
+from promptcot_pl.data.jsonl import read_jsonl
+from promptcot_pl.data.records import Trace
+from promptcot_pl.recipes.sft import _within_budget
+from tests.conftest import REPO, promptcot
+
+DEBUG = str(REPO / "experiments/debug/tiny.yaml")
+
+
+@pytest.mark.slow
+def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path):
+    proc = promptcot("run", DEBUG, f"model.cache_dir={tmp_path / 'cache'}", "stages=[seed,solver,sft]", cwd=tmp_path,
+                     check=True)
+    stage = tmp_path / "runs/tiny/main/sft"
+    traces = read_jsonl(stage / "seed/traces.jsonl", Trace)
+    funnel = json.loads((stage / "seed/funnel.json").read_text())
+    assert funnel["traces"] == len(traces) == 96 and funnel["prompts"] == 96  # every seed statement solved
+    assert all(t.completion.endswith("$.") and "\\boxed{" in t.completion for t in traces)
+    released = [json.loads(line) for line in (stage / "seed/traces_released.jsonl").read_text().splitlines()]
+    assert released[0] == {"prompt": traces[0].prompt, "completion": traces[0].completion}
+    assert (stage / "seed/student/model/model.safetensors").is_file()
+    metrics = json.loads((stage / "DONE").read_text())
+    assert 0.0 < metrics["sft/seed/padding_waste"] < 0.5  # packed rows: a little tail padding per batch
+    assert metrics["sft/seed/traces"] == 96 and metrics["sft/seed/trace_tokens"] > 96 * 20
+    for key in ("sft/accuracy_heldout_before", "sft/seed/accuracy_heldout"):
+        assert 0.0 <= metrics[key] <= 1.0 and key in proc.stdout
+
+
+def test_every_source_keeps_the_same_token_budget():
+    traces = [Trace(problem_id=str(i), prompt="p", completion="c" * i) for i in range(10)]
+    lengths = [10 + i for i in range(10)]
+    kept = _within_budget(traces, lengths, budget=60, seed=0)
+    assert sum(lengths[int(t.problem_id)] for t in kept) <= 60 and len(kept) >= 3
+    assert kept == _within_budget(traces, lengths, budget=60, seed=0)  # seeded
+    assert _within_budget(traces, lengths, budget=sum(lengths), seed=1) != traces  # all kept, shuffled order
+    assert sorted(_within_budget(traces, lengths, budget=sum(lengths), seed=1), key=lambda t: int(t.problem_id)) == traces
