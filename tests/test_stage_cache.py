@@ -1,9 +1,11 @@
 """Stages shared between runs (the trials of a sweep): which settings split them, reuse, and a forced rerun that
-must not write through the hard links into the cache."""
+must not write through the hard links into the cache. Also: a run directory of another version is refused clearly."""
 
 import json
 
-from promptcot_pl.config import load_config
+import pytest
+
+from promptcot_pl.config import ConfigError, load_config
 from promptcot_pl.recipes.pipeline import run_pipeline
 from promptcot_pl.recipes.stage_cache import StageCache, stage_digest
 from tests.conftest import REPO
@@ -57,3 +59,13 @@ def test_a_finished_stage_is_reused_and_a_forced_rerun_leaves_the_cache_intact(t
         run_pipeline(third, cache=cache)
     assert "reused" not in caplog.text
     assert len([p for p in (tmp_path / "stage_cache").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_a_run_directory_of_another_version_gets_a_clear_error(tmp_path):
+    cfg = _cfg(tmp_path, "stages=[seed]", "run_name=old")
+    run_dir = tmp_path / "runs/tiny/old"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("selfplay:\n  pass_window: [0.0, 0.5]\n")  # a key this version lacks
+    with pytest.raises(ConfigError, match="made by another version.*pass_window.*delete"):
+        run_pipeline(cfg)
+    assert (run_dir / "config.yaml").read_text().startswith("selfplay:")  # nothing overwritten
