@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--max-length", type=int, default=256)  # the quickstart's data.max_length
     parser.add_argument("--cache", default=DEFAULT_CACHE)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")

@@ -41,3 +41,16 @@ def test_every_source_keeps_the_same_token_budget():
     assert kept == _within_budget(traces, lengths, budget=60, seed=0)  # seeded
     assert _within_budget(traces, lengths, budget=sum(lengths), seed=1) != traces  # all kept, shuffled order
     assert sorted(_within_budget(traces, lengths, budget=sum(lengths), seed=1), key=lambda t: int(t.problem_id)) == traces
+
+
+@pytest.mark.slow
+def test_on_the_quickstart_domain_the_student_ends_above_where_it_started(tmp_path):
+    """The quickstart's domain and model; the student starts untrained (`sft.student=tiny`) and learns from the
+    oracle's traces for the seed's training prompts: its held-out accuracy must end above its start."""
+    quickstart = str(REPO / "experiments/quickstart.yaml")
+    promptcot("run", quickstart, f"model.cache_dir={tmp_path / 'cache'}", "stages=[seed,sft]", "sft.student=tiny",
+              "sft.sources=[seed]", "sft.optim.lr=2e-3", "sft.eval_limit=100", "sft.eval.n=2", cwd=tmp_path,
+              check=True, timeout=900)
+    metrics = json.loads((tmp_path / "runs/quickstart/main/sft/DONE").read_text())
+    assert metrics["sft/seed/traces"] == 1800
+    assert metrics["sft/seed/accuracy_heldout"] > metrics["sft/accuracy_heldout_before"], metrics
