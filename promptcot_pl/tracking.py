@@ -108,9 +108,9 @@ class Tracker:
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
-    def log_artifact(self, run_id: str | None, path: str | Path) -> None:
+    def log_artifact(self, run_id: str | None, path: str | Path, folder: str | None = None) -> None:
         if run_id is not None:
-            self.client.log_artifact(run_id, str(path))
+            self.client.log_artifact(run_id, str(path), folder)
 
     def lightning_logger(self, run_id: str | None):
         """A Lightning `MLFlowLogger` writing into `run_id` (None when tracking is off)."""

@@ -32,6 +32,16 @@ def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path)
     for key in ("sft/accuracy_heldout_before", "sft/seed/accuracy_heldout"):
         assert 0.0 <= metrics[key] <= 1.0 and key in proc.stdout
 
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    (stage_run,) = [r for r in runs if r.info.run_name == "sft"]
+    assert stage_run.data.metrics["sft/seed/prompts"] == 96
+    assert [a.path for a in client.list_artifacts(stage_run.info.run_id, "seed")] == ["seed/funnel.json"]
+    fits = [r for r in runs if r.info.run_name == "sft.seed/student"]
+    assert fits and "train/loss" in fits[0].data.metrics  # the student's curves in a nested run
+
 
 def test_every_source_keeps_the_same_token_budget():
     traces = [Trace(problem_id=str(i), prompt="p", completion="c" * i) for i in range(10)]

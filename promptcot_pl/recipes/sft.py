@@ -64,8 +64,12 @@ def _traces(ctx: StageContext, source: str, out: Path) -> list[Trace]:
             engine.close()
     if cfg.filter_correct:
         traces = keep_correct(traces, problems, dropped)
-    write_json(out / "funnel.json", {"prompts": len(problems) + dropped["duplicate_prompt"],
-                                     "traces": len(traces), "dropped": dict(sorted(dropped.items()))})
+    funnel = {"prompts": len(problems) + dropped["duplicate_prompt"], "traces": len(traces),
+              "dropped": dict(sorted(dropped.items()))}
+    write_json(out / "funnel.json", funnel)
+    ctx.tracker.log_artifact(ctx.run_id, out / "funnel.json", source)  # the data funnel, beside the metrics
+    ctx.tracker.log_metrics(ctx.run_id, {f"sft/{source}/prompts": funnel["prompts"],
+                                         **{f"sft/{source}/dropped_{k}": v for k, v in dropped.items()}})
     write_jsonl(out / "traces_released.jsonl", released_format(traces))
     write_jsonl(path, traces)
     log.info("sft/%s: %d prompts → %d traces (teacher %s; dropped: %s)", source, len(problems), len(traces),
