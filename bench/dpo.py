@@ -22,7 +22,7 @@ import warnings
 
 import lightning as L
 import torch
-from tiny_model import DEFAULT_CACHE, bench_model
+from tiny_model import DEFAULT_CACHE, bench_model, race
 
 from promptcot_pl.config.schema import DPOConfig, OptimConfig, TrainerConfig
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
@@ -98,15 +98,7 @@ def main() -> None:
         "TRL DPOTrainer (default: ref model)": lambda: trl(model_dir, pairs, args.batch_size, args.epochs, False),
         "TRL DPOTrainer (precompute_ref_log_probs)": lambda: trl(model_dir, pairs, args.batch_size, args.epochs, True),
     }
-    rates = {}
-    for name, fit in contenders.items():
-        seconds = fit()
-        rates[name] = tokens / seconds
-        print(f"{name:44s}: {rates[name]:9.0f} tokens/s ({seconds:6.1f} s, {len(pairs)} pairs × {args.epochs} epochs, "
-              f"batch {args.batch_size})", flush=True)
-    base = next(iter(rates))
-    for name in list(rates)[1:]:
-        print(f"ratio ours / {name}: {rates[base] / rates[name]:.2f}")
+    race(contenders, tokens, f"{len(pairs)} pairs × {args.epochs} epochs, batch {args.batch_size}")
 
 
 if __name__ == "__main__":

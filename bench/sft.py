@@ -20,7 +20,7 @@ import warnings
 
 import lightning as L
 import torch
-from tiny_model import DEFAULT_CACHE, bench_model
+from tiny_model import DEFAULT_CACHE, bench_model, race
 
 from promptcot_pl.config.schema import OptimConfig, TrainerConfig
 from promptcot_pl.data.datamodule import PairDataModule
@@ -105,15 +105,7 @@ def main() -> None:
         "ours (padded batches)": lambda: ours(model_dir, pairs, args.batch_size, args.epochs, args.max_length, False),
         "TRL SFTTrainer (padded)": lambda: trl(model_dir, pairs, args.batch_size, args.epochs),
     }
-    rates = {}
-    for name, fit in contenders.items():
-        seconds, waste = fit()
-        rates[name] = tokens / seconds
-        print(f"{name:26s}: {rates[name]:9.0f} tokens/s ({seconds:6.1f} s; padding waste {waste:.3f}; "
-              f"{len(pairs)} examples × {args.epochs} epochs, batch {args.batch_size})", flush=True)
-    base = next(iter(rates))
-    for name in list(rates)[1:]:
-        print(f"ratio {base} / {name}: {rates[base] / rates[name]:.2f}")
+    race(contenders, tokens, f"{len(pairs)} examples × {args.epochs} epochs, batch {args.batch_size}")
 
 
 if __name__ == "__main__":

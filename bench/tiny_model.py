@@ -20,3 +20,20 @@ def bench_model(cache: str = DEFAULT_CACHE) -> tuple[Path, list[Triple]]:
     triples = build_domain("math", 400, seed=0)
     texts = [s for t in triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
     return tiny_model_dir(TinyModelConfig(), texts, cache, seed=0), triples
+
+
+def race(contenders: dict, tokens: int, detail: str) -> dict[str, float]:
+    """Run each contender (a function returning seconds, or (seconds, padding waste)) once, in order; print its
+    tokens/s and then every ratio of the first contender to the others. Returns tokens/s by name."""
+    rates = {}
+    width = max(map(len, contenders))
+    for name, fit in contenders.items():
+        result = fit()
+        seconds, waste = result if isinstance(result, tuple) else (result, None)
+        rates[name] = tokens / seconds
+        extra = f"; padding waste {waste:.3f}" if waste is not None else ""
+        print(f"{name:{width}s}: {rates[name]:9.0f} tokens/s ({seconds:6.1f} s{extra}; {detail})", flush=True)
+    base = next(iter(rates))
+    for name in list(rates)[1:]:
+        print(f"ratio {base} / {name}: {rates[base] / rates[name]:.2f}")
+    return rates
