@@ -116,6 +116,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     metrics: dict[str, float] = {"sft/accuracy_heldout_before": before}
     for source, items in traces.items():
         kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items
+        length_of = {id(t): n for t, n in zip(items, lengths[source])}
         if not kept:
             raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
         fit = fit_pairs(ctx, f"{source}/student", student, [(t.prompt, t.completion) for t in kept],
@@ -123,8 +124,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                         packing=cfg.packing)
         after = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit])
         metrics.update({f"sft/{source}/accuracy_heldout": after, f"sft/{source}/traces": float(len(kept)),
-                        f"sft/{source}/trace_tokens": float(sum(len(tokenizer(t.prompt + t.completion).input_ids) + 1
-                                                                for t in kept)),
+                        f"sft/{source}/trace_tokens": float(sum(length_of[id(t)] for t in kept)),
                         f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"]})
         log.info("sft/%s: %d traces; held-out accuracy %.4f → %.4f; padding waste %.3f", source, len(kept), before,
                  after, fit["padding_waste"])
