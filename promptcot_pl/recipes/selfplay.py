@@ -70,7 +70,9 @@ def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]
     logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, batch_size=2 * ctx.cfg.selfplay.batch_size,
                               max_length=ctx.cfg.data.max_length, dtype=ctx.cfg.model.dtype, root_dir=out)
     ref = logprobs.view(-1, 2)
-    torch.save(ref, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(ref, tmp)
+    os.replace(tmp, path)  # a kill never leaves half a file where a rerun would read it
     return ref
 
 
