@@ -16,6 +16,8 @@ from promptcot_pl.config.schema import STAGE_NAMES  # dataclasses only: cheap
 EPILOG = """examples:
   promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
   promptcot run experiments/quickstart.yaml coldstart.epochs=3 run_name=longer
+  promptcot run experiments/quickstart.yaml trainer.devices=2   # 2 processes (DDP) via torchrun
+  torchrun --nproc-per-node 8 -m promptcot_pl run experiments/paper/em_qwen7b.yaml   # multi-GPU, see README
   promptcot stage coldstart experiments/quickstart.yaml     # one stage (its inputs must exist)
   promptcot sweep sweeps/em.yaml --n-trials 4               # an Optuna study; run it in several shells to parallelise
   promptcot sweep --report sweeps/em.yaml                   # the best trials so far
@@ -73,9 +75,11 @@ def _setup_logging() -> None:
     ours = logging.getLogger("promptcot")
     if not ours.handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[promptcot] %(message)s"))
+        rank = int(os.environ.get("RANK", "0"))
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        handler.setFormatter(logging.Formatter(f"[promptcot{f' rank {rank}' if launched else ''}] %(message)s"))
         ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
+        ours.setLevel(logging.INFO if rank == 0 else logging.WARNING)  # one progress log, every rank's warnings
         ours.propagate = False
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "alembic",
                  "mlflow"):
@@ -94,11 +98,35 @@ def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
     if stages and stages[0] not in STAGE_NAMES:
         raise ConfigError(f"unknown stage {stages[0]!r}; stages are {', '.join(STAGE_NAMES)}")
     cfg = load_config(args.experiment, args.overrides)
+    from promptcot_pl import distributed
+
+    if not distributed.launched():
+        if cfg.trainer.num_nodes > 1:
+            raise ConfigError(f"trainer.num_nodes={cfg.trainer.num_nodes}: start the run on every node with torchrun "
+                              "(README, 'Scaling out'); promptcot launches processes on one machine only")
+        if cfg.trainer.devices.isdigit() and int(cfg.trainer.devices) > 1:
+            _relaunch(int(cfg.trainer.devices))
     _setup_logging()
+    distributed.init()
     from promptcot_pl.recipes.pipeline import run_pipeline
 
-    run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
+    try:
+        run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
+    finally:
+        if distributed.launched():
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
     return 0
+
+
+def _relaunch(processes: int) -> None:
+    """`trainer.devices=N` without a launcher: run this same command under torchrun with N processes."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "promptcot_pl", *sys.argv[1:]]
+    print(f"promptcot: trainer.devices={processes}: {' '.join(command[1:])}", flush=True)
+    os.execv(command[0], command)
 
 
 def _is_sweep(path: str) -> bool:

@@ -29,10 +29,13 @@ def tracking_uri(cfg: TrackingConfig) -> str:
 
 
 class Tracker:
-    """MLflow runs of one run directory. With tracking disabled every method is a no-op."""
+    """MLflow runs of one run directory. With tracking disabled every method is a no-op — as it is on every rank
+    but 0 of a multi-process run, so each run, metric and artifact is logged once."""
 
     def __init__(self, cfg: TrackingConfig, experiment: str, run_dir: Path) -> None:
-        self.enabled = cfg.enabled
+        from promptcot_pl.distributed import is_zero
+
+        self.enabled = cfg.enabled and is_zero()
         self.cfg = cfg
         self.experiment = cfg.experiment or experiment
         self.state_path = run_dir / "tracking.json"

@@ -1,37 +1,140 @@
-"""`build_trainer`: the one place where Lightning Trainer keyword arguments are made."""
+"""`build_trainer`: the one place where Lightning Trainer keyword arguments are made.
+
+Strategies (`trainer.strategy`): `auto` (one device, or DDP when launched with several processes), `ddp`, and
+`fsdp` — FullyShardedDataParallel from Lightning's FSDPStrategy with
+- auto-wrap of the model's decoder layers (the classes a Hugging Face model lists in `_no_split_modules`, so any
+  HF architecture is wrapped layer by layer without naming its classes here);
+- activation checkpointing of the same layers (`trainer.activation_checkpointing`);
+- mixed precision from `trainer.precision` (bf16-mixed on GPU) and sharded checkpoints
+  (`trainer.fsdp_state_dict: sharded`: each rank writes its own shard; resuming reads them back).
+Lightning refuses FSDP without a GPU; `CPUFSDPStrategy` runs the same wrapping code on CPU with gloo (FSDP needs
+`device_id=cpu` there, and a full state dict gathered without CPU offload, which segfaults on CPU), so CI tests it.
+
+Under a launcher (torchrun, `fabric run`) the process counts come from the launcher, not from the config.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 
+from promptcot_pl import distributed
 from promptcot_pl.config.schema import TrainerConfig
+
+
+class DecoderLayerPolicy:
+    """FSDP wrap / checkpoint policy: every module whose class the HF model lists in `_no_split_modules`."""
+
+    def __init__(self) -> None:
+        self.names: set[str] | None = None
+
+    def __call__(self, module: torch.nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
+        if self.names is None:  # the first call sees the root: collect the layer class names once
+            self.names = {name for m in module.modules() for name in (getattr(m, "_no_split_modules", None) or ())}
+        return True if recurse else type(module).__name__ in self.names
+
+
+class CPUFSDPStrategy(FSDPStrategy):
+    """FSDPStrategy that also runs on CPU (gloo). On GPU it is FSDPStrategy unchanged."""
+
+    def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.root_device.type != "cpu":
+            return super()._setup_model(model)
+        from lightning.fabric.strategies.fsdp import _setup_activation_checkpointing
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                         mixed_precision=self.mixed_precision_config,
+                                         sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                         **self.kwargs)
+        _setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
+        return model
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        if self._state_dict_type == "full":
+            return full_state_dict(self)
+        return super().lightning_module_state_dict()
+
+
+class ClipShardedGradients(Callback):
+    """Gradient-norm clipping under FSDP, where Lightning's own (`gradient_clip_val`) is not supported: FSDP's
+    `clip_grad_norm_` computes the norm over all shards."""
+
+    def __init__(self, max_norm: float) -> None:
+        self.max_norm = max_norm
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        trainer.strategy.model.clip_grad_norm_(self.max_norm)
+
+
+def full_state_dict(strategy: Strategy) -> dict[str, Any]:
+    """The LightningModule's complete state dict (keys `model.…`), complete on rank 0. Under FSDP every rank must
+    call this: the shards are gathered."""
+    if not isinstance(strategy, FSDPStrategy):
+        return strategy.lightning_module.state_dict()
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    config = FullStateDictConfig(offload_to_cpu=strategy.root_device.type != "cpu", rank0_only=True)
+    with FSDP.state_dict_type(strategy.model, StateDictType.FULL_STATE_DICT, config):
+        return strategy.model.state_dict()
+
+
+def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strategy:
+    match cfg.strategy:
+        case "fsdp":
+            return CPUFSDPStrategy(auto_wrap_policy=DecoderLayerPolicy(),
+                                   activation_checkpointing_policy=DecoderLayerPolicy()
+                                   if cfg.activation_checkpointing else None,
+                                   sharding_strategy=cfg.fsdp_sharding, state_dict_type=cfg.fsdp_state_dict)
+        case "ddp":
+            return DDPStrategy()
+        case _:  # auto: Lightning would pick a spawning strategy on CPU; a launcher already made the processes
+            return DDPStrategy() if multi else "auto"
 
 
 def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str | Path,
                   logger: Logger | None = None, callbacks: Sequence[Callback] = (), max_steps: int = -1) -> L.Trainer:
-    devices: int | str = int(cfg.devices) if cfg.devices.isdigit() else cfg.devices
+    if distributed.launched():
+        devices, num_nodes = distributed.local_world()
+    else:
+        devices = int(cfg.devices) if cfg.devices.isdigit() else cfg.devices  # type: ignore[assignment]
+        num_nodes = cfg.num_nodes
+    accelerator = cfg.accelerator
+    clip = cfg.gradient_clip_val
+    callbacks = list(callbacks)
+    if cfg.strategy == "fsdp":
+        if accelerator == "auto":
+            accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+        if clip:
+            callbacks.append(ClipShardedGradients(clip))
+            clip = None
     return L.Trainer(
-        accelerator=cfg.accelerator,
+        accelerator=accelerator,
         devices=devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        num_nodes=num_nodes,
+        strategy=_strategy(cfg, accelerator, distributed.launched()),
         precision=cfg.precision,  # type: ignore[arg-type]
         max_epochs=max_epochs,
         max_steps=max_steps,
-        gradient_clip_val=cfg.gradient_clip_val,
+        gradient_clip_val=clip,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         log_every_n_steps=cfg.log_every_n_steps,
-        enable_progress_bar=cfg.enable_progress_bar,
+        enable_progress_bar=cfg.enable_progress_bar and distributed.is_zero(),
         enable_model_summary=False,
         deterministic=cfg.deterministic,
         num_sanity_val_steps=0,
+        # our loaders split global batches over ranks themselves (data/sharding.py)
+        use_distributed_sampler=False,
         logger=logger if logger is not None else False,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         default_root_dir=str(default_root_dir),
     )

@@ -104,11 +104,17 @@ class TrainerConfig:
     """Hardware and loop settings shared by every fit; `trainer.build_trainer` is their only reader."""
 
     accelerator: str = "auto"
-    # One device until the stages are rank-aware (multi-process DDP/FSDP launches are issue I's work).
+    # Processes on this machine. Under torchrun / `fabric run` the launcher's counts win; `promptcot run` with
+    # devices > 1 starts torchrun itself.
     devices: str = "1"
     num_nodes: int = 1
-    strategy: Literal["auto"] = "auto"
-    precision: str = "32-true"
+    # auto: one device, or DDP when launched with several processes. fsdp: see trainer.py.
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    precision: str = "32-true"  # "bf16-mixed" on GPUs with bf16 (the paper recipes)
+    activation_checkpointing: bool = False  # recompute decoder layers in backward (fsdp): less memory, ~30% slower
+    fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"] = "FULL_SHARD"
+    # "sharded": every rank writes its shard of a checkpoint (fast, scales); "full": one file gathered on rank 0
+    fsdp_state_dict: Literal["sharded", "full"] = "sharded"
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10

@@ -10,16 +10,18 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from promptcot_pl.data.collate import Encoded, encode_pair, pack_examples, pad_batch, packed_batch
+from promptcot_pl.data.sharding import sharded_loader
 
 
 class PairDataModule(L.LightningDataModule):
-    """Train/validation (prompt, target) pairs. With `packing`, `batch_size` counts rows of `max_length` tokens."""
+    """Train/validation (prompt, target) pairs, shuffled by `seed` + epoch. With `packing`, `batch_size` counts rows
+    of `max_length` tokens."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, train: Sequence[tuple[str, str]],
                  val: Sequence[tuple[str, str]], batch_size: int, max_length: int, packing: bool = False,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
-        self.tokenizer, self.batch_size, self.max_length = tokenizer, batch_size, max_length
+        self.tokenizer, self.batch_size, self.max_length, self.seed = tokenizer, batch_size, max_length, seed
         self.packing, self.num_workers = packing, num_workers
         self.train_pairs, self.val_pairs = list(train), list(val)
         self.dropped = 0
@@ -42,10 +44,11 @@ class PairDataModule(L.LightningDataModule):
         self._train_collate = partial(packed_batch if self.packing else pad_batch, pad_id=pad)
         self._val_collate = partial(pad_batch, pad_id=pad)
 
+    # `batch_size` is the global batch: on N processes each takes its part of every batch (data/sharding.py).
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_items, batch_size=self.batch_size, shuffle=True,
-                          collate_fn=self._train_collate, num_workers=self.num_workers)
+        return sharded_loader(self.train_items, self.batch_size, shuffle=True, seed=self.seed,
+                              collate=self._train_collate, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_items, batch_size=self.batch_size, shuffle=False,
-                          collate_fn=self._val_collate, num_workers=self.num_workers)
+        return sharded_loader(self.val_items, self.batch_size, shuffle=False, seed=self.seed,
+                              collate=self._val_collate, num_workers=self.num_workers)

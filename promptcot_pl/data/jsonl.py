@@ -49,7 +49,14 @@ def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> int:
-    """Atomically write `records` (records or plain dicts) to `path`; return how many were written."""
+    """Atomically write `records` (records or plain dicts) to `path`; return how many were written.
+    In a multi-process run rank 0 writes (the others return 0) and every rank returns once the file is in place."""
+    from promptcot_pl.distributed import on_rank_zero
+
+    return on_rank_zero(_write_jsonl, path, records) or 0
+
+
+def _write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

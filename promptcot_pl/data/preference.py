@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
+from promptcot_pl.data.sharding import sharded_loader
 
 Triplet = tuple[str, str, str]  # (prompt, chosen, rejected)
 
@@ -50,14 +51,15 @@ def preference_batch(rows: Sequence[SharedPrefix], pad_id: int, ref: torch.Tenso
 
 
 class PreferenceDataModule(L.LightningDataModule):
-    """Shuffled batches of `batch_size` pairs (a fresh order every epoch, seeded by Lightning's seed)."""
+    """Shuffled global batches of `batch_size` pairs (a fresh order every epoch, from `seed` + epoch), each split
+    over the ranks of a multi-process fit (data/sharding.py)."""
 
     def __init__(self, rows: Sequence[SharedPrefix], pad_id: int, batch_size: int,
-                 ref: torch.Tensor | None = None, num_workers: int = 0) -> None:
+                 ref: torch.Tensor | None = None, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
-        self.rows, self.batch_size, self.num_workers = list(rows), batch_size, num_workers
+        self.rows, self.batch_size, self.num_workers, self.seed = list(rows), batch_size, num_workers, seed
         self.collate = partial(preference_batch, pad_id=pad_id, ref=ref)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.rows, batch_size=self.batch_size, shuffle=True, collate_fn=self.collate,
-                          num_workers=self.num_workers)
+        return sharded_loader(self.rows, self.batch_size, shuffle=True, seed=self.seed, collate=self.collate,
+                              num_workers=self.num_workers)

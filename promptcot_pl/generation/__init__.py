@@ -1,11 +1,16 @@
-"""Generation behind one interface: `build_engine(cfg, model_path)` is the single switch between backends."""
+"""Generation behind one interface: `build_engine(cfg, model_path)` is the single switch between backends.
+
+In a multi-process run every rank builds an engine and generation is data-parallel: the HF engine runs every
+world_size-th of the batches it would run alone (same batches, same seeds: the gathered completions equal the
+single-process ones exactly); vLLM engines each take every world_size-th prompt (`DataParallelEngine`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
-from promptcot_pl.generation.engine import Completion, Engine, ServedEngine
+from promptcot_pl.generation.engine import Completion, DataParallelEngine, Engine, ServedEngine
 
 
 def build_engine(cfg: EngineConfig, model_path: str | Path, dtype: str = "float32", seed: int = 0) -> Engine:
@@ -17,8 +22,11 @@ def build_engine(cfg: EngineConfig, model_path: str | Path, dtype: str = "float3
         case "vllm":
             from promptcot_pl.generation.vllm_engine import VLLMEngine
 
-            return VLLMEngine(model_path, cfg, dtype, seed)
+            from promptcot_pl import distributed
+
+            engine = VLLMEngine(model_path, cfg, dtype, seed)
+            return DataParallelEngine(engine) if distributed.world_size() > 1 else engine
     raise ValueError(f"engine.backend {cfg.backend!r}: expected 'hf' or 'vllm'")
 
 
-__all__ = ["Completion", "Engine", "EngineConfig", "SamplingConfig", "ServedEngine", "build_engine"]
+__all__ = ["Completion", "DataParallelEngine", "Engine", "EngineConfig", "SamplingConfig", "ServedEngine", "build_engine"]

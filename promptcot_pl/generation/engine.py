@@ -50,3 +50,23 @@ class ServedEngine:
 
     def close(self) -> None:
         self.engine.close()
+
+
+class DataParallelEngine:
+    """One engine per rank of a multi-process run, each generating its share of the prompts (every
+    world_size-th); every rank gets all completions back in prompt order. Each request is seeded alike, so the
+    completions do not depend on how the prompts were split."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        from promptcot_pl.distributed import sharded_map
+
+        return sharded_map(lambda part: self.engine.generate(part, sampling), prompts)
+
+    def refresh(self, checkpoint_dir: str | Path) -> None:
+        self.engine.refresh(checkpoint_dir)
+
+    def close(self) -> None:
+        self.engine.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from promptcot_pl import distributed
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.generation.engine import Completion
@@ -113,12 +114,16 @@ class HFEngine:
         stops = [s for s in sampling.stop if s]
         if stops:
             options.update(stop_strings=stops, tokenizer=self.tokenizer)
-        out: list[list[Completion | None]] = [[None] * sampling.n for _ in prompts]
-        total = sum(len(b) for b in batches)
-        bar = tqdm(total=total, desc="generate", unit="seq", disable=not self.cfg.progress or len(batches) < 2)
+        # In a multi-process run this rank runs batches rank, rank + N, ... of the single-process plan, each with
+        # its single-process seed, and the ranks exchange results: the same completions as one process, N× faster.
+        rank, world = distributed.rank(), distributed.world_size()
+        mine = [(b, batch) for b, batch in enumerate(batches) if b % world == rank]
+        done_rows: list[tuple[int, int, Completion]] = []
+        bar = tqdm(total=sum(len(batch) for _, batch in mine), desc="generate", unit="seq",
+                   disable=not self.cfg.progress or len(batches) < 2 or rank != 0)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # sampling must not move the caller's RNG
-            for b, batch in enumerate(batches):
+            for b, batch in mine:
                 torch.manual_seed(sampling.seed + b)  # same call, same seed → same completions
                 rows = [encoded[i] for i, _ in batch]
                 width = max(len(r) for r in rows)
@@ -132,8 +137,11 @@ class HFEngine:
                 done = [self._trim(seq[width:].tolist(), stops) for seq in sequences]
                 if sampling.logprobs:
                     self._logprobs(rows, done)
-                for (i, k), completion in zip(batch, done):
-                    out[i][k] = completion
+                done_rows += [(i, k, completion) for (i, k), completion in zip(batch, done)]
                 bar.update(len(batch))
         bar.close()
+        out: list[list[Completion | None]] = [[None] * sampling.n for _ in prompts]
+        for part in distributed.gather_objects(done_rows) if world > 1 else [done_rows]:
+            for i, k, completion in part:
+                out[i][k] = completion
         return out  # type: ignore[return-value]

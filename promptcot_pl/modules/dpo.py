@@ -17,6 +17,7 @@ from promptcot_pl.config.schema import DPOConfig, OptimConfig
 from promptcot_pl.losses import gathered_sequence_logprobs
 from promptcot_pl.losses.dpo import chosen_nll, dpo_loss
 from promptcot_pl.modules.optim import adamw_with_schedule
+from promptcot_pl.modules.reduce import global_mean
 
 
 def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -50,19 +51,23 @@ class DPOModule(L.LightningModule):
         out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=self.dpo.beta,
                        loss_type=self.dpo.loss, label_smoothing=self.dpo.label_smoothing,
                        chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
-        loss = out.losses.mean()
+        # padding rows (a global batch with fewer pairs than ranks) count for nothing; see data/sharding.py
+        real = batch["real"].to(out.losses.dtype) if "real" in batch else torch.ones_like(out.losses)
+        loss, mean = global_mean(self, (out.losses * real).sum(), real.sum())
         if self.dpo.rpo_weight:
-            loss = loss + self.dpo.rpo_weight * chosen_nll(policy_chosen, chosen_tokens)
-        metrics = {"rewards_chosen": out.chosen_rewards.mean(), "rewards_rejected": out.rejected_rewards.mean(),
-                   "rewards_margin": (out.chosen_rewards - out.rejected_rewards).mean(),
-                   "rewards_accuracy": (out.chosen_rewards > out.rejected_rewards).float().mean()}
+            tokens = (chosen_tokens * real).sum()
+            nll, nll_mean = global_mean(self, chosen_nll(policy_chosen * real, tokens) * tokens, tokens)
+            loss, mean = loss + self.dpo.rpo_weight * nll, mean + self.dpo.rpo_weight * nll_mean
+        keep = real.bool()
+        chosen, rejected = out.chosen_rewards[keep], out.rejected_rewards[keep]
+        metrics = {"loss": mean, "rewards_chosen": chosen.mean(), "rewards_rejected": rejected.mean(),
+                   "rewards_margin": (chosen - rejected).mean(), "rewards_accuracy": (chosen > rejected).float().mean()}
         return loss, metrics
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss(batch)
-        size = len(batch["pair_index"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=size)
+        self.log("train/loss", metrics.pop("loss"), prog_bar=True, batch_size=1)
+        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=len(batch["pair_index"]))
         return loss
 
     def configure_optimizers(self):

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel
 from promptcot_pl.config.schema import OptimConfig
 from promptcot_pl.losses import gathered_sequence_logprobs, masked_nll, sequence_logprobs, weighted_nll
 from promptcot_pl.modules.optim import adamw_with_schedule
+from promptcot_pl.modules.reduce import global_mean
 
 
 def _logits(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -59,7 +60,8 @@ class EStepModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, weight = weighted_nll(_logits(self.model, batch), batch["labels"], batch["weight"])
-        self.log("em/e_loss", loss, prog_bar=True, batch_size=max(1, int(weight)))
+        loss, mean = global_mean(self, loss * weight, weight)
+        self.log("em/e_loss", mean, prog_bar=True, batch_size=1)
         return loss
 
     def configure_optimizers(self):
@@ -73,7 +75,8 @@ class MStepModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n_tokens = masked_nll(_logits(self.model, batch), batch["labels"])
-        self.log("em/m_loss", loss, prog_bar=True, batch_size=int(n_tokens))
+        loss, mean = global_mean(self, loss * n_tokens, n_tokens)
+        self.log("em/m_loss", mean, prog_bar=True, batch_size=1)
         return loss
 
     def configure_optimizers(self):

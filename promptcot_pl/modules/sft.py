@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from promptcot_pl.config.schema import OptimConfig
 from promptcot_pl.losses import masked_nll
 from promptcot_pl.modules.optim import adamw_with_schedule
+from promptcot_pl.modules.reduce import global_mean
 
 
 class SFTModule(L.LightningModule):
@@ -34,7 +35,8 @@ class SFTModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n_tokens = masked_nll(self(batch), batch["labels"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=int(n_tokens))
+        loss, mean = global_mean(self, loss * n_tokens, n_tokens)
+        self.log("train/loss", mean, prog_bar=True, batch_size=1)
         self.log("train/target_tokens", n_tokens.float(), reduce_fx="sum", batch_size=1)
         if "real_tokens" in batch:  # share of the batch's positions that hold padding, not tokens
             real, positions = int(batch["real_tokens"]), batch["input_ids"].numel()

@@ -18,6 +18,7 @@ from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.generation import build_engine
 from promptcot_pl.models.embeddings import Embedder
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
 
@@ -69,11 +70,11 @@ def run(ctx: StageContext) -> dict[str, float]:
     for i, name in enumerate(names):
         rows[name]["distance_to_seed"] = float(distances[i, names.index("seed")]) if "seed" in names else math.nan
     text = table(rows)
-    (ctx.stage_dir / "table.md").write_text(text + "\n")
+    on_rank_zero((ctx.stage_dir / "table.md").write_text, text + "\n")
     write_json(ctx.stage_dir / "metrics.json", rows)
     write_json(ctx.stage_dir / "set_distances.json", {"sets": names, "distances": distances.tolist()})
-    png = plot_mds(names, distances, ctx.stage_dir / "sets_mds.png", seed=ctx.cfg.seed)
-    for artifact in ("table.md", "metrics.json", "set_distances.json", png.name):
+    on_rank_zero(plot_mds, names, distances, ctx.stage_dir / "sets_mds.png", seed=ctx.cfg.seed)
+    for artifact in ("table.md", "metrics.json", "set_distances.json", "sets_mds.png"):
         ctx.tracker.log_artifact(ctx.run_id, ctx.stage_dir / artifact)
     log.info("analyze: difficulty and diversity of the problem sets\n%s", text)
     return {f"analyze/{name}/{k}": float(v) for name, row in rows.items() for k, v in row.items()

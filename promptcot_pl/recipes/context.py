@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from promptcot_pl.config.schema import ExperimentConfig
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.tracking import Tracker
 
 log = logging.getLogger("promptcot")
@@ -43,7 +44,16 @@ class StageContext:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write (temporary file + rename)."""
+    """Atomic JSON write (temporary file + rename); in a multi-process run by rank 0, seen by all on return."""
+    on_rank_zero(_write_json, path, data)
+
+
+def mark_done(path: Path) -> None:
+    """Create an (empty) DONE marker; rank 0 writes it in a multi-process run."""
+    on_rank_zero(path.touch)
+
+
+def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))

@@ -17,28 +17,30 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from dataclasses import replace
 
 from promptcot_pl.config.schema import EMConfig, OptimConfig, SamplingConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import (
     problem_given_rationale_example, prompt_model_example, rationale_model_example,
 )
 from promptcot_pl.data.records import Triple
+from promptcot_pl.data.sharding import sharded_loader
 from promptcot_pl.generation import ServedEngine, build_engine
 from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import EStepModule, MStepModule
 from promptcot_pl.recipes.coldstart import base_models
-from promptcot_pl.recipes.context import StageContext, log, write_json
-from promptcot_pl.recipes.fit import export_hf
+from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
+from promptcot_pl.recipes.fit import export_trained
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.trainer import build_trainer
 
@@ -84,12 +86,12 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
         if item is not None:
             item.weight = weight
             encoded.append(item)
-    loader = DataLoader(encoded, batch_size=ctx.cfg.em.batch_size, shuffle=True,
-                        collate_fn=lambda batch: pad_batch(batch, tokenizer.pad_token_id))
+    loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
+                            collate=partial(pad_batch, pad_id=tokenizer.pad_token_id))
     module = module_cls(load_model(base, ctx.cfg.model.dtype), optim)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
     trainer.fit(module, loader)
-    return export_hf(module.model, tokenizer, out)
+    return export_trained(trainer, tokenizer, out)
 
 
 def evaluate(ctx: StageContext, engine, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
@@ -207,7 +209,7 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
         else:
             metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, q, p, heldout)
         write_json(out / "metrics.json", {"iteration": it, **metrics})
-        (out / "DONE").touch()
+        mark_done(out / "DONE")
         history.append({"iteration": it, **metrics})
         write_jsonl(history_path, history)
         ctx.log_step({k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()}, step=it)
@@ -245,8 +247,9 @@ def run(ctx: StageContext) -> dict[str, float]:
     final["em/nll_x_given_z_heldout_coldstart"] = history[0]["em/nll_x_given_z_heldout"]
     from promptcot_pl.analysis.em_plot import plot_history
 
-    png = plot_history(variants, ctx.stage_dir / "em_curves.png", baseline=final.get("em/nll_x_no_rationale_heldout"))
-    ctx.tracker.log_artifact(ctx.run_id, png)
+    png = on_rank_zero(plot_history, variants, ctx.stage_dir / "em_curves.png",
+                       baseline=final.get("em/nll_x_no_rationale_heldout"))
+    ctx.tracker.log_artifact(ctx.run_id, png)  # a no-op on other ranks: only rank 0 tracks
     return final
 
 

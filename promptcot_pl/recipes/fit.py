@@ -10,18 +10,20 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from promptcot_pl.config.schema import OptimConfig
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.datamodule import PairDataModule
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import SFTModule
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.pruning import ReportToPruner
-from promptcot_pl.trainer import build_trainer
+from promptcot_pl.trainer import build_trainer, full_state_dict
 
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
@@ -38,10 +40,17 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     cfg = ctx.cfg
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tokenizer = load_tokenizer(base)
-    module = SFTModule(load_model(base, cfg.model.dtype), optim)
     data = PairDataModule(tokenizer, train, val, batch_size=batch_size, max_length=cfg.data.max_length,
-                          packing=cfg.data.packing if packing is None else packing, num_workers=cfg.data.num_workers)
+                          packing=cfg.data.packing if packing is None else packing, num_workers=cfg.data.num_workers,
+                          seed=cfg.seed)
     fit_run = ctx.tracker.run_id(f"{ctx.stage_dir.name}/{name}", f"{ctx.stage_dir.name}.{name}", parent=ctx.run_id)
+    last = out_dir / "checkpoints" / "last.ckpt"  # a directory of shards under FSDP
+    init_path = out_dir / "init.json"
+    if not last.exists() or not init_path.is_file():
+        write_json(init_path, {"nll_init": validate(ctx, base, data, optim)})
+    nll_init = json.loads(init_path.read_text())["nll_init"]
+
+    module = SFTModule(load_model(base, cfg.model.dtype), optim)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
     callbacks: list = [checkpoint]
@@ -50,38 +59,54 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
         callbacks.append(pruning)
     trainer = build_trainer(cfg.trainer, max_epochs=epochs, default_root_dir=out_dir,
                             logger=ctx.tracker.lightning_logger(fit_run), callbacks=callbacks)
-
-    last = out_dir / "checkpoints" / "last.ckpt"
-    init_path = out_dir / "init.json"
-    if not last.is_file() or not init_path.is_file():
-        (nll_init,) = [m["val/nll"] for m in trainer.validate(module, datamodule=data, verbose=False)]
-        write_json(init_path, {"nll_init": nll_init})
-    nll_init = json.loads(init_path.read_text())["nll_init"]
-    resume = str(last) if last.is_file() else None
+    resume = str(last) if last.exists() else None
     if resume:
         log.info("%s/%s: resuming from %s", ctx.stage_dir.name, name, last)
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if pruning is not None:
         pruning.raise_if_pruned()
-    (nll,) = [m["val/nll"] for m in trainer.validate(module, datamodule=data, verbose=False)]
-    if trainer.is_global_zero:
-        export_hf(module.model, tokenizer, out_dir / "model")
-        metrics = {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped,
-                   "padding_waste": module.padding_waste}
-        write_json(out_dir / "metrics.json", metrics)
-        (out_dir / "DONE").touch()
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume this fit
+    export_trained(trainer, tokenizer, out_dir / "model")
+    # The last epoch ended with a validation of the final weights; a fit resumed after its last epoch did not.
+    final = trainer.callback_metrics.get("val/nll")
+    nll = float(final) if final is not None else validate(ctx, out_dir / "model", data, optim)
+    metrics = {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped,
+               "padding_waste": module.padding_waste}
+    on_rank_zero(_finish, out_dir, metrics)
     log.info("%s/%s: held-out NLL per token %.3f → %.3f (%d steps)", ctx.stage_dir.name, name, nll_init, nll,
              trainer.global_step)
-    return {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped,
-            "padding_waste": module.padding_waste}
+    return metrics
 
 
-def export_hf(model, tokenizer, target: Path) -> Path:
+def _finish(out_dir: Path, metrics: dict[str, float]) -> None:
+    write_json(out_dir / "metrics.json", metrics)
+    (out_dir / "DONE").touch()
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume this fit
+
+
+def validate(ctx: StageContext, model_dir: str | Path, data: PairDataModule, optim: OptimConfig) -> float:
+    """Held-out NLL per target token of the model in `model_dir`, by a Trainer of its own: under FSDP a module
+    is wrapped in place by the first Trainer that sets it up, so the fitted module is never validated separately."""
+    trainer = build_trainer(replace(ctx.cfg.trainer, enable_progress_bar=False), max_epochs=1,
+                            default_root_dir=ctx.stage_dir)
+    probe = SFTModule(load_model(model_dir, ctx.cfg.model.dtype), optim)
+    (result,) = trainer.validate(probe, datamodule=data, verbose=False)
+    return float(result["val/nll"])
+
+
+def export_trained(trainer: L.Trainer, tokenizer, target: Path) -> Path:
+    """The fitted module's `model` in HF format at `target` (complete or absent). Every rank calls this: under
+    FSDP the shards are gathered into one state dict, which rank 0 writes."""
+    state = full_state_dict(trainer.strategy)
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights)
+    return target
+
+
+def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None) -> Path:
     """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

@@ -4,6 +4,10 @@ The run directory `<output_dir>/<name>/<run_name>/` holds the resolved `config.y
 (outputs + `DONE` with the stage's metrics) and `tracking.json` (MLflow run ids, for reattaching on rerun).
 Rerunning the same command resumes: finished stages are skipped, an interrupted fit continues from its last
 checkpoint, the same MLflow parent run is reattached.
+
+Under a multi-process launch every rank runs this same loop (see `distributed.py`): rank 0 writes the files and
+the MLflow runs, the ranks meet at a barrier before each stage, and the run directory must be on a filesystem
+every node sees.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from promptcot_pl import distributed
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
 from promptcot_pl.config.schema import STAGE_NAMES
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.stage_cache import StageCache
 from promptcot_pl.tracking import Tracker
@@ -88,6 +94,20 @@ def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
                           f"Pick another run_name=..., or delete {saved.parent} to start over.")
 
 
+def _save_config(cfg: ExperimentConfig, saved: Path) -> None:
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    tmp = saved.with_name(".config.yaml.tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(saved)
+
+
+def _prepare_stage_dir(stage_dir: Path, clear: bool) -> None:
+    (stage_dir / "DONE").unlink(missing_ok=True)
+    if clear:  # a finished stage's files are hard links into the stage cache: never write through them
+        shutil.rmtree(stage_dir, ignore_errors=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+
+
 def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, force: bool = False,
                  parent_run_id: str | None = None,
                  report: Callable[[int, Mapping[str, float]], None] | None = None,
@@ -100,10 +120,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
     saved = run_dir / "config.yaml"
     if saved.is_file():
         _check_same_experiment(cfg, saved)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_name(".config.yaml.tmp")
-    tmp.write_text(to_yaml(cfg))
-    tmp.replace(saved)
+    on_rank_zero(_save_config, cfg, saved)
 
     tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
     todo = list(stages if stages is not None else cfg.stages)
@@ -116,13 +133,15 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
             log.info("MLflow run id: %s (store %s; open it with `promptcot ui`)", parent, tracker.uri)
         ran = 0
         for name in todo:
+            distributed.barrier()  # every rank decides on the same files
             stage_dir = run_dir / name
             done = stage_dir / "DONE"
             if done.is_file() and not force:
                 log.info("stage %s: already done, skipping (%s)", name, done)
                 results.update(json.loads(done.read_text() or "{}"))
                 continue
-            if cache is not None and not force and (entry := cache.restore(cfg, name, stage_dir)) is not None:
+            if cache is not None and not force and (
+                    entry := distributed.broadcast(on_rank_zero(cache.restore, cfg, name, stage_dir))) is not None:
                 metrics = json.loads(done.read_text() or "{}")
                 log.info("stage %s: reused %s (same settings)", name, entry)
                 with tracker.run(name, name, parent=parent) as stage_run:
@@ -130,10 +149,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
                 tracker.log_metrics(parent, metrics)
                 results.update(metrics)
                 continue
-            done.unlink(missing_ok=True)
-            if force and cache is not None:  # a finished stage's files are hard links into the cache
-                shutil.rmtree(stage_dir, ignore_errors=True)
-            stage_dir.mkdir(parents=True, exist_ok=True)
+            on_rank_zero(_prepare_stage_dir, stage_dir, clear=force and cache is not None)
             log.info("stage %s: starting", name)
             with tracker.run(name, name, parent=parent) as stage_run:
                 ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run,
@@ -143,7 +159,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
                 tracker.log_metrics(parent, metrics)
             write_json(done, metrics)
             if cache is not None:
-                cache.publish(cfg, name, stage_dir)
+                on_rank_zero(cache.publish, cfg, name, stage_dir)
             results.update(metrics)
             ran += 1
         if ran == 0:

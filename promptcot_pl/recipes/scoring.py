@@ -1,4 +1,5 @@
 """Batched, no-grad scoring of (prompt, target) pairs with `Trainer.predict`: summed target log-prob per pair.
+In a multi-process run each rank scores its share of the batches and every rank gets all scores.
 
 Under the same `build_trainer` strategy as every fit, never one candidate per forward pass. By default pairs that
 share a prompt (the K candidates of an EM pair) are scored in prefix-shared rows, the prompt encoded once
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from promptcot_pl import distributed
 from promptcot_pl.config.schema import TrainerConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
 from promptcot_pl.data.shared_prefix import SharedPrefix, group_by_prompt, shared_prefix_batch
@@ -34,8 +36,8 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, tra
         # row, so a row holding all K candidates of a long prompt costs more than it saves (measured on CPU).
         rows = group_by_prompt(tokenizer, pairs, max_length, row_tokens=max_length, max_targets=batch_size)
         rows.sort(key=len, reverse=True)
-        loader = DataLoader(_batches(rows, batch_size), batch_size=None, shuffle=False,
-                            collate_fn=partial(shared_prefix_batch, pad_id=tokenizer.pad_token_id))
+        batches = _batches(rows, batch_size)
+        collate = partial(shared_prefix_batch, pad_id=tokenizer.pad_token_id)
     else:
         encoded = []
         for i, (prompt, target) in enumerate(pairs):
@@ -45,17 +47,31 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, tra
             item.index = i
             encoded.append(item)
         encoded.sort(key=len, reverse=True)
-        loader = DataLoader(encoded, batch_size=batch_size, shuffle=False,
-                            collate_fn=partial(pad_batch, pad_id=tokenizer.pad_token_id))
+        batches = [encoded[start:start + batch_size] for start in range(0, len(encoded), batch_size)]
+        collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    loader = DataLoader(_rank_share(batches), batch_size=None, shuffle=False, collate_fn=collate)
     trainer = build_trainer(trainer_cfg.__class__(**{**trainer_cfg.__dict__, "enable_progress_bar": False}),
                             max_epochs=1, default_root_dir=root_dir)
     outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype)), loader)
+    if distributed.world_size() > 1:
+        outputs = [out for part in distributed.gather_objects([{k: v.cpu() for k, v in o.items()} for o in outputs])
+                   for out in part]
     logprobs = torch.empty(len(pairs), dtype=torch.float64)
     tokens = torch.empty(len(pairs), dtype=torch.long)
     for out in outputs:
         logprobs[out["index"]] = out["logprob"].double().cpu()
         tokens[out["index"]] = out["tokens"].cpu()
     return logprobs, tokens
+
+
+def _rank_share(batches: list) -> list:
+    """This rank's batches in a multi-process run: every world_size-th, topped up with repeats so that all ranks
+    run the same number of forward passes (FSDP's are collective); a repeat rewrites the same scores."""
+    world = distributed.world_size()
+    if world == 1 or not batches:
+        return batches
+    mine = batches[distributed.rank()::world] or batches[:1]
+    return mine + [mine[-1]] * (-(-len(batches) // world) - len(mine))
 
 
 def _batches(rows: list[SharedPrefix], size: int) -> list[list[SharedPrefix]]:

@@ -27,15 +27,16 @@ import torch
 
 from promptcot_pl.analysis.difficulty import difficulty
 from promptcot_pl.config.schema import SelfPlayConfig
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
 from promptcot_pl.generation import ServedEngine, build_engine
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.dpo import DPOModule
-from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
 from promptcot_pl.recipes.problems import load_problems
-from promptcot_pl.recipes.fit import export_hf
+from promptcot_pl.recipes.fit import export_trained
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
@@ -70,10 +71,14 @@ def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]
     logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, batch_size=2 * ctx.cfg.selfplay.batch_size,
                               max_length=ctx.cfg.data.max_length, dtype=ctx.cfg.model.dtype, root_dir=out)
     ref = logprobs.view(-1, 2)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(ref, tmp)
-    os.replace(tmp, path)  # a kill never leaves half a file where a rerun would read it
+    on_rank_zero(_save_atomic, ref, path)
     return ref
+
+
+def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(tensor, tmp)
+    os.replace(tmp, path)  # a kill never leaves half a file where a rerun would read it
 
 
 def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: int) -> dict[str, float]:
@@ -95,12 +100,12 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     module = DPOModule(load_model(policy, ctx.cfg.model.dtype), sp.optim, sp.dpo,
                        ref_model=load_model(policy, ctx.cfg.model.dtype) if frozen else None)
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
-                                num_workers=ctx.cfg.data.num_workers)
+                                num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_)
     fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
                             logger=ctx.tracker.lightning_logger(fit_run))
     trainer.fit(module, datamodule=data)
-    export_hf(module.model, tokenizer, out / "model")
+    export_trained(trainer, tokenizer, out / "model")
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
     ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
     return {"train_pairs": float(len(rows)), "steps": float(trainer.global_step), **final}
@@ -142,7 +147,8 @@ def _round(ctx: StageContext, engine: ServedEngine, policy: Path, problems: list
         log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
     engine.serve(policy)
     metrics["selfplay/accuracy_heldout"] = _evaluate(ctx, engine, heldout)
-    (out / "policy.txt").write_text(f"{os.path.relpath(policy, ctx.run_dir)}\n")  # relative: the run dir may move
+    # relative: the run dir may move
+    on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
 
 
@@ -173,7 +179,7 @@ def run(ctx: StageContext) -> dict[str, float]:
             else:
                 policy, metrics = _round(ctx, engine, policy, problems, heldout, r)
             write_json(out / "metrics.json", {"round": r, **metrics})
-            (out / "DONE").touch()
+            mark_done(out / "DONE")
             history.append({"round": r, **metrics})
             write_jsonl(history_path, history)
             ctx.log_step(metrics, step=r)
@@ -184,7 +190,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         engine.close()
     from promptcot_pl.analysis.selfplay_plot import plot_accuracy
 
-    ctx.tracker.log_artifact(ctx.run_id, plot_accuracy(history, ctx.stage_dir / "accuracy.png"))
+    ctx.tracker.log_artifact(ctx.run_id, on_rank_zero(plot_accuracy, history, ctx.stage_dir / "accuracy.png"))
     before, after = history[0]["selfplay/accuracy_heldout"], history[-1]["selfplay/accuracy_heldout"]
     return {"selfplay/accuracy_heldout_before": before, "selfplay/accuracy_heldout": after,
             "selfplay/accuracy_gain": after - before,

@@ -14,6 +14,7 @@ from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.prompts import solver_example
 from promptcot_pl.data.records import Triple
 from promptcot_pl.recipes.coldstart import base_models
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.recipes.context import StageContext, log
 from promptcot_pl.recipes.fit import fit_pairs
 
@@ -33,7 +34,7 @@ def solver_model(run_dir: Path) -> str:
 def run(ctx: StageContext) -> dict[str, float]:
     cfg = ctx.cfg.solver
     if cfg.path != "tiny":
-        (ctx.stage_dir / "model_path.txt").write_text(cfg.path + "\n")
+        on_rank_zero((ctx.stage_dir / "model_path.txt").write_text, cfg.path + "\n")
         log.info("solver: using %s as it is", cfg.path)
         return {}
     seed_dir = ctx.stage_output("seed")

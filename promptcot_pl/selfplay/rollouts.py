@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.prompts import solver_example
 from promptcot_pl.data.records import Problem, Rollout
+from promptcot_pl.distributed import sharded_map
 from promptcot_pl.verify.format import invalid_reason
 from promptcot_pl.verify.rewards import score_batch
 
@@ -17,7 +18,9 @@ def rollouts(engine, problems: Sequence[Problem], sampling: SamplingConfig) -> l
     """`sampling.n` rollouts per problem, in problem order; `valid` and `reward` filled in."""
     groups = engine.generate([solver_example(p.problem, "")[0] for p in problems], sampling)
     flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
-    rewards = score_batch([c.text for _, _, c in flat], [p for p, _, _ in flat])
+    # verification is sharded over the ranks of a multi-process run (sandboxes and sympy are the slow part)
+    rewards = sharded_map(lambda part: score_batch([text for text, _ in part], [p for _, p in part]),
+                          [(c.text, p) for p, _, c in flat])
     out = []
     for (problem, index, completion), reward in zip(flat, rewards):
         reason = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length")

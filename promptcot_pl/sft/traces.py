@@ -21,6 +21,7 @@ from promptcot_pl.data.prompts import solver_example
 from promptcot_pl.data.records import Problem, Trace
 from promptcot_pl.domains.math_oracle import solve
 from promptcot_pl.verify.format import invalid_reason
+from promptcot_pl.distributed import sharded_map
 from promptcot_pl.verify.rewards import score_batch
 
 
@@ -71,8 +72,10 @@ def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: 
     """Traces whose answer matches the problem's reference; traces of problems without one are kept."""
     by_id = {p.id: p for p in problems}
     checkable = [t for t in traces if by_id[t.problem_id].answer or by_id[t.problem_id].tests]
-    rewards = dict(zip(map(id, checkable), score_batch([t.completion for t in checkable],
-                                                       [by_id[t.problem_id] for t in checkable])))
+    # sharded over the ranks of a multi-process run
+    scores = sharded_map(lambda part: score_batch([t.completion for t in part], [by_id[t.problem_id] for t in part]),
+                         checkable)
+    rewards = dict(zip(map(id, checkable), scores))
     kept = []
     for t in traces:
         reward = rewards.get(id(t), 1.0)

@@ -1,0 +1,94 @@
+"""Batches that mean the same thing on 1 or N processes: `batch_size` is the global batch.
+
+Every rank draws the same seeded permutation each epoch and cuts it into the same global batches; rank r takes
+positions r, r + N, ... of each one. So the union of the ranks' step-s batches is exactly the single-process
+step-s batch, and with losses normalised by the global count (`modules/reduce.py`) DDP/FSDP gradients equal the
+single-process gradient. When a global batch has fewer items than ranks (the last one), the ranks left without an
+item get a *padding* copy of one: `PaddedItems` hands it out with `real = False`, and `mark_padding` turns it
+into a row that contributes nothing (labels ignored, weight 0). Every rank therefore runs the same number of
+steps, which FSDP requires (its forward pass is collective).
+
+Lightning's own DistributedSampler is switched off (`use_distributed_sampler=False` in `build_trainer`): it pads
+by repeating real items, which would count them twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from promptcot_pl.data.collate import IGNORE
+
+PAD = -1  # index offset marker: sampler index -1 - i is a padding copy of item i
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """This rank's part of each global batch of `batch_size` items (shuffled per epoch when `shuffle`)."""
+
+    def __init__(self, n: int, batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True,
+                 seed: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        else:
+            order = list(range(self.n))
+        for start in range(0, self.n, self.batch_size):
+            batch = order[start:start + self.batch_size]
+            mine = batch[self.rank::self.world_size]
+            yield mine if mine else [PAD - batch[0]]
+
+
+class PaddedItems(Dataset):
+    """`items[i]` for i >= 0; for a padding index (-1 - i) the same item flagged as padding. Yields (item, real)."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Any, bool]:
+        return (self.items[index], True) if index >= 0 else (self.items[PAD - index], False)
+
+
+def mark_padding(collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> Callable[[list[tuple[Any, bool]]], dict]:
+    """Wrap a collate function for `PaddedItems`: the batch gains `real` [B] and padding rows are neutralised —
+    every label ignored and weight 0 — so they add nothing to any loss or count."""
+
+    def collate_marked(pairs: list[tuple[Any, bool]]) -> dict[str, torch.Tensor]:
+        batch = collate([item for item, _ in pairs])
+        real = torch.tensor([ok for _, ok in pairs])
+        batch["real"] = real
+        if not real.all():
+            if "labels" in batch:
+                batch["labels"][~real] = IGNORE
+            if "weight" in batch:
+                batch["weight"][~real] = 0.0
+        return batch
+
+    return collate_marked
+
+
+def sharded_loader(items: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int, collate: Callable,
+                   num_workers: int = 0) -> DataLoader:
+    """A DataLoader over this rank's part of every global batch of `items` (see the module docstring)."""
+    from promptcot_pl import distributed
+
+    sampler = GlobalBatchSampler(len(items), batch_size, rank=distributed.rank(),
+                                 world_size=distributed.world_size(), shuffle=shuffle, seed=seed)
+    return DataLoader(PaddedItems(items), batch_sampler=sampler, collate_fn=mark_padding(collate),
+                      num_workers=num_workers)

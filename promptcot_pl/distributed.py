@@ -1,0 +1,137 @@
+"""Multi-process runs: who am I, meet the others, share results. `torch.distributed` does the work.
+
+`promptcot run` under `torchrun --nproc-per-node N` or `fabric run --devices N` starts N copies of the whole
+pipeline. They split the work this way:
+
+- every rank runs every stage's code with the same inputs, so they take the same branches;
+- generation, scoring and verification are sharded across ranks and gathered (`shard`, `gather_shards`), so
+  every rank holds the full results afterwards;
+- fits run under Lightning's DDP or FSDP strategy in the same process group;
+- only rank 0 writes files and talks to MLflow (`on_rank_zero`), and every write ends at a barrier, so a file
+  check on any rank sees the same state.
+
+The process group is initialised once, before the first stage, from the launcher's environment (RANK,
+WORLD_SIZE, MASTER_ADDR, ...); Lightning then reuses it. Without a launcher every helper is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+_writing = False  # inside an `on_rank_zero` call on rank 0
+
+
+def launched() -> bool:
+    """True in a process started by a launcher with more than one process in the world."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_zero() -> bool:
+    return rank() == 0
+
+
+def local_world() -> tuple[int, int]:
+    """(processes on this node, nodes) as the launcher set them up."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return local, max(1, world_size() // local)
+
+
+def init(timeout_s: float = 1800.0) -> None:
+    """Join the launcher's process group (idempotent). GPU runs use NCCL for tensors and gloo for Python
+    objects (gathered generation results); CPU runs use gloo for both."""
+    if not launched() or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "cpu:gloo,cuda:nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def on_rank_zero(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Call `fn` on rank 0 only, then wait for every rank: afterwards all ranks see what it wrote. Every rank must
+    make the same calls in the same order (they do: all run the same stage code on the same data). Calls nested
+    inside `fn` (a writer that uses another writer) run directly."""
+    global _writing
+    if _writing:
+        return fn(*args, **kwargs)
+    result = None
+    error: BaseException | None = None
+    if is_zero():
+        _writing = True
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as err:  # still meet the others, or they wait for the full timeout
+            error = err
+        finally:
+            _writing = False
+    if dist.is_initialized():
+        failed = [error is not None]
+        dist.broadcast_object_list(failed, src=0)
+        if error is not None:
+            raise error
+        if failed[0]:
+            raise RuntimeError("rank 0 failed while writing; see its log")
+    elif error is not None:
+        raise error
+    return result
+
+
+def broadcast(obj: T) -> T:
+    """Rank 0's `obj` on every rank."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: T) -> list[T]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's share of `items`: every world_size-th item, starting at its rank."""
+    return list(items[rank()::world_size()])
+
+
+def gather_shards(mine: Sequence[T], total: int) -> list[T]:
+    """Undo `shard`: the results of every rank's share, back in the order of the full list of `total` items."""
+    parts = gather_objects(list(mine))
+    out: list[Any] = [None] * total
+    for r, part in enumerate(parts):
+        out[r::len(parts)] = part
+    return out
+
+
+def sharded_map(fn: Callable[[list[T]], list[Any]], items: Sequence[T]) -> list[Any]:
+    """`fn(items)`, computed as `fn(shard)` on every rank and gathered (fn maps a list to a list, item by item)."""
+    if world_size() == 1:
+        return fn(list(items))
+    return gather_shards(fn(shard(items)), len(items))

@@ -1,0 +1,26 @@
+"""Losses normalised by the *global* batch, so N processes train exactly like one.
+
+DDP and FSDP average gradients over ranks. If each rank returned its own mean (sum / its count), the result
+would be a mean of rank means, which differs from the single-process mean whenever ranks hold different numbers
+of target tokens (or pairs). Dividing each rank's sum by the global count and multiplying by the world size makes
+the averaged gradient equal the single-process gradient of sum / global count. One all-reduce of two scalars per
+step; on one process nothing is communicated.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+
+def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to backpropagate, the global mean itself for logging — the same value on every rank).
+    `total` is this rank's summed loss (with grad), `count` what it sums over (tokens, pairs, weights)."""
+    trainer = module._trainer  # None when called outside a fit (tests, scripts): one process
+    world = trainer.world_size if trainer is not None else 1
+    if world == 1:
+        mean = total / count.clamp(min=1e-8)
+        return mean, mean.detach()
+    both = trainer.strategy.reduce(torch.stack([total.detach().float(), count.detach().float()]), reduce_op="sum")
+    denominator = both[1].clamp(min=1e-8)
+    return total / denominator * world, both[0] / denominator
