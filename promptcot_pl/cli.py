@@ -79,13 +79,20 @@ def _setup_logging() -> None:
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
         handler.setFormatter(logging.Formatter(f"[promptcot{f' rank {rank}' if launched else ''}] %(message)s"))
         ours.addHandler(handler)
-        ours.setLevel(logging.INFO if rank == 0 else logging.WARNING)  # one progress log, every rank's warnings
+        # every rank sees the same data, so its warnings would repeat rank 0's: other ranks report errors only
+        ours.setLevel(logging.INFO if rank == 0 else logging.ERROR)
         ours.propagate = False
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "alembic",
                  "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # torch 2.13 deprecates a pytree API that lightning 2.6 still calls; harmless, and printed on every fit.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # torch's FSDP state-dict code warns about its own internals on every sharded checkpoint (torch 2.13).
+    for message in (r"`_get_pg_default_device` will be deprecated", r"Multiple backends are registered",
+                    r"Please use DTensor instead", r"Detected an existing checkpoint in",
+                    # our batch sampler resumes mid-epoch exactly (trainer.ResumeMidEpoch); Lightning cannot tell
+                    r"You're resuming from a checkpoint that ended before the epoch ended"):
+        warnings.filterwarnings("ignore", message=message)
     import transformers
 
     transformers.utils.logging.disable_progress_bar()

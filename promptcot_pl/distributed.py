@@ -7,8 +7,8 @@ pipeline. They split the work this way:
 - generation, scoring and verification are sharded across ranks and gathered (`shard`, `gather_shards`), so
   every rank holds the full results afterwards;
 - fits run under Lightning's DDP or FSDP strategy in the same process group;
-- only rank 0 writes files and talks to MLflow (`on_rank_zero`), and every write ends at a barrier, so a file
-  check on any rank sees the same state.
+- only rank 0 writes files and talks to MLflow (`on_rank_zero`), and every write sits between two barriers, so
+  a file check on any rank sees the same state as on the others.
 
 The process group is initialised once, before the first stage, from the launcher's environment (RANK,
 WORLD_SIZE, MASTER_ADDR, ...); Lightning then reuses it. Without a launcher every helper is a cheap no-op.
@@ -70,12 +70,15 @@ def barrier() -> None:
 
 
 def on_rank_zero(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-    """Call `fn` on rank 0 only, then wait for every rank: afterwards all ranks see what it wrote. Every rank must
-    make the same calls in the same order (they do: all run the same stage code on the same data). Calls nested
+    """Call `fn` on rank 0 only, between two barriers: before it, so that every rank has finished looking at the
+    files `fn` changes (a rank that lags behind must not see a later state than the others — that is how ranks
+    take different branches and deadlock); after it, so that every rank sees what it wrote. Every rank must make
+    the same calls in the same order (they do: all run the same stage code on the same data). Calls nested
     inside `fn` (a writer that uses another writer) run directly."""
     global _writing
     if _writing:
         return fn(*args, **kwargs)
+    barrier()
     result = None
     error: BaseException | None = None
     if is_zero():

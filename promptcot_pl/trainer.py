@@ -74,6 +74,18 @@ class ClipShardedGradients(Callback):
         trainer.strategy.model.clip_grad_norm_(self.max_norm)
 
 
+class ResumeMidEpoch(Callback):
+    """After a resume from a mid-epoch checkpoint, start the data where the checkpoint left it: Lightning
+    restores the step counters but restarts the epoch's data from its first batch."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loop = trainer.fit_loop
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if loop.restarted_mid_epoch and hasattr(sampler, "resume_after"):
+            # a checkpoint written at a batch's end counts it as processed, not yet completed
+            sampler.resume_after(loop.epoch_loop.batch_progress.current.processed)
+
+
 def full_state_dict(strategy: Strategy) -> dict[str, Any]:
     """The LightningModule's complete state dict (keys `model.…`), complete on rank 0. Under FSDP every rank must
     call this: the shards are gathered."""
@@ -109,7 +121,7 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
         num_nodes = cfg.num_nodes
     accelerator = cfg.accelerator
     clip = cfg.gradient_clip_val
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, ResumeMidEpoch()]
     if cfg.strategy == "fsdp":
         if accelerator == "auto":
             accelerator = "gpu" if torch.cuda.is_available() else "cpu"

@@ -45,6 +45,23 @@ def promptcot(*args: str, cwd: Path, timeout: float = 600, check: bool = False) 
     return proc
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first found, grandchildren after), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 300) -> None:
     """Start `promptcot *args` and SIGKILL its whole process group as soon as `marker` exists (a killed run)."""
     import signal
@@ -58,7 +75,12 @@ def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 300) ->
         time.sleep(0.1)
     exists = marker.exists()
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+        # torchrun starts its workers in sessions of their own: kill the whole process tree, not just the group
+        for pid in [*_descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     proc.wait()
     assert exists, f"{marker} did not appear (exit code {proc.returncode})"
 

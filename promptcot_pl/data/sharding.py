@@ -34,9 +34,15 @@ class GlobalBatchSampler(Sampler[list[int]]):
             raise ValueError("batch_size must be at least 1")
         self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.skip = 0  # batches of the next epoch already trained on before a resume
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
         self.epoch = epoch
+
+    def resume_after(self, batches: int) -> None:
+        """The next pass starts at batch `batches` of its epoch (a fit resumed mid-epoch continues exactly where
+        it stopped instead of seeing the epoch's first batches again)."""
+        self.skip = batches
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -46,7 +52,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
         else:
             order = list(range(self.n))
-        for start in range(0, self.n, self.batch_size):
+        skip, self.skip = self.skip, 0
+        for start in range(skip * self.batch_size, self.n, self.batch_size):
             batch = order[start:start + self.batch_size]
             mine = batch[self.rank::self.world_size]
             yield mine if mine else [PAD - batch[0]]

@@ -37,17 +37,26 @@ class SFTModule(L.LightningModule):
         loss, n_tokens = masked_nll(self(batch), batch["labels"])
         loss, mean = global_mean(self, loss * n_tokens, n_tokens)
         self.log("train/loss", mean, prog_bar=True, batch_size=1)
-        self.log("train/target_tokens", n_tokens.float(), reduce_fx="sum", batch_size=1)
-        if "real_tokens" in batch:  # share of the batch's positions that hold padding, not tokens
-            real, positions = int(batch["real_tokens"]), batch["input_ids"].numel()
+        if "real_tokens" in batch:  # share of the (global) batch's positions that hold padding, not tokens
+            counts = torch.stack([n_tokens, batch["real_tokens"], torch.tensor(batch["input_ids"].numel())]).float()
+            target, real, positions = self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").tolist()
             self.tokens_seen, self.positions_seen = self.tokens_seen + real, self.positions_seen + positions
             self.log("train/padding_waste", 1.0 - real / positions, batch_size=1)
+            self.log("train/target_tokens", target, reduce_fx="sum", batch_size=1)
         return loss
+
+    # Held-out NLL per token = Σ NLL / Σ tokens over the whole validation set (all ranks), summed exactly here:
+    # Lightning's own epoch mean with sync_dist averages an integer batch-size count and rounds it.
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, n_tokens = masked_nll(self(batch), batch["labels"])
-        # batch_size=n_tokens makes Lightning's epoch mean a token-weighted mean: exact held-out NLL per token.
-        self.log("val/nll", loss, prog_bar=True, batch_size=int(n_tokens), sync_dist=True)
+        self._val_sums += torch.stack([loss.detach().double() * n_tokens, n_tokens.double()])
+
+    def on_validation_epoch_end(self) -> None:
+        total, tokens = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
+        self.log("val/nll", total / max(tokens, 1.0), prog_bar=True, sync_dist=True)  # equal on every rank
 
     def configure_optimizers(self):
         return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))

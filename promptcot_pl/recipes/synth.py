@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import parse_marked, prompt_model_example
 from promptcot_pl.data.records import Problem, Triple
@@ -188,5 +189,5 @@ def run(ctx: StageContext) -> dict[str, float]:
         counts = synthesize(ctx, name, sets, [t.problem for t in train], index)
         metrics.update({f"synth/{name}/{k}": float(v) for k, v in counts.items()})
         ctx.tracker.log_artifact(ctx.run_id, ctx.stage_dir / name / "funnel.json")
-    shutil.copyfile(ctx.stage_dir / cfg.generators[0] / "problems.jsonl", ctx.stage_dir / "problems.jsonl")
+    on_rank_zero(shutil.copyfile, ctx.stage_dir / cfg.generators[0] / "problems.jsonl", ctx.stage_dir / "problems.jsonl")
     return metrics

@@ -1,0 +1,101 @@
+"""Global batches split over ranks (data/sharding.py), the FSDP wrap policy, and the paper recipes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from promptcot_pl.data.collate import IGNORE, Encoded, pad_batch
+from promptcot_pl.data.sharding import GlobalBatchSampler, PaddedItems, mark_padding
+from tests.conftest import REPO
+
+
+def _batches(n, batch_size, world, epoch=0):
+    per_rank = []
+    for rank in range(world):
+        sampler = GlobalBatchSampler(n, batch_size, rank=rank, world_size=world, seed=3)
+        sampler.set_epoch(epoch)
+        per_rank.append(list(sampler))
+    return per_rank
+
+
+def test_the_ranks_batches_together_are_the_single_process_batch():
+    (single,) = _batches(23, 8, 1)
+    for world in (2, 3, 4):
+        parts = _batches(23, 8, world)
+        assert all(len(p) == len(single) for p in parts)  # every rank runs the same number of steps (FSDP)
+        for step, batch in enumerate(single):
+            union = sorted(i for p in parts for i in p[step] if i >= 0)
+            assert union == sorted(batch)
+
+
+def test_a_short_last_batch_gives_the_ranks_without_an_item_a_flagged_padding_copy():
+    parts = _batches(9, 8, 4)  # the last global batch has one item for four ranks
+    last = [p[-1] for p in parts]
+    assert sum(i >= 0 for b in last for i in b) == 1
+    padded = [b for b in last if b[0] < 0]
+    assert len(padded) == 3
+    items = PaddedItems(list("abcdefghi"))
+    assert items[padded[0][0]][1] is False and items[padded[0][0]][0] in "abcdefghi"
+
+
+def test_epochs_reshuffle_and_a_resume_skips_the_batches_already_trained_on():
+    (e0,), (e1,) = _batches(32, 4, 1, epoch=0), _batches(32, 4, 1, epoch=1)
+    assert e0 != e1
+    sampler = GlobalBatchSampler(32, 4, seed=3)
+    sampler.resume_after(5)
+    assert list(sampler) == e0[5:]
+    assert list(sampler) == e0  # only the pass after the resume is cut
+
+
+def test_padding_rows_are_neutralised():
+    collate = mark_padding(lambda items: pad_batch(items, pad_id=0))
+    item = Encoded(input_ids=[5, 6, 7], labels=[IGNORE, 6, 7], weight=2.0)
+    batch = collate([(item, True), (item, False)])
+    assert batch["real"].tolist() == [True, False]
+    assert (batch["labels"][1] == IGNORE).all() and batch["weight"][1] == 0.0
+    assert batch["labels"][0].tolist() == [IGNORE, 6, 7]
+
+
+def test_fsdp_policy_wraps_the_models_decoder_layers(tiny_dir):
+    from promptcot_pl.models import load_model
+    from promptcot_pl.trainer import DecoderLayerPolicy
+
+    model = load_model(tiny_dir)
+    policy = DecoderLayerPolicy()
+    assert policy(model, recurse=True, nonwrapped_numel=0)
+    wrapped = [type(m).__name__ for m in model.modules() if policy(m, recurse=False, nonwrapped_numel=0)]
+    assert wrapped == ["LlamaDecoderLayer"] * model.config.num_hidden_layers
+
+
+def test_paper_recipes_pass_promptcot_check():
+    recipes = sorted(str(p) for p in (REPO / "experiments/paper").glob("*.yaml"))
+    assert len(recipes) >= 3
+    proc = subprocess.run([sys.executable, "-m", "promptcot_pl", "check", *recipes], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok ") == len(recipes)
+    from promptcot_pl.config import load_config
+
+    for path in recipes:  # the paper's settings (SPEC §3–6)
+        cfg = load_config(path)
+        assert (cfg.trainer.strategy, cfg.trainer.precision, cfg.engine.backend) == ("fsdp", "bf16-mixed", "vllm")
+        assert (cfg.coldstart.optim.lr, cfg.coldstart.epochs, cfg.coldstart.batch_size) == (2e-5, 2, 16)
+        assert (cfg.em.k, cfg.em.e_optim.lr, cfg.em.m_optim.lr, cfg.em.batch_size) == (8, 2e-6, 2e-6, 16)
+        if "selfplay" in cfg.stages:
+            sp = cfg.selfplay
+            assert (sp.optim.lr, sp.batch_size, sp.rollouts.temperature, sp.rollouts.n) == (1e-6, 16, 1.2, 8)
+        if "sft" in cfg.stages:
+            assert cfg.sft.optim.lr == 8e-5
+            assert cfg.sft.batch_size * cfg.trainer.accumulate_grad_batches == 1024
+
+
+def test_global_mean_equals_the_mean_on_one_process():
+    import lightning as L
+
+    from promptcot_pl.modules.reduce import global_mean
+
+    total, count = torch.tensor(6.0, requires_grad=True), torch.tensor(4.0)
+    loss, mean = global_mean(L.LightningModule(), total, count)
+    assert loss.item() == mean.item() == 1.5
