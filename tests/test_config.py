@@ -17,7 +17,8 @@ def test_every_shipped_experiment_loads(path):
     cfg = load_config(path)
     assert cfg.name == path.stem
     assert path.read_text().splitlines()[0].startswith("#"), "YAML header must say what it is"
-    assert f"promptcot run {path.relative_to(REPO)}" in path.read_text(), "header must show the exact command"
+    launches = (f"promptcot run {path.relative_to(REPO)}", f"-m promptcot_pl run {path.relative_to(REPO)}")  # torchrun
+    assert any(cmd in path.read_text() for cmd in launches), "header must show the exact command"
 
 
 def test_yaml_and_overrides_merge_in_order(tmp_path):

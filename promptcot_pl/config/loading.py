@@ -136,6 +136,12 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
     if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
         raise ConfigError(f"{source}: key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
                           f"selfplay.dpo.loss is {sp.dpo.loss!r}")
+    devices = cfg.trainer.devices
+    if not (devices == "auto" or devices.isdigit() and int(devices) >= 1):
+        raise ConfigError(f"{source}: key 'trainer.devices': expected a number of processes (>= 1) or 'auto', "
+                          f"got {devices!r}")
+    if cfg.trainer.num_nodes < 1 or cfg.trainer.accumulate_grad_batches < 1:
+        raise ConfigError(f"{source}: key 'trainer.num_nodes' and 'trainer.accumulate_grad_batches' must be >= 1")
     bad = [x for x in cfg.sft.sources if x not in ("synth", "seed")]
     if bad or not cfg.sft.sources or len(set(cfg.sft.sources)) != len(cfg.sft.sources):
         raise ConfigError(f"{source}: key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
@@ -26,6 +27,48 @@ INSTALL_HINT = ("the vLLM engine needs vLLM: `pip install -e '.[vllm]'` on CUDA 
 def _tied(checkpoint_dir: str | Path) -> bool:
     config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
     return bool(config.get("tie_word_embeddings", False))
+
+
+@contextmanager
+def _own_gpus(tensor_parallel_size: int) -> Iterator[None]:
+    """In a multi-process GPU run every rank starts its own engine (data-parallel generation): the engine's
+    processes must see this rank's `tensor_parallel_size` GPUs, not GPU 0 of the node. vLLM's workers are
+    separate processes that read CUDA_VISIBLE_DEVICES when they start, so it is narrowed while the engine starts.
+    (Not exercised on GPUs in this project's CI, which has none.)"""
+    from promptcot_pl import distributed
+
+    if not distributed.launched() or "LOCAL_RANK" not in os.environ or not _has_cuda():
+        yield
+        return
+    local_rank = int(os.environ["LOCAL_RANK"])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(_cuda_count())]
+    mine = devices[local_rank * tensor_parallel_size:(local_rank + 1) * tensor_parallel_size]
+    if len(mine) < tensor_parallel_size:
+        raise ValueError(f"rank {local_rank}: engine.tensor_parallel_size={tensor_parallel_size} needs GPUs "
+                         f"{local_rank * tensor_parallel_size}..{(local_rank + 1) * tensor_parallel_size - 1}, "
+                         f"but this node has {len(devices)}; processes per node × tensor_parallel_size must not "
+                         "exceed the node's GPUs")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+    try:
+        yield
+    finally:
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 class VLLMEngine:
@@ -47,7 +90,8 @@ class VLLMEngine:
                       gpu_memory_utilization=self.cfg.gpu_memory_utilization, enforce_eager=self.cfg.enforce_eager)
         if self.cfg.max_model_len is not None:
             kwargs["max_model_len"] = self.cfg.max_model_len
-        self.llm = LLM(**kwargs)
+        with _own_gpus(self.cfg.tensor_parallel_size):
+            self.llm = LLM(**kwargs)
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.path = str(checkpoint_dir)
