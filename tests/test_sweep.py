@@ -47,7 +47,7 @@ def _run_workers(tmp_path, sweep, n_workers: int, n_trials: int, *args: str) -> 
 def test_two_workers_share_one_study_and_one_mlflow_parent(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    sweep = _sweep_file(tmp_path)
+    sweep = _sweep_file(tmp_path, pruner={"name": "none"})  # pruning has tests of its own below
     _run_workers(tmp_path, sweep, 2, 2)
     trials = _study(tmp_path, "debug").get_trials()
     assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}

@@ -1,4 +1,4 @@
-"""A Lightning callback that passes a fit's held-out metric to a sweep's pruner after every validation epoch.
+"""A Lightning callback that passes a fit's held-out metric to a sweep's pruner after every validation run.
 
 Stages never import Optuna: a sweep hands the pipeline a `report(step, metrics)` function (`sweeps/study.py`),
 which raises `optuna.TrialPruned` when the pruner says stop. This callback is that function's door into a running
@@ -25,7 +25,9 @@ class ReportToPruner(Callback):
         self.report, self.name, self.monitor = report, name, monitor
         self.pruned: BaseException | None = None
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    # on_validation_end, not on_validation_epoch_end: callbacks' epoch-end hooks run before the module's, where
+    # SFTModule logs the epoch's val/nll, so only here does callback_metrics hold this epoch's value
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
             return
         stop = False
