@@ -17,6 +17,7 @@ import time
 from tiny_model import DEFAULT_CACHE, bench_model
 
 from promptcot_pl.config.schema import TrainerConfig
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example
 from promptcot_pl.recipes.scoring import score_pairs
 
@@ -35,8 +36,8 @@ def main() -> None:
     for t in triples[: args.pairs]:
         for _ in range(args.k):
             z = rng.choice(triples).rationale
-            p_pairs.append(prompt_model_example(t.concepts, t.level, z, t.problem))
-            q_pairs.append(rationale_model_example(t.concepts, t.level, t.problem, z))
+            p_pairs.append(prompt_model_example(default_format("prompt_model"), t.concepts, t.level, z, t.problem))
+            q_pairs.append(rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, z))
     trainer = TrainerConfig(enable_progress_bar=False)
     root = tempfile.mkdtemp()
     rates = {}

@@ -13,6 +13,7 @@ import time
 from tiny_model import DEFAULT_CACHE, bench_model
 
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.generation import build_engine
 
@@ -34,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model, triples = bench_model(args.cache)
-    prompts = [prompt_model_example(t.concepts, t.level, t.rationale, t.problem)[0] for t in triples[: args.prompts]]
+    prompts = [prompt_model_example(default_format("prompt_model"), t.concepts, t.level, t.rationale, t.problem)[0] for t in triples[: args.prompts]]
     # Sampling with EOS possible; every engine gets the same prompts and settings.
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=args.new_tokens, seed=0)
 

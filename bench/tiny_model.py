@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from promptcot_pl.config.schema import TinyModelConfig
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.data.records import Triple
 from promptcot_pl.domains import build_domain
@@ -18,7 +19,7 @@ DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), "promptcot-bench-cache")
 def bench_model(cache: str = DEFAULT_CACHE) -> tuple[Path, list[Triple]]:
     """(model directory, the 400 math triples it was built on)."""
     triples = build_domain("math", 400, seed=0)
-    texts = [s for t in triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
+    texts = [s for t in triples for s in prompt_model_example(default_format("prompt_model"), t.concepts, t.level, t.rationale, t.problem)]
     return tiny_model_dir(TinyModelConfig(), texts, cache, seed=0), triples
 
 

@@ -25,11 +25,13 @@ def math_triples():
 def tiny_dir(math_triples, tmp_path_factory):
     """A tiny model + tokenizer trained on a small math corpus (built once per test session)."""
     from promptcot_pl.config.schema import TinyModelConfig
-    from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example
+    from promptcot_pl.data.formats import default_format
+    from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example, solver_example
     from promptcot_pl.models import tiny_model_dir
 
-    texts = [s for t in math_triples for s in prompt_model_example(t.concepts, t.level, t.rationale, t.problem)]
-    texts += [s for t in math_triples for s in rationale_model_example(t.concepts, t.level, t.problem, t.rationale)]
+    texts = [s for t in math_triples for s in prompt_model_example(default_format("prompt_model"), t.concepts, t.level, t.rationale, t.problem)]
+    texts += [s for t in math_triples for s in rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale)]
+    texts += [s for t in math_triples for s in solver_example(default_format("solver"), t.problem, t.solution)]
     # head_dim 32: the smallest head size vLLM's CPU attention supports
     cfg = TinyModelConfig(vocab_size=384, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
     return tiny_model_dir(cfg, texts, tmp_path_factory.mktemp("cache"), seed=0)

@@ -15,13 +15,13 @@ def test_encode_masks_the_prompt_and_appends_eos(tiny_dir):
     assert tok.decode(enc.input_ids[n_prompt:-1]) == "x = 5"
 
 
-def test_encode_truncates_and_drops_targetless(tiny_dir):
+def test_encode_drops_what_does_not_fit_instead_of_cutting(tiny_dir):
+    """A cut example would teach the model to stop without its answer or EOS: it is dropped (the caller counts)."""
     tok = load_tokenizer(tiny_dir)
-    prompt = "Problem: " * 10
-    n_prompt = len(tok(prompt).input_ids)
-    cut = encode_pair(tok, prompt, "a long target " * 10, max_length=n_prompt + 3)
-    assert len(cut) == n_prompt + 3 and sum(label != IGNORE for label in cut.labels) == 3
-    assert encode_pair(tok, prompt, "target", max_length=n_prompt) is None
+    prompt, target = "Problem: " * 10, "a long target " * 10
+    whole = encode_pair(tok, prompt, target, max_length=10_000)
+    assert encode_pair(tok, prompt, target, max_length=len(whole)) == whole
+    assert encode_pair(tok, prompt, target, max_length=len(whole) - 1) is None
 
 
 def test_pack_respects_max_length_and_keeps_every_example(tiny_dir, math_triples):

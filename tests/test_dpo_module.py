@@ -16,7 +16,7 @@ PAIRS = [(f"Problem:\nWhat is {a} + {b}?\nSolution:\n", f"The answer is $\\boxed
 
 def _separate(model, tokenizer, prompt, completion):
     ids = tokenizer(prompt).input_ids
-    target = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    target = tokenizer(prompt + completion).input_ids[len(ids):] + [tokenizer.eos_token_id]
     x = torch.tensor([ids + target])
     labels = torch.tensor([[-100] * len(ids) + target])
     return sequence_logprobs(model(input_ids=x).logits, labels).item(), len(target)

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from promptcot_pl.config.schema import OptimConfig, TrainerConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import rationale_model_example
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import EStepModule
@@ -22,8 +23,8 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
     """Weights pick one of two candidate rationales per pair; after the weighted fit q_φ prefers the chosen ones."""
     L.seed_everything(0, verbose=False)
     triples = math_triples[:32]
-    chosen = [rationale_model_example(t.concepts, t.level, t.problem, t.rationale) for t in triples]
-    other = [rationale_model_example(t.concepts, t.level, t.problem, "Pick numbers at random and hope.") for t in triples]
+    chosen = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in triples]
+    other = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, "Pick numbers at random and hope.") for t in triples]
     before, _ = score_pairs(tiny_dir, chosen, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path)
     tok = load_tokenizer(tiny_dir)
     items = []

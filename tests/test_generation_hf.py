@@ -15,8 +15,8 @@ def engine(tiny_dir):
     return build_engine(EngineConfig(backend="hf", device="cpu", progress=False), tiny_dir)
 
 
-def _argmax_decode(model, tokenizer, prompt: str, steps: int) -> list[int]:
-    """Reference: one full forward per step (no KV cache, no padding), append the argmax, stop at EOS."""
+def _argmax_decode(model, tokenizer, prompt: str, steps: int, stops: list[int]) -> list[int]:
+    """Reference: one full forward per step (no KV cache, no padding), append the argmax, stop at any EOS id."""
     ids = tokenizer(prompt).input_ids
     out = []
     with torch.no_grad():
@@ -24,7 +24,7 @@ def _argmax_decode(model, tokenizer, prompt: str, steps: int) -> list[int]:
             logits = model(input_ids=torch.tensor([ids + out])).logits[0, -1]
             token = int(logits.argmax())
             out.append(token)
-            if token == tokenizer.eos_token_id:
+            if token in stops:
                 break
     return out
 
@@ -32,7 +32,7 @@ def _argmax_decode(model, tokenizer, prompt: str, steps: int) -> list[int]:
 def test_greedy_equals_step_by_step_argmax(engine):
     greedy = engine.generate(PROMPTS, SamplingConfig(temperature=0, max_new_tokens=24))
     for prompt, (completion,) in zip(PROMPTS, greedy):
-        reference = _argmax_decode(engine.model, engine.tokenizer, prompt, 24)
+        reference = _argmax_decode(engine.model, engine.tokenizer, prompt, 24, engine.eos_ids)
         assert completion.token_ids == reference
         assert completion.text == engine.tokenizer.decode(reference, skip_special_tokens=True)
         assert completion.finish_reason == ("stop" if reference[-1] == engine.tokenizer.eos_token_id else "length")

@@ -8,6 +8,7 @@ import lightning as L  # noqa: E402
 
 from promptcot_pl.config.schema import EngineConfig, OptimConfig, SamplingConfig, TrainerConfig  # noqa: E402
 from promptcot_pl.data.datamodule import PairDataModule  # noqa: E402
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import rationale_model_example  # noqa: E402
 from promptcot_pl.generation import build_engine  # noqa: E402
 from promptcot_pl.models import load_model, load_tokenizer  # noqa: E402
@@ -63,7 +64,7 @@ def test_refresh_serves_new_weights(engines, tiny_dir, math_triples, tmp_path):
     hf, fast = engines
     before = _texts(fast.generate(PROMPTS, GREEDY))
     L.seed_everything(0, verbose=False)
-    pairs = [rationale_model_example(t.concepts, t.level, t.problem, t.rationale) for t in math_triples[:64]]
+    pairs = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in math_triples[:64]]
     data = PairDataModule(load_tokenizer(tiny_dir), pairs, pairs[:8], batch_size=8, max_length=256)
     module = SFTModule(load_model(tiny_dir), OptimConfig(lr=5e-3, warmup_ratio=0.0))
     trainer = build_trainer(TrainerConfig(enable_progress_bar=False, accelerator="cpu"), max_epochs=1,

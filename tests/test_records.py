@@ -5,10 +5,8 @@ import pytest
 from promptcot_pl.data.jsonl import JsonlError, read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import parse_concepts, parse_marked, prompt_model_example, render_marked
 from promptcot_pl.data.records import ConceptSet, Pair, Problem, Rollout, Trace, Triple
-from promptcot_pl.data.released import (
-    read_concept_rows, read_pair_rows, read_problem_generation_rows, read_sft_rows, to_pair_row,
-    to_problem_generation_row, to_sft_row,
-)
+from promptcot_pl.data.formats import default_format
+from promptcot_pl.data.released import read_concept_rows, read_problem_generation_rows, to_problem_generation_row
 
 SAMPLES = [
     Triple(id="t1", domain="math", concepts=["gcd", "lcm"], level="AIME", rationale="z", problem="x",
@@ -86,7 +84,7 @@ def test_marked_output_round_trip_and_rejects_incomplete():
 def test_problem_generation_rows_round_trip(tmp_path):
     triple = SAMPLES[0]
     path = tmp_path / "gen.jsonl"
-    write_jsonl(path, [to_problem_generation_row(triple)])
+    write_jsonl(path, [to_problem_generation_row(default_format("prompt_model"), triple)])
     (back,) = read_problem_generation_rows(path, "math")
     assert (back.concepts, back.level, back.rationale, back.problem) == (
         triple.concepts, triple.level, triple.rationale, triple.problem)
@@ -94,29 +92,23 @@ def test_problem_generation_rows_round_trip(tmp_path):
 
 def test_problem_generation_row_without_markers_names_line(tmp_path):
     path = tmp_path / "gen.jsonl"
-    prompt, _ = prompt_model_example(["a"], "AIME", "z", "x")
+    prompt, _ = prompt_model_example(default_format("prompt_model"), ["a"], "AIME", "z", "x")
     path.write_text(json.dumps({"prompt": prompt, "completion": "no markers"}) + "\n")
     with pytest.raises(JsonlError, match=r"gen.jsonl:1: field 'completion'"):
         read_problem_generation_rows(path, "math")
 
 
-def test_released_concept_pair_and_sft_rows(tmp_path):
+def test_released_concept_rows(tmp_path):
     concepts = tmp_path / "c.jsonl"
     concepts.write_text('{"concepts": ["a", "b"], "extra": 1}\n{"concepts": []}\n')
     with pytest.raises(JsonlError, match=r"c.jsonl:2: field 'concepts'"):
         read_concept_rows(concepts)
-    concepts.write_text('{"concepts": ["a", "b"], "level": "AIME"}\n')
-    assert read_concept_rows(concepts) == [ConceptSet(concepts=["a", "b"], level="AIME")]
-
-    pairs = tmp_path / "p.jsonl"
-    write_jsonl(pairs, [to_pair_row(SAMPLES[5])])
-    (pair,) = read_pair_rows(pairs)
-    assert (pair.prompt, pair.chosen, pair.rejected) == ("q", "good", "bad")
-
-    sft = tmp_path / "s.jsonl"
-    write_jsonl(sft, [to_sft_row(SAMPLES[6]), {"prompt": "q"}])
-    with pytest.raises(JsonlError, match=r"s.jsonl:2: field 'completion': missing"):
-        read_sft_rows(sft)
+    # the 2.0 release's field names, and a dump that carries only the rendered prompt
+    prompt = default_format("prompt_model").prompt("math", concepts="Foundational Concepts:\n1. c\n2. d\n\nDifficulty Level: AMC12")
+    concepts.write_text(json.dumps({"foundational_concepts": ["a", "b"], "level": "AIME"}) + "\n"
+                        + json.dumps({"prompt": prompt}) + "\n")
+    assert read_concept_rows(concepts) == [ConceptSet(concepts=["a", "b"], level="AIME"),
+                                           ConceptSet(concepts=["c", "d"], level="AMC12")]
 
 
 def test_parse_concepts_reads_bullets_and_level():

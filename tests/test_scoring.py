@@ -3,6 +3,7 @@ import torch
 
 from promptcot_pl.config.schema import TrainerConfig
 from promptcot_pl.data.collate import IGNORE
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
@@ -13,13 +14,13 @@ CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
 
 def _candidates(triples, k=4):
     """K rationale candidates per pair (other pairs' rationales), as the E-step scores them: K targets per prompt."""
-    return [prompt_model_example(t.concepts, t.level, triples[(i + j) % len(triples)].rationale, t.problem)
+    return [prompt_model_example(default_format("prompt_model"), t.concepts, t.level, triples[(i + j) % len(triples)].rationale, t.problem)
             for i, t in enumerate(triples) for j in range(k)]
 
 
 @pytest.mark.parametrize("share_prefix", [True, False], ids=["prefix-shared", "padded"])
 def test_batched_scoring_equals_one_at_a_time(tiny_dir, math_triples, tmp_path, share_prefix):
-    pairs = _candidates(math_triples[:8]) + [prompt_model_example(t.concepts, t.level, t.rationale, t.problem)
+    pairs = _candidates(math_triples[:8]) + [prompt_model_example(default_format("prompt_model"), t.concepts, t.level, t.rationale, t.problem)
                                              for t in math_triples[8:16]]
     batched, tokens = score_pairs(tiny_dir, pairs, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path,
                                   share_prefix=share_prefix)
@@ -33,13 +34,14 @@ def test_batched_scoring_equals_one_at_a_time(tiny_dir, math_triples, tmp_path, 
     # and both equal a plain forward pass of one sequence without padding
     tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir).eval()
     prompt, target = pairs[5]  # the second candidate of the second pair
-    p_ids, t_ids = tok(prompt).input_ids, tok(target, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    p_ids = tok(prompt).input_ids
+    t_ids = tok(prompt + target).input_ids[len(p_ids):] + [tok.eos_token_id]  # joint tokenisation (data/encode.py)
     ids = torch.tensor([p_ids + t_ids])
     labels = ids.clone()
     labels[0, : len(p_ids)] = IGNORE
     with torch.no_grad():
         direct = float(sequence_logprobs(model(input_ids=ids).logits, labels)[0])
-    assert abs(float(batched[5]) - direct) < 1e-4
+    assert abs(float(batched[5]) - direct) < 1e-6 * abs(direct)
     assert int(tokens[5]) == len(t_ids)
 
 

@@ -2,7 +2,11 @@
 min(#pass, #fail) pairs per problem."""
 
 from promptcot_pl.data.records import Problem, Rollout
+from promptcot_pl.config.schema import RoleFormat
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
+
+OURS = PromptFormat("solver", RoleFormat("raw", "ours"))  # "Problem:\n…\nSolution:\n", no template
 
 
 def _table(spec: dict[str, list[tuple[float | None, bool]]]):
@@ -27,7 +31,7 @@ TABLE = {
 
 def test_window_edges_invalid_and_unscorable_rollouts():
     problems, rollouts = _table(TABLE)
-    pairs, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5), seed=0)
+    pairs, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5), OURS, seed=0)
     status = {o.problem_id: (o.status, o.pairs) for o in outcomes}
     assert status == {"quarter": ("kept", 2), "half": ("kept", 3), "zero": ("below_window", 0),
                       "all": ("above_window", 0), "unscorable": ("unscorable", 0),
@@ -45,21 +49,21 @@ def test_window_edges_invalid_and_unscorable_rollouts():
     summary = summarize(outcomes)
     assert summary["pairs"] == 5 and summary["problems_kept"] == 2 and summary["rollouts_unscorable"] == 12
     assert summary["rollouts_invalid"] == 4
-    assert released_format(pairs)[0].keys() == {"prompt", "chosen", "rejected"}
+    assert released_format(pairs, OURS)[0].keys() == {"source", "prompt", "chosen", "rejected"}
 
 
 def test_the_papers_open_window_drops_exactly_one_half_and_an_inclusive_low_edge_keeps_zero():
     problems, rollouts = _table(TABLE)
-    _, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5, high_inclusive=False))
+    _, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5, high_inclusive=False), OURS)
     assert {o.problem_id: o.status for o in outcomes}["half"] == "above_window"
-    _, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5, low_inclusive=True))
+    _, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5, low_inclusive=True), OURS)
     assert {o.problem_id: o.status for o in outcomes}["zero"] == "no_valid_pair"  # in window, nothing passes
 
 
 def test_pairs_are_reproducible_per_seed():
     problems, rollouts = _table(TABLE)
-    first, _ = build_pairs(problems, rollouts, PassWindow(), seed=1)
-    again, _ = build_pairs(problems, rollouts, PassWindow(), seed=1)
+    first, _ = build_pairs(problems, rollouts, PassWindow(), OURS, seed=1)
+    again, _ = build_pairs(problems, rollouts, PassWindow(), OURS, seed=1)
     assert first == again
-    other = [build_pairs(problems, rollouts, PassWindow(), seed=s)[0] for s in range(2, 8)]
+    other = [build_pairs(problems, rollouts, PassWindow(), OURS, seed=s)[0] for s in range(2, 8)]
     assert any(o != first for o in other)

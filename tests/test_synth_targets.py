@@ -3,7 +3,8 @@ confidence drops) and written unit tests (broken JSON dropped with a counted rea
 fails are not kept). The engine is a scripted stand-in for a model: what is under test is what happens to its
 outputs, with the real math checker and the real sandbox."""
 
-from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.config.schema import RoleFormat, SamplingConfig
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.synth.targets import majority_references, written_tests
 from tests.conftest import ScriptedEngine
 
@@ -14,7 +15,7 @@ def test_majority_vote_clusters_equivalent_answers_and_drops_low_confidence():
         [r"\boxed{1}", r"\boxed{2}", r"\boxed{3}", "no answer"],  # best share 1/4 < 0.5: dropped
         ["no answer", "none either", "", "still nothing"],  # nothing to vote on
     ])
-    refs, dropped = majority_references(engine, ["p1", "p2", "p3"], SamplingConfig(n=4), min_confidence=0.5)
+    refs, dropped = majority_references(engine, PromptFormat("solver", RoleFormat("raw", "ours")), ["p1", "p2", "p3"], SamplingConfig(n=4), min_confidence=0.5)
     assert refs[0] == ("1/2", 0.75)
     assert refs[1] is None and refs[2] is None
     assert dropped == {"low_confidence": 1, "no_answer": 1}
@@ -30,7 +31,7 @@ def test_written_tests_drop_broken_json_and_tests_the_reference_fails():
          '{"input": "3\\n", "output": "9\\n"}'],  # the same test again
         ["nothing useful", "{'input': 1}", '{"input": "1"}', "[]"],  # nothing survives: the problem has no tests
     ])
-    tests, reasons = written_tests(engine, ["square n", "other"], SamplingConfig(n=4), references={0: square})
+    tests, reasons = written_tests(engine, PromptFormat("test_writer", RoleFormat("raw", "ours")), ["square n", "other"], SamplingConfig(n=4), references={0: square})
     assert tests == [[{"input": "3\n", "output": "9\n"}], []]
     assert reasons == {"no_json": 3, "bad_json": 1, "reference_failed": 1, "duplicate_test": 1, "missing_keys": 1,
                        "no_tests": 1}

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptcot_pl.config.schema import SamplingConfig
-from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.verify.rewards import Target, score_batch
 
 
@@ -22,12 +23,14 @@ class Difficulty:
     unscorable: int
 
 
-def difficulty(engine, problems: Sequence[Target], texts: Sequence[str], sampling: SamplingConfig) -> Difficulty:
-    """`problems` carry the targets (answer or tests), `texts` the problem statements, in the same order."""
-    groups = engine.generate([solver_example(t, "")[0] for t in texts], sampling)
+def difficulty(engine, fmt: PromptFormat, problems: Sequence[Target], texts: Sequence[str],
+               sampling: SamplingConfig) -> Difficulty:
+    """`problems` carry the targets (answer or tests), `texts` the problem statements, in the same order; `fmt` is
+    the solver's prompt format."""
+    groups = engine.generate([solver_prompt(fmt, t, p.domain) for t, p in zip(texts, problems)], sampling)
     completions = [c for group in groups for c in group]
     targets = [p for p, group in zip(problems, groups) for _ in group]
-    rewards = score_batch([c.text for c in completions], targets)
+    rewards = score_batch([c.text for c in completions], targets, fmt.thinking)
     scored = [r for r in rewards if r is not None]
     return Difficulty(pass_rate=statistics.fmean(scored) if scored else float("nan"),
                       mean_tokens=statistics.fmean(len(c.token_ids) for c in completions) if completions else 0.0,

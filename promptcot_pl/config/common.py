@@ -19,6 +19,10 @@ class TinyModelConfig:
     num_heads: int = 4
     intermediate_size: int = 384
     max_position_embeddings: int = 512
+    # The tokenizer's conventions (models/tokenizer_styles.py): "chatml" (Qwen: no BOS, ChatML template, EOS ids
+    # <|im_end|> and <|endoftext|>), "llama3" (BOS, pad = EOS), "sentencepiece" (Llama-2/Mistral: "▁" prefix).
+    style: Literal["chatml", "llama3", "sentencepiece"] = "chatml"
+    thinking: bool = False  # chatml only: the template opens <think> in the generation prompt (Qwen3-Thinking)
 
 
 @dataclass
@@ -33,6 +37,33 @@ class ModelConfig:
     # Built tiny models and tokenizers are cached here, keyed by their config and training corpus.
     cache_dir: str = "~/.cache/promptcot_pl"
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class RoleFormat:
+    """How one role's prompts are written and rendered (`data/formats.py`)."""
+
+    # raw: the words as they are (plus the tokenizer's own BOS); chat: the tokenizer's chat template, one user turn,
+    # the generation prompt added
+    style: Literal["raw", "chat"] = "raw"
+    wording: Literal["release", "ours"] = "release"  # the PromptCoT releases' texts or this project's
+    system: str | None = None  # chat only: a system turn before the user turn (none by default, as the release)
+    # a thinking model (Qwen3-Thinking, QwQ): only the text after the first </think> is graded, and its traces and
+    # pairs are written in the release's "\n<think>\n…" layout
+    thinking: bool = False
+
+
+@dataclass
+class PromptsConfig:
+    """Prompt format per role; the defaults are the release's (shared RELEASE_FORMATS §1–3)."""
+
+    prompt_model: RoleFormat = field(default_factory=lambda: RoleFormat("raw", "release"))  # p_θ: c → (z, x)
+    rationale_model: RoleFormat = field(default_factory=lambda: RoleFormat("raw", "ours"))  # q_φ: (c, x) → z
+    # the solver, the self-play policy, majority-vote references and every evaluated model
+    solver: RoleFormat = field(default_factory=lambda: RoleFormat("chat", "release"))
+    teacher: RoleFormat = field(default_factory=lambda: RoleFormat("chat", "release"))  # SFT teacher (engine)
+    test_writer: RoleFormat = field(default_factory=lambda: RoleFormat("chat", "ours"))
+    annotator: RoleFormat = field(default_factory=lambda: RoleFormat("chat", "release"))  # stage annotate
 
 
 @dataclass

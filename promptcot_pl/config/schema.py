@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptcot_pl.config.common import (
-    DataConfig, DomainConfig, EngineConfig, ModelConfig, OptimConfig, SamplingConfig, TinyModelConfig,
+    DataConfig, DomainConfig, EngineConfig, ModelConfig, OptimConfig, PromptsConfig, RoleFormat, SamplingConfig,
+    TinyModelConfig,
     TrackingConfig, TrainerConfig,
 )
 from promptcot_pl.config.stages import (
@@ -33,6 +34,7 @@ class ExperimentConfig:
     seed: int = 0
     stages: list[str] = field(default_factory=lambda: list(STAGE_NAMES))
     model: ModelConfig = field(default_factory=ModelConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -48,7 +50,7 @@ class ExperimentConfig:
 
 
 __all__ = [
-    "TinyModelConfig", "ModelConfig", "DomainConfig", "DataConfig", "OptimConfig", "SamplingConfig",
+    "TinyModelConfig", "ModelConfig", "PromptsConfig", "RoleFormat", "DomainConfig", "DataConfig", "OptimConfig", "SamplingConfig",
     "EngineConfig", "TrainerConfig", "TrackingConfig", "ColdStartConfig", "EMConfig", "SolverConfig",
     "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "STAGE_NAMES", "ExperimentConfig"
 ]

@@ -72,6 +72,9 @@ class SynthConfig:
     similarity_weight: float = 1.0
     levels: dict[str, float] | None = None  # level → weight (None: the seed's level frequencies)
     embedding_model: str = "all-MiniLM-L6-v2"  # the offline packaged copy; or a sentence-transformers path
+    # concept sets from a file instead of the sampler: the release's concept rows (`foundational_concepts` or
+    # `concepts`, `level`, or a rendered `prompt`) or stage annotate's concept_sets.jsonl; at most n_concept_sets
+    concepts_path: str | None = None
     # (z, x) ~ p_θ(·|c): n samples per concept set (the paper: many seeds, temperature 0.8)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.8, max_new_tokens=512))
     generators: list[str] = field(default_factory=lambda: ["em", "coldstart"])  # whose p_θ synthesizes

@@ -1,5 +1,7 @@
 """Tokenize (prompt, target) pairs with prompt-masked labels, and batch them padded or packed.
 
+Tokenisation is `data/encode.py`'s one rule (joint, boundary located, EOS appended). An example longer than
+`max_length` is dropped — never cut, which would teach a model not to finish — and the caller counts the drops.
 Labels are -100 on prompt tokens and padding, so the loss falls on target tokens (plus the appended EOS) only.
 Packing concatenates several examples into one row with per-segment position ids and no attention mask;
 transformers then builds a block-diagonal causal mask from the position ids (`masking_utils
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from promptcot_pl.data.encode import encode
 
 IGNORE = -100
 
@@ -30,17 +34,12 @@ class Encoded:
 
 
 def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, max_length: int) -> Encoded | None:
-    """Prompt tokens (with the tokenizer's own special tokens) + target tokens + EOS, cut at `max_length`.
-
-    Returns None when not a single target token fits (the caller counts such drops).
-    """
-    prompt_ids = tokenizer(prompt).input_ids
-    target_ids = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    ids = (prompt_ids + target_ids)[:max_length]
-    labels = ([IGNORE] * len(prompt_ids) + target_ids)[:max_length]
-    if all(label == IGNORE for label in labels):
+    """Prompt + target + EOS with the prompt masked, or None when the whole does not fit in `max_length` tokens
+    (the caller counts such drops)."""
+    ids, boundary = encode(tokenizer, prompt, target)
+    if len(ids) > max_length or boundary >= len(ids):
         return None
-    return Encoded(ids, labels)
+    return Encoded(ids, [IGNORE] * boundary + ids[boundary:])
 
 
 def pad_batch(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:

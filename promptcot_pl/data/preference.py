@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from promptcot_pl.data.encode import encode
 from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
 from promptcot_pl.data.sharding import sharded_loader
 
@@ -24,17 +25,14 @@ Triplet = tuple[str, str, str]  # (prompt, chosen, rejected)
 def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Triplet],
                        max_length: int) -> tuple[list[SharedPrefix], list[int]]:
     """(rows, indices of the pairs kept). A pair whose prompt + chosen or prompt + rejected (+ EOS) exceeds
-    `max_length` is left out: a cut completion's log-prob would compare unequal things."""
+    `max_length` is left out: a cut completion's log-prob would compare unequal things. So is a pair whose two
+    joint tokenisations (`data/encode.py`) disagree on the prompt's ids, which one shared row cannot hold."""
     rows, kept = [], []
-    prompt_ids: dict[str, list[int]] = {}
     for i, (prompt, chosen, rejected) in enumerate(pairs):
-        if prompt not in prompt_ids:
-            prompt_ids[prompt] = tokenizer(prompt).input_ids
-        ids = prompt_ids[prompt]
-        targets = [tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for t in (chosen, rejected)]
-        if max(len(ids) + len(t) for t in targets) > max_length:
+        (c_ids, c_cut), (r_ids, r_cut) = encode(tokenizer, prompt, chosen), encode(tokenizer, prompt, rejected)
+        if max(len(c_ids), len(r_ids)) > max_length or c_ids[:c_cut] != r_ids[:r_cut]:
             continue
-        rows.append(SharedPrefix(ids, targets, [2 * i, 2 * i + 1]))
+        rows.append(SharedPrefix(c_ids[:c_cut], [c_ids[c_cut:], r_ids[r_cut:]], [2 * i, 2 * i + 1]))
         kept.append(i)
     return rows, kept
 

@@ -1,22 +1,26 @@
-"""Text rendering of the three conditionals, and parsing of the prompt model's marked output.
+"""The conditionals as (prompt, target) text, and parsing of the prompt model's marked output.
 
 - prompt model p_θ:     c      → (z, x)   target = rationale and problem between the release's markers
 - rationale model q_φ:  (c, x) → z
 - solver:               x      → solution
 
-Each function returns `(prompt, target)`; the loss is taken on target tokens only (see `collate.py`).
-The concept rendering follows the released PromptCoT prompts ("Foundational Concepts:" as a numbered list,
-then "Difficulty Level:"), so `parse_concepts` reads both ours and theirs.
+Each function takes the role's `PromptFormat` (`data/formats.py`: wording and raw/chat rendering) and returns
+`(prompt, target)`; the loss is taken on target tokens only (see `collate.py`). The concept rendering follows the
+released PromptCoT prompts ("Foundational Concepts:" as a numbered list, then "Difficulty Level:"), so
+`parse_concepts` reads both ours and theirs.
 """
 
 from __future__ import annotations
 
 import re
 
+from promptcot_pl.data.formats import PromptFormat
+
 RATIONALE_BEGIN = "<!-- BEGIN RATIONALE -->"
 RATIONALE_END = "<!-- END RATIONALE -->"
 PROBLEM_BEGIN = "<!-- BEGIN PROBLEM -->"
 PROBLEM_END = "<!-- END PROBLEM -->"
+MARKERS = (RATIONALE_BEGIN, RATIONALE_END, PROBLEM_BEGIN, PROBLEM_END)
 
 _MARKED = re.compile(
     re.escape(RATIONALE_BEGIN) + r"(?P<z>.*?)" + re.escape(RATIONALE_END) + r".*?"
@@ -25,11 +29,16 @@ _MARKED = re.compile(
 )
 
 
-def render_concepts(concepts: list[str], level: str) -> str:
-    lines = ["Foundational Concepts:"]
+def render_concepts(concepts: list[str], level: str, heading: str = "Foundational Concepts:") -> str:
+    lines = [heading]
     lines += [f"{i}. {concept}" for i, concept in enumerate(concepts, start=1)]
     lines += ["", f"Difficulty Level: {level}"]
     return "\n".join(lines)
+
+
+def _concepts(fmt: PromptFormat, concepts: list[str], level: str, domain: str) -> str:
+    code = domain == "code" and fmt.cfg.wording == "release"  # the release's code prompt names them so
+    return render_concepts(concepts, level, "Foundational Programming Concepts:" if code else "Foundational Concepts:")
 
 
 def parse_concepts(text: str) -> tuple[list[str], str | None]:
@@ -39,7 +48,7 @@ def parse_concepts(text: str) -> tuple[list[str], str | None]:
     in_list = False
     for line in text.splitlines():
         stripped = line.strip()
-        if re.match(r"(?i)^(foundational\s+)?concepts\s*:", stripped):
+        if re.match(r"(?i)^(foundational\s+)?(programming\s+)?concepts\s*:", stripped):
             in_list = True
             continue
         match = re.match(r"(?i)^difficulty\s+level\s*:\s*(.+)$", stripped)
@@ -53,17 +62,22 @@ def parse_concepts(text: str) -> tuple[list[str], str | None]:
     return concepts, level
 
 
-def prompt_model_example(concepts: list[str], level: str, rationale: str, problem: str) -> tuple[str, str]:
+def prompt_model_prompt(fmt: PromptFormat, concepts: list[str], level: str, domain: str = "math") -> str:
+    """What p_θ continues from for concept set c."""
+    return fmt.prompt(domain, concepts=_concepts(fmt, concepts, level, domain))
+
+
+def prompt_model_example(fmt: PromptFormat, concepts: list[str], level: str, rationale: str, problem: str,
+                         domain: str = "math") -> tuple[str, str]:
     """c → (z, x): the prompt model's conditional, with the release's markers."""
-    prompt = f"Design a problem from these concepts.\n{render_concepts(concepts, level)}\n"
-    return prompt, render_marked(rationale, problem)
+    return prompt_model_prompt(fmt, concepts, level, domain), render_marked(rationale, problem)
 
 
-def problem_given_rationale_example(concepts: list[str], level: str, rationale: str | None,
-                                    problem: str) -> tuple[str, str]:
+def problem_given_rationale_example(fmt: PromptFormat, concepts: list[str], level: str, rationale: str | None,
+                                    problem: str, domain: str = "math") -> tuple[str, str]:
     """x given (c, z) — the problem block alone as target, the rationale block (or nothing, for the no-rationale
     baseline) in the prompt. Both variants score the very same target text, so their NLLs of x compare."""
-    prompt, _ = prompt_model_example(concepts, level, rationale or "", problem)
+    prompt = prompt_model_prompt(fmt, concepts, level, domain)
     if rationale is not None:
         prompt += f"{RATIONALE_BEGIN}\n{rationale.strip()}\n{RATIONALE_END}\n"
     return f"{prompt}{PROBLEM_BEGIN}\n", f"{problem.strip()}\n{PROBLEM_END}"
@@ -82,12 +96,18 @@ def parse_marked(text: str) -> tuple[str, str] | None:
     return (rationale, problem) if rationale and problem else None
 
 
-def rationale_model_example(concepts: list[str], level: str, problem: str, rationale: str) -> tuple[str, str]:
+def rationale_model_example(fmt: PromptFormat, concepts: list[str], level: str, problem: str, rationale: str,
+                            domain: str = "math") -> tuple[str, str]:
     """(c, x) → z: the rationale model's conditional."""
-    prompt = f"{render_concepts(concepts, level)}\nProblem:\n{problem.strip()}\nExplain how this problem was designed.\n"
-    return prompt, rationale.strip()
+    return (fmt.prompt(domain, concepts=_concepts(fmt, concepts, level, domain), problem=problem.strip()),
+            rationale.strip())
 
 
-def solver_example(problem: str, solution: str) -> tuple[str, str]:
-    """x → solution: how policies and students are prompted."""
-    return f"Problem:\n{problem.strip()}\nSolution:\n", solution.strip()
+def solver_prompt(fmt: PromptFormat, problem: str, domain: str = "math") -> str:
+    """How policies, references, teachers and evaluated models are asked a problem."""
+    return fmt.prompt(domain, problem=problem.strip())
+
+
+def solver_example(fmt: PromptFormat, problem: str, solution: str, domain: str = "math") -> tuple[str, str]:
+    """x → solution."""
+    return solver_prompt(fmt, problem, domain), fmt.completion_target(solution.strip())

@@ -1,11 +1,13 @@
 """Readers and writers for the released PromptCoT file formats, so users can bring real data.
 
-- concept rows:            {"concepts": [...], "level"?: ...}                      → ConceptSet
+- concept rows:            {"foundational_concepts" | "concepts": [...], "level"?, "prompt"?} → ConceptSet
 - problem-generation rows: {"prompt": <rendered concepts>, "completion": <marked z and x>} → Triple
-- self-play pairs:         {"prompt", "chosen", "rejected"}                          → Pair
-- SFT rows:                {"prompt", "completion"}                                 → Trace
+- evaluation sets:         math {"prompt" (chat-rendered), "reference_solution" ("… #### answer")}, code
+                           {"prompt", "input_output": '{"inputs": [...], "outputs": [...]}'}, or ours
+                           {"problem", "answer" | "tests"}                           → Problem (bare statement)
 Extra fields in released rows are ignored (the releases carry their own metadata); missing or mistyped
-required fields are errors naming file:line and field.
+required fields are errors naming file:line and field. The release's self-play pairs and SFT rows are written by
+their stages (`selfplay/pairs.py`, `sft/traces.py`), which know the policy's prompt format.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import json
+
+from promptcot_pl.data.formats import PromptFormat, unwrap_problem, user_message
 from promptcot_pl.data.jsonl import JsonlError, iter_json_rows
 from promptcot_pl.data.prompts import parse_concepts, parse_marked, prompt_model_example
-from promptcot_pl.data.records import ConceptSet, Pair, Trace, Triple
+from promptcot_pl.data.records import ConceptSet, Problem, Triple
 
 
 def _fields(path: str | Path, lineno: int, row: Any, names: tuple[str, ...]) -> list[str]:
@@ -34,12 +39,20 @@ def _fields(path: str | Path, lineno: int, row: Any, names: tuple[str, ...]) -> 
 
 
 def read_concept_rows(path: str | Path) -> list[ConceptSet]:
+    """Concept sets from the release's "Concepts" rows (`foundational_concepts`, `level`; some dumps carry only
+    `concepts`, others only the rendered `prompt`, which is parsed) or from our concept_sets.jsonl."""
     out = []
     for lineno, row in iter_json_rows(path):
-        concepts = row.get("concepts") if isinstance(row, dict) else None
+        if not isinstance(row, dict):
+            raise JsonlError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        name = "foundational_concepts" if "foundational_concepts" in row else "concepts"
+        concepts, level = row.get(name), row.get("level")
+        if concepts is None and isinstance(row.get("prompt"), str):
+            concepts, parsed_level = parse_concepts(row["prompt"])
+            level = level or parsed_level
         if not isinstance(concepts, list) or not all(isinstance(c, str) for c in concepts) or not concepts:
-            raise JsonlError(f"{path}:{lineno}: field 'concepts': expected a non-empty list of strings")
-        level = row.get("level")
+            raise JsonlError(f"{path}:{lineno}: field '{name}': expected a non-empty list of strings (or a 'prompt' "
+                             "with a 'Foundational Concepts:' list)")
         out.append(ConceptSet(concepts=concepts, level=level if isinstance(level, str) else None))
     return out
 
@@ -62,9 +75,112 @@ def read_problem_generation_rows(path: str | Path, domain: str) -> list[Triple]:
     return out
 
 
-def to_problem_generation_row(triple: Triple) -> dict[str, str]:
-    prompt, completion = prompt_model_example(triple.concepts, triple.level, triple.rationale, triple.problem)
+def to_problem_generation_row(fmt: PromptFormat, triple: Triple) -> dict[str, str]:
+    prompt, completion = prompt_model_example(fmt, triple.concepts, triple.level, triple.rationale, triple.problem,
+                                              triple.domain)
     return {"prompt": prompt, "completion": completion}
+
+
+def read_eval_rows(path: str | Path) -> list[Problem]:
+    """An evaluation set, its format recognised from each row's fields; the release's chat wrapper and solver
+    wording are removed, so the problem can be rendered anew for the evaluated model."""
+    out = []
+    for lineno, row in iter_json_rows(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        domain = "code" if "input_output" in row or "tests" in row else "math"
+        if isinstance(row.get("problem"), str):
+            problem = row["problem"].strip()
+        elif isinstance(row.get("prompt"), str):
+            problem = unwrap_problem(user_message(row["prompt"]), domain)
+        else:
+            raise JsonlError(f"{where}: field 'problem' (or a release 'prompt'): missing")
+        answer, tests = None, None
+        if domain == "code":
+            tests = _tests(row, where)
+        elif isinstance(row.get("answer"), str | int | float) and not isinstance(row.get("answer"), bool):
+            answer = str(row["answer"])
+        elif isinstance(row.get("reference_solution"), str) and "####" in row["reference_solution"]:
+            answer = row["reference_solution"].rsplit("####", 1)[1].strip()
+        else:
+            raise JsonlError(f"{where}: field 'answer' (or a release 'reference_solution' ending '#### <answer>'): "
+                             "missing")
+        if not problem or (answer is not None and not answer):
+            raise JsonlError(f"{where}: empty problem or answer")
+        key = row.get("idx", row.get("id", lineno))
+        out.append(Problem(id=f"{Path(path).stem}-{key}", domain=domain, problem=problem, answer=answer, tests=tests,
+                           source=str(row.get("source", Path(path).stem))))
+    return out
+
+
+def _tests(row: dict, where: str) -> list[dict[str, str]]:
+    if "tests" in row:
+        tests = row["tests"]
+        if not isinstance(tests, list) or not all(isinstance(t, dict) and isinstance(t.get("input"), str)
+                                                  and isinstance(t.get("output"), str) for t in tests) or not tests:
+            raise JsonlError(f"{where}: field 'tests': expected a non-empty list of {{'input', 'output'}} strings")
+        return [{"input": t["input"], "output": t["output"]} for t in tests]
+    value = row["input_output"]
+    try:
+        table = json.loads(value) if isinstance(value, str) else value
+        inputs, outputs = table["inputs"], table["outputs"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise JsonlError(f"{where}: field 'input_output': expected a JSON string with 'inputs' and 'outputs'") from None
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
+        raise JsonlError(f"{where}: field 'input_output': 'inputs' and 'outputs' must be non-empty lists of one length")
+    return [{"input": str(i), "output": str(o)} for i, o in zip(inputs, outputs)]
+
+
+def read_eval_rows(path: str | Path) -> list[Problem]:
+    """An evaluation set, its format recognised from each row's fields; the release's chat wrapper and solver
+    wording are removed, so the problem can be rendered anew for the evaluated model."""
+    out = []
+    for lineno, row in iter_json_rows(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        domain = "code" if "input_output" in row or "tests" in row else "math"
+        if isinstance(row.get("problem"), str):
+            problem = row["problem"].strip()
+        elif isinstance(row.get("prompt"), str):
+            problem = unwrap_problem(user_message(row["prompt"]), domain)
+        else:
+            raise JsonlError(f"{where}: field 'problem' (or a release 'prompt'): missing")
+        answer, tests = None, None
+        if domain == "code":
+            tests = _tests(row, where)
+        elif isinstance(row.get("answer"), str | int | float) and not isinstance(row.get("answer"), bool):
+            answer = str(row["answer"])
+        elif isinstance(row.get("reference_solution"), str) and "####" in row["reference_solution"]:
+            answer = row["reference_solution"].rsplit("####", 1)[1].strip()
+        else:
+            raise JsonlError(f"{where}: field 'answer' (or a release 'reference_solution' ending '#### <answer>'): "
+                             "missing")
+        if not problem or (answer is not None and not answer):
+            raise JsonlError(f"{where}: empty problem or answer")
+        key = row.get("idx", row.get("id", lineno))
+        out.append(Problem(id=f"{Path(path).stem}-{key}", domain=domain, problem=problem, answer=answer, tests=tests,
+                           source=str(row.get("source", Path(path).stem))))
+    return out
+
+
+def _tests(row: dict, where: str) -> list[dict[str, str]]:
+    if "tests" in row:
+        tests = row["tests"]
+        if not isinstance(tests, list) or not all(isinstance(t, dict) and isinstance(t.get("input"), str)
+                                                  and isinstance(t.get("output"), str) for t in tests) or not tests:
+            raise JsonlError(f"{where}: field 'tests': expected a non-empty list of {{'input', 'output'}} strings")
+        return [{"input": t["input"], "output": t["output"]} for t in tests]
+    value = row["input_output"]
+    try:
+        table = json.loads(value) if isinstance(value, str) else value
+        inputs, outputs = table["inputs"], table["outputs"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise JsonlError(f"{where}: field 'input_output': expected a JSON string with 'inputs' and 'outputs'") from None
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
+        raise JsonlError(f"{where}: field 'input_output': 'inputs' and 'outputs' must be non-empty lists of one length")
+    return [{"input": str(i), "output": str(o)} for i, o in zip(inputs, outputs)]
 
 
 def read_pair_rows(path: str | Path) -> list[Pair]:

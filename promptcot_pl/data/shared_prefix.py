@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from promptcot_pl.data.encode import encode
+
 
 @dataclass
 class SharedPrefix:
@@ -31,19 +33,18 @@ class SharedPrefix:
 def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int,
                     row_tokens: int, max_targets: int) -> list[SharedPrefix]:
     """Rows of (prompt, targets): pairs with the same prompt share a row until it would exceed `row_tokens` or
-    hold `max_targets` (a single prompt + target always fits). Tokenization matches `collate.encode_pair`."""
+    hold `max_targets` (a single prompt + target always fits). Tokenization is `data/encode.py`'s, as in
+    `collate.encode_pair`: a target whose joint tokenisation changes the prompt's ids gets a row of its own."""
     rows: list[SharedPrefix] = []
-    open_rows: dict[str, SharedPrefix] = {}
-    prompt_ids: dict[str, list[int]] = {}
+    open_rows: dict[tuple[int, ...], SharedPrefix] = {}
     for i, (prompt, target) in enumerate(pairs):
-        if prompt not in prompt_ids:
-            prompt_ids[prompt] = tokenizer(prompt).input_ids
-        target_ids = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        if len(prompt_ids[prompt]) + len(target_ids) > max_length:
+        ids, boundary = encode(tokenizer, prompt, target)
+        if len(ids) > max_length:
             raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
-        row = open_rows.get(prompt)
+        key, target_ids = tuple(ids[:boundary]), ids[boundary:]
+        row = open_rows.get(key)
         if row is None or len(row.targets) >= max_targets or len(row) + len(target_ids) > row_tokens:
-            row = open_rows[prompt] = SharedPrefix(prompt_ids[prompt])
+            row = open_rows[key] = SharedPrefix(list(key))
             rows.append(row)
         row.targets.append(target_ids)
         row.indices.append(i)

@@ -1,6 +1,11 @@
 """Batched generation with Hugging Face `generate`: left padding, KV cache, length-sorted batches under a token
 budget, n samples per prompt, stop strings honoured and cut, greedy at temperature 0, seeded.
 
+Sampling is exactly the configured one: the checkpoint's generation_config (a repetition penalty, top-k 20, …) is
+replaced on load by one that holds only the token ids, and every call builds a fresh `GenerationConfig` from our
+`SamplingConfig` — the distribution vLLM samples from with the same settings. Generation stops, and completions
+are trimmed, on every EOS id of the model (`models.stop_ids`). Prompts are encoded by `data/encode.py`'s rule.
+
 transformers does the decoding (`GenerationMixin.generate`, `stop_strings`); this module decides the batches and
 turns rows back into `Completion`s. Log-probs, when asked for, come from one teacher-forced forward pass over
 each batch (raw model distribution, the same quantity vLLM reports), not from per-step scores, which would hold
@@ -14,13 +19,15 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from promptcot_pl import distributed
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
+from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.generation.engine import Completion
 from promptcot_pl.losses import sequence_logprobs
-from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.models import load_model, load_tokenizer, stop_ids
 
 
 def check_sampling(sampling: SamplingConfig) -> None:
@@ -59,15 +66,20 @@ class HFEngine:
         self.tokenizer = load_tokenizer(checkpoint_dir)
         self.tokenizer.padding_side = "left"
         self.model = load_model(checkpoint_dir, self.dtype).to(self.device).eval()
+        self.eos_ids = stop_ids(checkpoint_dir, self.tokenizer)
+        # only token ids survive from the checkpoint's generation config: no sampling default leaks into ours
+        self.model.generation_config = GenerationConfig(eos_token_id=self.eos_ids,
+                                                        pad_token_id=self.tokenizer.pad_token_id,
+                                                        bos_token_id=self.tokenizer.bos_token_id)
 
     def close(self) -> None:
         del self.model
 
     def _trim(self, generated: list[int], stops: Sequence[str]) -> Completion:
-        eos = self.tokenizer.eos_token_id
         ids, finish = generated, "length"
-        if eos in ids:
-            ids, finish = ids[: ids.index(eos) + 1], "stop"
+        ends = [i for i, token in enumerate(ids) if token in self.eos_ids]
+        if ends:
+            ids, finish = ids[: ends[0] + 1], "stop"
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         hits = [(text.find(s), s) for s in stops if s in text]
         if hits:
@@ -101,19 +113,20 @@ class HFEngine:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
         check_sampling(sampling)
-        encoded = [self.tokenizer(p).input_ids for p in prompts]
+        encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
         batches = plan_batches([len(e) for e in encoded], sampling.n, sampling.max_new_tokens,
                                self.cfg.batch_token_budget)
         greedy = sampling.temperature == 0
-        options = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
-                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
-        if greedy:  # override sampling defaults a checkpoint's generation_config.json may carry
-            options.update(temperature=None, top_p=None, top_k=None)
-        else:
-            options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        config = GenerationConfig(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_beams=1,
+                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+                                  repetition_penalty=1.0)
+        if not greedy:  # top_k 0 is off (None would let transformers' default of 50 in)
+            config.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        options: dict = {"generation_config": config}
         stops = [s for s in sampling.stop if s]
         if stops:
-            options.update(stop_strings=stops, tokenizer=self.tokenizer)
+            config.stop_strings = stops
+            options["tokenizer"] = self.tokenizer
         # In a multi-process run this rank runs batches rank, rank + N, ... of the single-process plan, each with
         # its single-process seed, and the ranks exchange results: the same completions as one process, N× faster.
         rank, world = distributed.rank(), distributed.world_size()

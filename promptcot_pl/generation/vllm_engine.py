@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.generation.engine import Completion
 
 log = logging.getLogger("promptcot")
@@ -93,6 +94,18 @@ class VLLMEngine:
         with _own_gpus(self.cfg.tensor_parallel_size):
             self.llm = LLM(**kwargs)
 
+    def _tokenizer(self):
+        if getattr(self, "_tok_path", None) != self.path:
+            from promptcot_pl.models import load_tokenizer
+
+            self._tok, self._tok_path = load_tokenizer(self.path), self.path
+        return self._tok
+
+    def _stop_ids(self) -> list[int]:
+        from promptcot_pl.models import stop_ids
+
+        return stop_ids(self.path, self._tokenizer())
+
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.path = str(checkpoint_dir)
         if not _tied(checkpoint_dir):
@@ -123,8 +136,12 @@ class VLLMEngine:
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,
             stop=[s for s in sampling.stop if s] or None, seed=sampling.seed,
             logprobs=0 if sampling.logprobs else None, skip_special_tokens=True,
+            stop_token_ids=self._stop_ids(), repetition_penalty=1.0,
         )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=self.cfg.progress)
+        # token ids by data/encode.py's rule: vLLM would add a second BOS to a chat prompt that has one
+        tokenizer = self._tokenizer()
+        requests = [{"prompt_token_ids": encode_prompt(tokenizer, p)} for p in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=self.cfg.progress)
         return [[Completion(text=o.text, token_ids=list(o.token_ids),
                             logprob=o.cumulative_logprob if sampling.logprobs else None,
                             finish_reason="length" if o.finish_reason == "length" else "stop")

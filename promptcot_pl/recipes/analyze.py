@@ -51,7 +51,9 @@ def run(ctx: StageContext) -> dict[str, float]:
     embed = Embedder(ctx.cfg.synth.embedding_model, ctx.cfg.model.cache_dir)
     sampling = SamplingConfig(n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
-    engine = build_engine(ctx.cfg.engine, solver_model(ctx.run_dir), ctx.cfg.model.dtype, ctx.cfg.seed)
+    solver = solver_model(ctx.run_dir)
+    fmt = ctx.prompt_format("solver", solver)
+    engine = build_engine(ctx.cfg.engine, solver, ctx.cfg.model.dtype, ctx.cfg.seed)
     rows: dict[str, dict[str, float]] = {}
     embeddings = {}
     for name, problems in sets.items():
@@ -59,7 +61,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         if not texts:
             log.warning("analyze: set %s is empty (every synthesized problem was filtered out)", name)
             continue
-        hard = difficulty(engine, problems, texts, sampling)
+        hard = difficulty(engine, fmt, problems, texts, sampling)
         embeddings[name] = embed(texts)
         rows[name] = {"pass_rate": hard.pass_rate, "mean_tokens": hard.mean_tokens, "unscorable": hard.unscorable,
                       "pairwise_distance": mean_pairwise_distance(embeddings[name]),

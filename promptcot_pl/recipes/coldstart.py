@@ -6,6 +6,7 @@ per target token at initialisation and after the fit for both.
 
 from __future__ import annotations
 
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example, solver_example
 from promptcot_pl.data.records import Triple
@@ -14,12 +15,12 @@ from promptcot_pl.recipes.context import StageContext, log
 from promptcot_pl.recipes.fit import fit_pairs
 
 
-def prompt_pairs(triples: list[Triple]) -> list[tuple[str, str]]:
-    return [prompt_model_example(t.concepts, t.level, t.rationale, t.problem) for t in triples]
+def prompt_pairs(fmt: PromptFormat, triples: list[Triple]) -> list[tuple[str, str]]:
+    return [prompt_model_example(fmt, t.concepts, t.level, t.rationale, t.problem, t.domain) for t in triples]
 
 
-def rationale_pairs(triples: list[Triple]) -> list[tuple[str, str]]:
-    return [rationale_model_example(t.concepts, t.level, t.problem, t.rationale) for t in triples]
+def rationale_pairs(fmt: PromptFormat, triples: list[Triple]) -> list[tuple[str, str]]:
+    return [rationale_model_example(fmt, t.concepts, t.level, t.problem, t.rationale, t.domain) for t in triples]
 
 
 def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
@@ -28,8 +29,11 @@ def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
     model = ctx.cfg.model
     if model.path != "tiny":
         return model.path, model.rationale_path or model.path
-    texts = [text for pairs in (prompt_pairs(train), rationale_pairs(train)) for pair in pairs for text in pair]
-    texts += [text for t in train if t.solution for text in solver_example(t.problem, t.solution)]
+    words = {role: ctx.prompt_format(role, None) for role in ("prompt_model", "rationale_model", "solver")}
+    texts = [text for pairs in (prompt_pairs(words["prompt_model"], train), rationale_pairs(words["rationale_model"], train))
+             for pair in pairs for text in pair]
+    texts += [text for t in train if t.solution
+              for text in solver_example(words["solver"], t.problem, t.solution, t.domain)]
     path = str(tiny_model_dir(model.tiny, texts, model.cache_dir, ctx.cfg.seed))
     log.info("coldstart: tiny model at %s", path)
     return path, model.rationale_path or path
@@ -42,11 +46,14 @@ def run(ctx: StageContext) -> dict[str, float]:
     p_base, q_base = base_models(ctx, train)
     stage = ctx.cfg.coldstart
     kwargs = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim)
-    q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(train), rationale_pairs(heldout),
+    q_fmt, p_fmt = ctx.prompt_format("rationale_model", q_base), ctx.prompt_format("prompt_model", p_base)
+    q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(q_fmt, train), rationale_pairs(q_fmt, heldout),
                   report_as="coldstart/q_nll_heldout", **kwargs)
-    p = fit_pairs(ctx, "prompt_model", p_base, prompt_pairs(train), prompt_pairs(heldout),
+    p = fit_pairs(ctx, "prompt_model", p_base, prompt_pairs(p_fmt, train), prompt_pairs(p_fmt, heldout),
                   report_as="coldstart/p_nll_heldout", **kwargs)
     return {
         "coldstart/q_nll_heldout_init": q["nll_init"], "coldstart/q_nll_heldout": q["nll"],
         "coldstart/p_nll_heldout_init": p["nll_init"], "coldstart/p_nll_heldout": p["nll"],
+        # examples longer than data.max_length are dropped, never cut (data/collate.py)
+        "coldstart/q_dropped_too_long": float(q["dropped"]), "coldstart/p_dropped_too_long": float(p["dropped"]),
     }

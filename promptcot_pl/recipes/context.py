@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from promptcot_pl.config.schema import ExperimentConfig
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.tracking import Tracker
 
@@ -33,6 +34,16 @@ class StageContext:
         logs the stage's final metrics there (a final value at step 0 would sit on the curve's first point)."""
         self.tracker.log_metrics(self.run_id, metrics, step=step)
         self.curves.update(metrics)
+
+    def prompt_format(self, role: str, model: str | Path | None) -> PromptFormat:
+        """`prompts.<role>` for the model at `model`, whose tokenizer renders chat prompts (None: the words only,
+        e.g. for the corpus the tiny tokenizer is trained on)."""
+        cfg = getattr(self.cfg.prompts, role)
+        if model is None:
+            return PromptFormat.words_only(role, cfg)
+        from promptcot_pl.models import load_tokenizer
+
+        return PromptFormat(role, cfg, load_tokenizer(model), where=str(model))
 
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""

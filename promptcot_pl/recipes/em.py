@@ -17,23 +17,25 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import torch
 
-from dataclasses import replace
-
 from promptcot_pl.config.schema import EMConfig, OptimConfig, SamplingConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
-from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.data.encode import encode
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import (
     problem_given_rationale_example, prompt_model_example, rationale_model_example,
 )
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.sharding import sharded_loader
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.generation import ServedEngine, build_engine
 from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
 from promptcot_pl.models import load_model, load_tokenizer
@@ -45,13 +47,26 @@ from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.trainer import build_trainer
 
 
-def _rationale_prompts(pairs: list[Triple]) -> list[str]:
-    return [rationale_model_example(t.concepts, t.level, t.problem, "")[0] for t in pairs]
+class Formats(NamedTuple):
+    """The prompt formats of p_θ and q_φ (their tokenizers do not change over EM iterations)."""
+
+    p: PromptFormat
+    q: PromptFormat
 
 
-def _sample(engine, pairs: list[Triple], n: int, temperature: float, ctx: StageContext, seed: int) -> list[list[str]]:
+def _p(f: Formats, t: Triple, z: str) -> tuple[str, str]:
+    return prompt_model_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
+
+
+def _q(f: Formats, t: Triple, z: str) -> tuple[str, str]:
+    return rationale_model_example(f.q, t.concepts, t.level, t.problem, z, t.domain)
+
+
+def _sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, ctx: StageContext,
+            seed: int) -> list[list[str]]:
     sampling = SamplingConfig(n=n, temperature=temperature, max_new_tokens=ctx.cfg.em.max_rationale_tokens, seed=seed)
-    return [[c.text.strip() for c in group] for group in engine.generate(_rationale_prompts(pairs), sampling)]
+    prompts = [_q(f, t, "")[0] for t in pairs]
+    return [[c.text.strip() for c in group] for group in engine.generate(prompts, sampling)]
 
 
 def _token_budget(ctx: StageContext) -> int:
@@ -67,11 +82,11 @@ def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tupl
                        dtype=ctx.cfg.model.dtype, root_dir=ctx.stage_dir)
 
 
-def _score_candidates(ctx: StageContext, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]]):
+def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]]):
     """[N, K] log p_θ(z,x|c), log q_φ(z|c,x) and their target token counts."""
     flat = [(t, z) for t, group in zip(pairs, zs) for z in group]
-    lp, p_tokens = _score(ctx, p, [prompt_model_example(t.concepts, t.level, z, t.problem) for t, z in flat])
-    lq, q_tokens = _score(ctx, q, [rationale_model_example(t.concepts, t.level, t.problem, z) for t, z in flat])
+    lp, p_tokens = _score(ctx, p, [_p(f, t, z) for t, z in flat])
+    lq, q_tokens = _score(ctx, q, [_q(f, t, z) for t, z in flat])
     shape = (len(pairs), len(zs[0]))
     return lp.view(shape), lq.view(shape), p_tokens.view(shape), q_tokens.view(shape)
 
@@ -86,6 +101,9 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
         if item is not None:
             item.weight = weight
             encoded.append(item)
+    if len(encoded) < len(items):  # dropped, never cut (a sampled rationale may re-tokenize longer)
+        log.warning("em: %d of %d fitting items longer than %d tokens left out", len(items) - len(encoded),
+                    len(items), _token_budget(ctx))
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id))
     module = module_cls(load_model(base, ctx.cfg.model.dtype), optim)
@@ -94,20 +112,20 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
     return export_trained(trainer, tokenizer, out)
 
 
-def evaluate(ctx: StageContext, engine, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
+def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
     """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare."""
     em = ctx.cfg.em
     engine.serve(q)
-    zs = _sample(engine, heldout, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed)
-    lp, lq, _, _ = _score_candidates(ctx, q, p, heldout, zs)
-    greedy = [g[0] for g in _sample(engine, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
-    lx, x_tokens = _score(ctx, p, [problem_given_rationale_example(t.concepts, t.level, z, t.problem)
+    zs = _sample(engine, f, heldout, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed)
+    lp, lq, _, _ = _score_candidates(ctx, f, q, p, heldout, zs)
+    greedy = [g[0] for g in _sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
+    lx, x_tokens = _score(ctx, p, [problem_given_rationale_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
                                    for t, z in zip(heldout, greedy)])
     return {"em/iwae_heldout": float(iwae_bound(lp, lq).mean()), "em/elbo_heldout": float(elbo_estimate(lp, lq).mean()),
             "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum())}
 
 
-def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, it: int, q: Path, p: Path,
+def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, it: int, q: Path, p: Path,
                train: list[Triple], frozen: dict[str, str]) -> tuple[Path, Path, dict[str, float]]:
     out = root / f"iter_{it:03d}"
     L.seed_everything(ctx.cfg.seed + it, verbose=False)
@@ -117,11 +135,11 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, it: int, q: 
     winners: list[str] = []
     if em.e_step:
         engine.serve(q)
-        zs = _sample(engine, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
-        lp, lq, p_tok, q_tok = _score_candidates(ctx, q, p, pairs, zs)
+        zs = _sample(engine, f, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
+        lp, lq, p_tok, q_tok = _score_candidates(ctx, f, q, p, pairs, zs)
         norm = dict(p_tokens=p_tok, q_tokens=q_tok) if em.length_normalize else {}
         weights = em_weights(lp, lq, selection=em.selection, tau=em.tau, beta=em.beta, **norm)
-        items = [(rationale_model_example(t.concepts, t.level, t.problem, z)[0], z, float(w))
+        items = [(_q(f, t, z)[0], z, float(w))
                  for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
         q = _fit(ctx, EStepModule, q, items, em.e_optim, em.epochs_e, out / "rationale_model")
         winners = [group[int(row.argmax())] for group, row in zip(zs, weights)]
@@ -136,47 +154,47 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, it: int, q: 
         case mode:
             engine.serve(q)
             temperature = 0.0 if mode == "greedy" else em.z_temperature
-            z_tilde = [g[0] for g in _sample(engine, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
-    items = [(*prompt_model_example(t.concepts, t.level, z, t.problem), 1.0) for t, z in zip(pairs, z_tilde)]
+            z_tilde = [g[0] for g in _sample(engine, f, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
+    items = [(*_p(f, t, z), 1.0) for t, z in zip(pairs, z_tilde)]
     p = _fit(ctx, MStepModule, p, items, em.m_optim, em.epochs_m, out / "prompt_model")
     return q, p, stats
 
 
-def _frozen_rationales(ctx: StageContext, engine, q: Path, train: list[Triple]) -> dict[str, str]:
+def _frozen_rationales(ctx: StageContext, engine, f: Formats, q: Path, train: list[Triple]) -> dict[str, str]:
     """e_step=false: z̃ decoded once (greedy) from the cold-start q_φ and reused by every M-step."""
     path = ctx.stage_dir / "frozen_rationales.jsonl"
     if not path.is_file():
         engine.serve(q)
-        zs = _sample(engine, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
+        zs = _sample(engine, f, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
         write_jsonl(path, [{"id": t.id, "rationale": g[0]} for t, g in zip(train, zs)])
     return {row["id"]: row["rationale"] for row in map(json.loads, path.read_text().splitlines())}
 
 
-def _baseline(ctx: StageContext, train: list[Triple], heldout: list[Triple]) -> dict[str, float]:
+def _baseline(ctx: StageContext, f: Formats, train: list[Triple], heldout: list[Triple]) -> dict[str, float]:
     """p_θ on c → x only, fitted from the same base with the same settings as the cold-start p_θ (coldstart.epochs,
     coldstart.optim): its held-out NLL of x, on the same target text as the EM metric. Compare it with
     `em/nll_x_given_z_heldout` at iteration 0 (equal budgets) and after EM (which adds M-step updates)."""
     out = ctx.stage_dir / "baseline"
     if not (out / "metrics.json").is_file():
         base, _ = base_models(ctx, train)
-        items = [(*problem_given_rationale_example(t.concepts, t.level, None, t.problem), 1.0) for t in train]
+        items = [(*problem_given_rationale_example(f.p, t.concepts, t.level, None, t.problem, t.domain), 1.0)
+                 for t in train]
         L.seed_everything(ctx.cfg.seed, verbose=False)
         model = _fit(ctx, MStepModule, Path(base), items, ctx.cfg.coldstart.optim, ctx.cfg.coldstart.epochs,
                      out / "prompt_model")
-        lx, tokens = _score(ctx, model, [problem_given_rationale_example(t.concepts, t.level, None, t.problem)
-                                         for t in heldout])
+        lx, tokens = _score(ctx, model, [problem_given_rationale_example(f.p, t.concepts, t.level, None, t.problem,
+                                                                         t.domain) for t in heldout])
         write_json(out / "metrics.json", {"em/nll_x_no_rationale_heldout": float(-lx.sum() / tokens.sum())})
     return json.loads((out / "metrics.json").read_text())
 
 
-def _fitting(triples: list[Triple], tokenizer, max_length: int, split: str) -> list[Triple]:
+def _fitting(triples: list[Triple], f: Formats, max_length: int, split: str) -> list[Triple]:
     """The pairs whose conditionals fit in `max_length` tokens without their rationale (which gets its own
     `em.max_rationale_tokens`); longer ones are left out and counted, since a cut sequence cannot be scored."""
-    def length(prompt: str, target: str) -> int:
-        return len(tokenizer(prompt + target).input_ids) + 1
+    def length(fmt: PromptFormat, prompt: str, target: str) -> int:
+        return len(encode(fmt.tokenizer, prompt, target)[0])
 
-    kept = [t for t in triples if max(length(*prompt_model_example(t.concepts, t.level, "", t.problem)),
-                                      length(*rationale_model_example(t.concepts, t.level, t.problem, ""))) <= max_length]
+    kept = [t for t in triples if max(length(f.p, *_p(f, t, "")), length(f.q, *_q(f, t, ""))) <= max_length]
     if len(kept) < len(triples):
         log.warning("em: %d of %d %s pairs are longer than data.max_length=%d tokens without a rationale; left out",
                     len(triples) - len(kept), len(triples), split, max_length)
@@ -185,7 +203,8 @@ def _fitting(triples: list[Triple], tokenizer, max_length: int, split: str) -> l
     return kept
 
 
-def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: list[Triple], heldout: list[Triple],
+def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path, train: list[Triple],
+                 heldout: list[Triple],
                  metric_prefix: str = "em/", coldstart_metrics: dict[str, float] | None = None) -> list[dict[str, float]]:
     """Iterations 0..em.iterations of one variant under `root`, resuming after the last finished one; iteration 0
     (the cold start's evaluation) is taken from `coldstart_metrics` when another variant already measured it."""
@@ -194,7 +213,7 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
     history_path = root / "history.jsonl"
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
     ctx.curves.update(k.replace("em/", metric_prefix, 1) for h in history for k in h if k != "iteration")
-    frozen = {} if em.e_step else _frozen_rationales(ctx, engine, q, train)
+    frozen = {} if em.e_step else _frozen_rationales(ctx, engine, f, q, train)
     name = "em" if em.e_step else "em (frozen rationales)"
     for it in range(em.iterations + 1):
         out = root / f"iter_{it:03d}"
@@ -204,10 +223,10 @@ def _run_variant(ctx: StageContext, engine, em: EMConfig, root: Path, train: lis
             continue
         metrics: dict[str, float] = {}
         if it > 0:
-            q, p, metrics = _iteration(ctx, em, root, engine, it, q, p, train, frozen)
-            metrics.update(evaluate(ctx, engine, q, p, heldout))
+            q, p, metrics = _iteration(ctx, em, root, engine, f, it, q, p, train, frozen)
+            metrics.update(evaluate(ctx, engine, f, q, p, heldout))
         else:
-            metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, q, p, heldout)
+            metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, f, q, p, heldout)
         write_json(out / "metrics.json", {"iteration": it, **metrics})
         mark_done(out / "DONE")
         history.append({"iteration": it, **metrics})
@@ -226,23 +245,24 @@ def run(ctx: StageContext) -> dict[str, float]:
     cfg, em = ctx.cfg, ctx.cfg.em
     seed_dir, cold = ctx.stage_output("seed"), ctx.stage_output("coldstart")
     q = cold / "rationale_model" / "model"
-    tokenizer = load_tokenizer(cold / "prompt_model" / "model")
-    train = _fitting(read_jsonl(seed_dir / "train.jsonl", Triple), tokenizer, cfg.data.max_length, "training")
-    heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), tokenizer, cfg.data.max_length,
+    f = Formats(ctx.prompt_format("prompt_model", cold / "prompt_model" / "model"), ctx.prompt_format("rationale_model", q))
+    train = _fitting(read_jsonl(seed_dir / "train.jsonl", Triple), f, cfg.data.max_length, "training")
+    heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), f, cfg.data.max_length,
                        "held-out")[: em.heldout_limit]
     engine = ServedEngine(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
-    variants = {"EM" if em.e_step else "EM without E-step": _run_variant(ctx, engine, em, ctx.stage_dir, train, heldout)}
+    variants = {"EM" if em.e_step else "EM without E-step": _run_variant(ctx, engine, f, em, ctx.stage_dir, train,
+                                                                           heldout)}
     final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}
     if em.compare_frozen and em.e_step:
         first = {k: v for k, v in variants["EM"][0].items() if k != "iteration"}
-        frozen = _run_variant(ctx, engine, replace(em, e_step=False), ctx.stage_dir / "frozen", train, heldout,
+        frozen = _run_variant(ctx, engine, f, replace(em, e_step=False), ctx.stage_dir / "frozen", train, heldout,
                               metric_prefix="em_frozen/", coldstart_metrics=first)
         variants["EM without E-step"] = frozen
         final.update({k.replace("em/", "em_frozen/", 1): v for k, v in frozen[-1].items() if k != "iteration"})
     engine.close()
     history = variants[next(iter(variants))]
     if em.no_rationale_baseline:
-        final.update(_baseline(ctx, train, heldout))
+        final.update(_baseline(ctx, f, train, heldout))
     final["em/iwae_heldout_coldstart"] = history[0]["em/iwae_heldout"]
     final["em/nll_x_given_z_heldout_coldstart"] = history[0]["em/nll_x_given_z_heldout"]
     from promptcot_pl.analysis.em_plot import plot_history

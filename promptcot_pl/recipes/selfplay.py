@@ -7,7 +7,7 @@ The policy starts from the solver (stage `solver`). Round r (1..rounds), seeded 
   fit       DPO from the round's starting policy, which is also the reference (log-probs precomputed once by a
             batched no-grad pass, or a frozen copy — `selfplay.dpo.reference`)
   evaluate  held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples)
-Outputs per round under `round_NNN/`: rollouts.jsonl, pairs.jsonl, pairs_released.jsonl (prompt/chosen/rejected),
+Outputs per round under `round_NNN/`: rollouts.jsonl, pairs.jsonl, pairs_released.jsonl (the release's source/prompt/chosen/rejected layout),
 outcomes.jsonl (per problem), model/ (HF), metrics.json + DONE; `round_000/` holds the evaluation before
 self-play. A rerun resumes after the last finished round; an interrupted round keeps its rollouts and
 reference log-probs and refits from the round's start (same seed, so it equals an uninterrupted round).
@@ -28,6 +28,7 @@ import torch
 from promptcot_pl.analysis.difficulty import difficulty
 from promptcot_pl.config.schema import SelfPlayConfig
 from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
@@ -52,12 +53,13 @@ def _draw(problems: list[Problem], n: int, seed: int) -> list[Problem]:
     return random.Random(seed).sample(problems, min(n, len(problems)))
 
 
-def _rollouts(ctx: StageContext, engine, problems: list[Problem], out: Path, seed: int) -> list[Rollout]:
+def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Problem], out: Path,
+              seed: int) -> list[Rollout]:
     path = out / "rollouts.jsonl"
     if path.is_file():  # an interrupted round keeps its rollouts
         return read_jsonl(path, Rollout)
     sampling = ctx.cfg.selfplay.rollouts
-    rows = rollouts(engine, problems, replace(sampling, seed=seed))
+    rows = rollouts(engine, fmt, problems, replace(sampling, seed=seed))
     write_jsonl(path, rows)
     return rows
 
@@ -108,28 +110,29 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     export_trained(trainer, tokenizer, out / "model")
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
     ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
-    return {"train_pairs": float(len(rows)), "steps": float(trainer.global_step), **final}
+    return {"train_pairs": float(len(rows)), "pairs_too_long": float(len(triplets) - len(kept)),
+            "steps": float(trainer.global_step), **final}
 
 
-def _evaluate(ctx: StageContext, engine, heldout: list[Triple]) -> float:
+def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple]) -> float:
     """Mean reward over n samples per held-out problem; the same sampling seed every round, so rounds compare."""
     sampling = ctx.cfg.selfplay.eval
-    return difficulty(engine, heldout, [t.problem for t in heldout],
+    return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
                       replace(sampling, seed=ctx.cfg.seed)).pass_rate
 
 
-def _round(ctx: StageContext, engine: ServedEngine, policy: Path, problems: list[Problem], heldout: list[Triple],
-           r: int) -> tuple[Path, dict[str, float]]:
+def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
+           heldout: list[Triple], r: int) -> tuple[Path, dict[str, float]]:
     sp, out = ctx.cfg.selfplay, ctx.stage_dir / f"round_{r:03d}"
     out.mkdir(parents=True, exist_ok=True)
     engine.serve(policy)
     drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
-    table = _rollouts(ctx, engine, drawn, out, seed=ctx.cfg.seed + r)
-    pairs, outcomes = build_pairs(drawn, table, window(sp), seed=ctx.cfg.seed + r)
+    table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r)
+    pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r)
     for p in pairs:
         p.meta["round"] = r
     write_jsonl(out / "pairs.jsonl", pairs)
-    write_jsonl(out / "pairs_released.jsonl", released_format(pairs))
+    write_jsonl(out / "pairs_released.jsonl", released_format(pairs, fmt))
     write_jsonl(out / "outcomes.jsonl", [o.__dict__ for o in outcomes])
     counts = summarize(outcomes)
     scored = [x.reward for x in table if x.reward is not None]
@@ -146,7 +149,7 @@ def _round(ctx: StageContext, engine: ServedEngine, policy: Path, problems: list
     else:
         log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
     engine.serve(policy)
-    metrics["selfplay/accuracy_heldout"] = _evaluate(ctx, engine, heldout)
+    metrics["selfplay/accuracy_heldout"] = _evaluate(ctx, engine, fmt, heldout)
     # relative: the run dir may move
     on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
@@ -164,6 +167,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
     heldout = read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)[: sp.eval_limit]
     policy = Path(solver_model(ctx.run_dir))
+    fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
     engine = ServedEngine(build_engine(ctx.cfg.engine, policy, ctx.cfg.model.dtype, ctx.cfg.seed), policy)
     history_path = ctx.stage_dir / "history.jsonl"
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
@@ -175,9 +179,9 @@ def run(ctx: StageContext) -> dict[str, float]:
                 policy = ctx.run_dir / (out / "policy.txt").read_text().strip() if r else policy
                 continue
             if r == 0:
-                metrics = {"selfplay/accuracy_heldout": _evaluate(ctx, engine, heldout)}
+                metrics = {"selfplay/accuracy_heldout": _evaluate(ctx, engine, fmt, heldout)}
             else:
-                policy, metrics = _round(ctx, engine, policy, problems, heldout, r)
+                policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r)
             write_json(out / "metrics.json", {"round": r, **metrics})
             mark_done(out / "DONE")
             history.append({"round": r, **metrics})

@@ -26,13 +26,16 @@ from promptcot_pl.analysis.difficulty import difficulty
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.records import Trace, Triple
 from promptcot_pl.generation import build_engine
-from promptcot_pl.models import load_tokenizer
 from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.fit import fit_pairs
 from promptcot_pl.recipes.problems import load_problems
 from promptcot_pl.recipes.solver import solver_model, solver_pairs
-from promptcot_pl.sft.traces import engine_traces, keep_correct, oracle_traces, released_format, unique_prompts
+from promptcot_pl.data.encode import encode
+from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.sft.traces import (
+    engine_traces, fit_pair, keep_correct, oracle_traces, released_format, unique_prompts,
+)
 
 
 def _student(ctx: StageContext, train: list[Triple]) -> str:
@@ -44,7 +47,7 @@ def _student(ctx: StageContext, train: list[Triple]) -> str:
     return ctx.cfg.sft.student
 
 
-def _traces(ctx: StageContext, source: str, out: Path) -> list[Trace]:
+def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) -> list[Trace]:
     """The source's filtered traces (cached in `out/traces.jsonl`: a rerun does not ask the teacher again)."""
     path = out / "traces.jsonl"
     if path.is_file():
@@ -54,12 +57,13 @@ def _traces(ctx: StageContext, source: str, out: Path) -> list[Trace]:
     _, problems = load_problems(ctx, source)
     problems = unique_prompts(problems, dropped)[: cfg.max_prompts]
     if cfg.teacher == "oracle":
-        traces = oracle_traces(problems, dropped)
+        traces = oracle_traces(problems, student, dropped)
     else:
         teacher = solver_model(ctx.run_dir) if cfg.teacher == "solver" else cfg.teacher
         engine = build_engine(ctx.cfg.engine, teacher, ctx.cfg.model.dtype, ctx.cfg.seed)
         try:
-            traces = engine_traces(engine, problems, replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
+            traces = engine_traces(engine, ctx.prompt_format("teacher", teacher), student, problems,
+                                   replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
         finally:
             engine.close()
     if cfg.filter_correct:
@@ -70,7 +74,7 @@ def _traces(ctx: StageContext, source: str, out: Path) -> list[Trace]:
     ctx.tracker.log_artifact(ctx.run_id, out / "funnel.json", source)  # the data funnel, beside the metrics
     ctx.tracker.log_metrics(ctx.run_id, {f"sft/{source}/prompts": funnel["prompts"],
                                          **{f"sft/{source}/dropped_{k}": v for k, v in dropped.items()}})
-    write_jsonl(out / "traces_released.jsonl", released_format(traces))
+    write_jsonl(out / "traces_released.jsonl", released_format(traces, student))
     write_jsonl(path, traces)
     log.info("sft/%s: %d prompts → %d traces (teacher %s; dropped: %s)", source, len(problems), len(traces),
              cfg.teacher, ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
@@ -90,9 +94,10 @@ def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: i
 
 
 def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple]) -> float:
+    fmt = ctx.prompt_format("solver", model)
     engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
     try:
-        return difficulty(engine, heldout, [t.problem for t in heldout],
+        return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
                           replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed)).pass_rate
     finally:
         engine.close()
@@ -103,9 +108,9 @@ def run(ctx: StageContext) -> dict[str, float]:
     seed_dir = ctx.stage_output("seed")
     train, heldout = read_jsonl(seed_dir / "train.jsonl", Triple), read_jsonl(seed_dir / "heldout.jsonl", Triple)
     student = _student(ctx, train)
-    tokenizer = load_tokenizer(student)
-    traces = {source: _traces(ctx, source, ctx.stage_dir / source) for source in cfg.sources}
-    lengths = {s: [len(tokenizer(t.prompt + t.completion).input_ids) + 1 for t in ts] for s, ts in traces.items()}
+    fmt = ctx.prompt_format("solver", student)
+    traces = {source: _traces(ctx, source, ctx.stage_dir / source, fmt) for source in cfg.sources}
+    lengths = {s: [len(encode(fmt.tokenizer, *fit_pair(fmt, t))[0]) for t in ts] for s, ts in traces.items()}
     budget = min(sum(v) for v in lengths.values())
     if len(traces) > 1:
         log.info("sft: every source keeps at most %d trace tokens (the smallest source's)", budget)
@@ -119,13 +124,14 @@ def run(ctx: StageContext) -> dict[str, float]:
         length_of = {id(t): n for t, n in zip(items, lengths[source])}
         if not kept:
             raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
-        fit = fit_pairs(ctx, f"{source}/student", student, [(t.prompt, t.completion) for t in kept],
-                        solver_pairs(heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
+        fit = fit_pairs(ctx, f"{source}/student", student, [fit_pair(fmt, t) for t in kept],
+                        solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
                         packing=cfg.packing)
         after = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit])
         metrics.update({f"sft/{source}/accuracy_heldout": after, f"sft/{source}/traces": float(len(kept)),
                         f"sft/{source}/trace_tokens": float(sum(length_of[id(t)] for t in kept)),
-                        f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"]})
+                        f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"],
+                        f"sft/{source}/dropped_too_long": float(fit["dropped"])})
         log.info("sft/%s: %d traces; held-out accuracy %.4f → %.4f; padding waste %.3f", source, len(kept), before,
                  after, fit["padding_waste"])
     return metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.prompts import solver_example
 from promptcot_pl.data.records import Triple
@@ -19,8 +20,8 @@ from promptcot_pl.recipes.context import StageContext, log
 from promptcot_pl.recipes.fit import fit_pairs
 
 
-def solver_pairs(triples: list[Triple]) -> list[tuple[str, str]]:
-    return [solver_example(t.problem, t.solution) for t in triples if t.solution]
+def solver_pairs(fmt: PromptFormat, triples: list[Triple]) -> list[tuple[str, str]]:
+    return [solver_example(fmt, t.problem, t.solution, t.domain) for t in triples if t.solution]
 
 
 def solver_model(run_dir: Path) -> str:
@@ -40,11 +41,13 @@ def run(ctx: StageContext) -> dict[str, float]:
     seed_dir = ctx.stage_output("seed")
     train = read_jsonl(seed_dir / "train.jsonl", Triple)
     heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)
-    pairs = solver_pairs(train)
+    base, _ = base_models(ctx, train)
+    fmt = ctx.prompt_format("solver", base)
+    pairs = solver_pairs(fmt, train)
     if not pairs:
         raise ValueError(f"{seed_dir / 'train.jsonl'}: no triple has a worked solution to fit the tiny solver on; "
                          "give solver.path=<HF model> instead")
-    base, _ = base_models(ctx, train)
-    fit = fit_pairs(ctx, "fit", base, pairs, solver_pairs(heldout), epochs=cfg.epochs, batch_size=cfg.batch_size,
+    fit = fit_pairs(ctx, "fit", base, pairs, solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size,
                     optim=cfg.optim, report_as="solver/nll_heldout")
-    return {"solver/nll_heldout_init": fit["nll_init"], "solver/nll_heldout": fit["nll"]}
+    return {"solver/nll_heldout_init": fit["nll_init"], "solver/nll_heldout": fit["nll"],
+            "solver/dropped_too_long": float(fit["dropped"])}

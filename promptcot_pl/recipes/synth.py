@@ -19,9 +19,9 @@ from pathlib import Path
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl, write_jsonl
-from promptcot_pl.data.prompts import parse_marked, prompt_model_example
+from promptcot_pl.data.prompts import parse_marked, prompt_model_prompt
 from promptcot_pl.data.records import Problem, Triple
-from promptcot_pl.data.released import to_problem_generation_row
+from promptcot_pl.data.released import read_concept_rows, to_problem_generation_row
 from promptcot_pl.domains.distinct import item_id
 from promptcot_pl.generation import build_engine
 from promptcot_pl.models.embeddings import Embedder
@@ -44,9 +44,16 @@ def generator_model(ctx: StageContext, name: str) -> Path:
 
 
 def concept_sets(ctx: StageContext, train: list[Triple]) -> list[tuple[list[str], str]]:
+    """The concept sets c every generator is given: drawn from the seed's concept bank, or read from
+    `synth.concepts_path` (the release's concept rows, or ours)."""
     path = ctx.stage_dir / "concept_sets.jsonl"
+    cfg = ctx.cfg.synth
+    if not path.is_file() and cfg.concepts_path:
+        rows = read_concept_rows(cfg.concepts_path)[: cfg.n_concept_sets]
+        default = Counter(t.level for t in train).most_common(1)[0][0] if train else "unknown"
+        write_jsonl(path, [{"concepts": r.concepts, "level": r.level or default} for r in rows])
+        log.info("synth: %d concept sets from %s", len(rows), cfg.concepts_path)
     if not path.is_file():
-        cfg = ctx.cfg.synth
         bank = ConceptBank.from_triples(train, Embedder(cfg.embedding_model, ctx.cfg.model.cache_dir))
         sampler = ConceptSampler(bank, size=cfg.concepts_per_set, temperature=cfg.concept_temperature,
                                  cooccurrence_weight=cfg.cooccurrence_weight,
@@ -72,7 +79,8 @@ def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]],
     path = out / "generated.jsonl"
     if not path.is_file():
         engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
-        prompts = [prompt_model_example(c, level, "", "")[0] for c, level in sets]
+        fmt = ctx.prompt_format("prompt_model", model)
+        prompts = [prompt_model_prompt(fmt, c, level, ctx.cfg.domain.name) for c, level in sets]
         groups = engine.generate(prompts, ctx.cfg.synth.sampling)
         engine.close()
         write_jsonl(path, [{"set": i, "sample": j, "text": c.text} for i, group in enumerate(groups)
@@ -127,7 +135,8 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
         if ctx.cfg.domain.name == "code":
             sampling = SamplingConfig(n=cfg.test_calls, temperature=cfg.reference_temperature,
                                       max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
-            tests, reasons = written_tests(engine, [p.problem for p in problems], sampling)
+            tests, reasons = written_tests(engine, ctx.prompt_format("test_writer", model),
+                                           [p.problem for p in problems], sampling)
             dropped.update(reasons)
             kept = []
             for problem, problem_tests in zip(problems, tests):
@@ -137,7 +146,8 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
             return kept
         sampling = SamplingConfig(n=cfg.reference_votes, temperature=cfg.reference_temperature,
                                   max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
-        references, reasons = majority_references(engine, [p.problem for p in problems], sampling, cfg.min_confidence)
+        references, reasons = majority_references(engine, ctx.prompt_format("solver", model),
+                                                  [p.problem for p in problems], sampling, cfg.min_confidence)
     finally:
         engine.close()
     dropped.update(reasons)
@@ -169,7 +179,8 @@ def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], ind
     funnel["kept"] = len(kept)
     write_jsonl(out / "problems.jsonl", kept)
     if ctx.cfg.synth.released_format:
-        write_jsonl(out / "problems_released.jsonl", [to_problem_generation_row(Triple(
+        fmt = ctx.prompt_format("prompt_model", model)
+        write_jsonl(out / "problems_released.jsonl", [to_problem_generation_row(fmt, Triple(
             id=p.id, domain=p.domain, concepts=p.concepts, level=p.level or "", rationale=p.rationale or "",
             problem=p.problem, answer=p.answer)) for p in kept])
     counts = {k: funnel[k] for k in FUNNEL}

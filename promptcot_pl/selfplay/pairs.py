@@ -15,7 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.formats import PromptFormat, release_layout
+from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.records import Pair, Problem, Rollout
 
 
@@ -47,8 +48,10 @@ class ProblemOutcome:
     status: str  # kept | below_window | above_window | unscorable | no_valid_pair
 
 
-def build_pairs(problems: Sequence[Problem], rollouts: Sequence[Rollout], window: PassWindow,
+def build_pairs(problems: Sequence[Problem], rollouts: Sequence[Rollout], window: PassWindow, fmt: PromptFormat,
                 seed: int = 0) -> tuple[list[Pair], list[ProblemOutcome]]:
+    """Pairs whose `prompt` is the rendered prompt the policy answered (`fmt`, its solver format) and whose
+    chosen/rejected are its completions as generated."""
     by_problem: dict[str, list[Rollout]] = defaultdict(list)
     for r in rollouts:
         by_problem[r.problem_id].append(r)
@@ -72,11 +75,12 @@ def build_pairs(problems: Sequence[Problem], rollouts: Sequence[Rollout], window
             rng.shuffle(rejected)
             n_pairs = min(len(chosen), len(rejected))
             status = "kept" if n_pairs else "no_valid_pair"
-            prompt = solver_example(problem.problem, "")[0]
+            prompt = solver_prompt(fmt, problem.problem, problem.domain)
             for c, r in zip(chosen[:n_pairs], rejected[:n_pairs]):
                 pairs.append(Pair(problem_id=problem.id, prompt=prompt, chosen=c.text, rejected=r.text,
                                   meta={"pass_rate": rate, "chosen_index": c.index, "rejected_index": r.index,
-                                        "rollouts": len(group), "source": problem.source}))
+                                        "rollouts": len(group), "source": problem.source,
+                                        "domain": problem.domain}))
         outcomes.append(ProblemOutcome(problem.id, len(group), len(group) - len(scored),
                                        sum(not r.valid for r in group), passed, rate, n_pairs, status))
     return pairs, outcomes
@@ -90,6 +94,19 @@ def summarize(outcomes: Sequence[ProblemOutcome]) -> dict[str, int]:
             "rollouts_invalid": sum(o.invalid for o in outcomes), "pairs": sum(o.pairs for o in outcomes)}
 
 
-def released_format(pairs: Sequence[Pair]) -> list[dict[str, str]]:
-    """The common `prompt` / `chosen` / `rejected` rows (TRL, OpenRLHF and the PromptCoT release read them)."""
-    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+def release_source(source: str, domain: str) -> str:
+    """The release's `source` names: PromptCoT-Math / -Code for synthesized prompts, OpenSource-… for the rest."""
+    return f"{'PromptCoT' if source == 'synth' else 'OpenSource'}-{domain.capitalize()}"
+
+
+def released_format(pairs: Sequence[Pair], fmt: PromptFormat) -> list[dict[str, str]]:
+    """The release's pair rows `{"source", "prompt", "chosen", "rejected"}` (SelfPlay-30B-11K; TRL and OpenRLHF read
+    the same fields): the prompt ends at the assistant header, completions start with its newline (and `<think>\n`
+    for a thinking policy)."""
+    rows = []
+    for p in pairs:
+        prompt, chosen = release_layout(p.prompt, p.chosen, fmt.opens_think, fmt.thinking)
+        _, rejected = release_layout(p.prompt, p.rejected, fmt.opens_think, fmt.thinking)
+        rows.append({"source": release_source(p.meta.get("source", "synth"), p.meta.get("domain", "math")),
+                     "prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows

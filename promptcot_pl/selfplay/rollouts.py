@@ -7,23 +7,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from promptcot_pl.config.schema import SamplingConfig
-from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.records import Problem, Rollout
 from promptcot_pl.distributed import sharded_map
 from promptcot_pl.verify.format import invalid_reason
 from promptcot_pl.verify.rewards import score_batch
 
 
-def rollouts(engine, problems: Sequence[Problem], sampling: SamplingConfig) -> list[Rollout]:
-    """`sampling.n` rollouts per problem, in problem order; `valid` and `reward` filled in."""
-    groups = engine.generate([solver_example(p.problem, "")[0] for p in problems], sampling)
+def rollouts(engine, fmt: PromptFormat, problems: Sequence[Problem], sampling: SamplingConfig) -> list[Rollout]:
+    """`sampling.n` rollouts per problem, in problem order, prompted in the policy's format `fmt`; `valid` and
+    `reward` filled in (a thinking policy is graded on the text after its `</think>`)."""
+    groups = engine.generate([solver_prompt(fmt, p.problem, p.domain) for p in problems], sampling)
     flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
     # verification is sharded over the ranks of a multi-process run (sandboxes and sympy are the slow part)
-    rewards = sharded_map(lambda part: score_batch([text for text, _ in part], [p for _, p in part]),
+    rewards = sharded_map(lambda part: score_batch([text for text, _ in part], [p for _, p in part], fmt.thinking),
                           [(c.text, p) for p, _, c in flat])
     out = []
     for (problem, index, completion), reward in zip(flat, rewards):
-        reason = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length")
+        reason = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length",
+                                thinking=fmt.thinking)
         out.append(Rollout(problem_id=problem.id, index=index, text=completion.text, valid=reason is None,
                            reward=reward, meta={"invalid": reason, "tokens": len(completion.token_ids)}))
     return out

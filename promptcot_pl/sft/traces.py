@@ -1,6 +1,8 @@
 """Teacher traces for problems (SPEC §6) and their filters, with a count for every drop.
 
-The teacher is an engine (any HF model path, or vLLM) sampled once per prompt by default, or — for the built-in
+A trace's `prompt` is the student's solver message (words, no template: each model renders it in its own
+format), its `completion` the teacher's answer. The teacher is an engine (any HF model path, or vLLM) sampled once
+per prompt by default, or — for the built-in
 math domain — the domain's reference solver (`domains/math_oracle.py`), which writes a worked solution for every
 statement in a family's wording. Filters, in order:
 - duplicate prompts are removed before any teacher call ("duplicate_prompt");
@@ -17,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from promptcot_pl.config.schema import SamplingConfig
-from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.formats import PromptFormat, release_layout
 from promptcot_pl.data.records import Problem, Trace
 from promptcot_pl.domains.math_oracle import solve
 from promptcot_pl.verify.format import invalid_reason
@@ -38,7 +40,12 @@ def unique_prompts(problems: Sequence[Problem], dropped: Counter) -> list[Proble
     return out
 
 
-def oracle_traces(problems: Sequence[Problem], dropped: Counter) -> list[Trace]:
+def _message(fmt: PromptFormat, problem: Problem) -> str:
+    return fmt.message(problem.domain, problem=problem.problem.strip())
+
+
+def oracle_traces(problems: Sequence[Problem], student: PromptFormat, dropped: Counter) -> list[Trace]:
+    """Traces of the domain's reference solver; `prompt` is the student's solver message (words, no template)."""
     traces = []
     for p in problems:
         solved = solve(p.problem) if p.domain == "math" else None
@@ -46,23 +53,28 @@ def oracle_traces(problems: Sequence[Problem], dropped: Counter) -> list[Trace]:
             dropped["oracle_unsolved"] += 1
             continue
         solution, answer = solved
-        traces.append(Trace(problem_id=p.id, prompt=solver_example(p.problem, "")[0], completion=solution,
+        traces.append(Trace(problem_id=p.id, prompt=_message(student, p), completion=solution,
                             meta={"teacher": "oracle", "answer": answer, "source": p.source}))
     return traces
 
 
-def engine_traces(engine, problems: Sequence[Problem], sampling: SamplingConfig, teacher: str,
-                  dropped: Counter) -> list[Trace]:
-    """`sampling.n` traces per problem; format-invalid ones dropped and counted."""
-    prompts = [solver_example(p.problem, "")[0] for p in problems]
+def engine_traces(engine, teacher_fmt: PromptFormat, student: PromptFormat, problems: Sequence[Problem],
+                  sampling: SamplingConfig, teacher: str, dropped: Counter) -> list[Trace]:
+    """`sampling.n` traces per problem from a teacher prompted in its own format; format-invalid ones dropped and
+    counted. A thinking teacher's traces are written in the release layout (`<think>\n…</think>` + answer)."""
     traces = []
-    for problem, prompt, group in zip(problems, prompts, engine.generate(prompts, sampling)):
+    prompts = [teacher_fmt.prompt(p.domain, problem=p.problem.strip()) for p in problems]
+    for problem, group in zip(problems, engine.generate(prompts, sampling)):
         for i, completion in enumerate(group):
-            why = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length")
+            why = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length",
+                                 thinking=teacher_fmt.thinking)
             if why:
                 dropped[why] += 1
                 continue
-            traces.append(Trace(problem_id=problem.id, prompt=prompt, completion=completion.text.strip(),
+            text = completion.text.strip()
+            if teacher_fmt.thinking and not text.startswith("<think>"):
+                text = "<think>\n" + completion.text.lstrip(" ").rstrip()  # the template had opened it
+            traces.append(Trace(problem_id=problem.id, prompt=_message(student, problem), completion=text,
                                 meta={"teacher": teacher, "sample": i, "tokens": len(completion.token_ids),
                                       "source": problem.source}))
     return traces
@@ -73,7 +85,8 @@ def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: 
     by_id = {p.id: p for p in problems}
     checkable = [t for t in traces if by_id[t.problem_id].answer or by_id[t.problem_id].tests]
     # sharded over the ranks of a multi-process run
-    scores = sharded_map(lambda part: score_batch([t.completion for t in part], [by_id[t.problem_id] for t in part]),
+    scores = sharded_map(lambda part: score_batch([t.completion for t in part], [by_id[t.problem_id] for t in part],
+                                                  thinking=any("</think>" in t.completion for t in part)),
                          checkable)
     rewards = dict(zip(map(id, checkable), scores))
     kept = []
@@ -88,6 +101,18 @@ def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: 
     return kept
 
 
-def released_format(traces: Sequence[Trace]) -> list[dict[str, str]]:
-    """The released SFT rows: {"prompt": ..., "completion": ...}."""
-    return [{"prompt": t.prompt, "completion": t.completion} for t in traces]
+def fit_pair(student: PromptFormat, trace: Trace) -> tuple[str, str]:
+    """(prompt, target) the student is fitted on: its own rendering of the message, the trace after it."""
+    return student.render(trace.prompt), student.completion_target(trace.completion)
+
+
+def released_format(traces: Sequence[Trace], student: PromptFormat) -> list[dict[str, str]]:
+    """The release's SFT rows {"prompt", "completion"} (SFT-4.8M): the student's rendered prompt up to the
+    assistant header; the completion from its newline on (`\n<think>\n…\n</think>\n\n` + answer for thinking
+    traces)."""
+    rows = []
+    for t in traces:
+        prompt, target = fit_pair(student, t)
+        prompt, completion = release_layout(prompt, target, student.opens_think, t.completion.startswith("<think>"))
+        rows.append({"prompt": prompt, "completion": completion})
+    return rows

@@ -14,20 +14,23 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from promptcot_pl.config.schema import SamplingConfig
-from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.synth.test_writer import parse_test, test_writer_prompt
 from promptcot_pl.verify.code import run_tests
+from promptcot_pl.verify.format import final_text
 from promptcot_pl.verify.math import extract_answer, majority_vote
 
 
-def majority_references(engine, problems: Sequence[str], sampling: SamplingConfig,
+def majority_references(engine, fmt: PromptFormat, problems: Sequence[str], sampling: SamplingConfig,
                         min_confidence: float) -> tuple[list[tuple[str, float] | None], Counter]:
-    """Per problem (answer, confidence) or None (dropped), and the drop reasons."""
-    prompts = [solver_example(p, "")[0] for p in problems]
+    """Per problem (answer, confidence) or None (dropped), and the drop reasons. `fmt`: the voter's solver format
+    (a thinking voter's answer is read after its `</think>`)."""
+    prompts = [solver_prompt(fmt, p, "math") for p in problems]
     out: list[tuple[str, float] | None] = []
     dropped: Counter = Counter()
     for group in engine.generate(prompts, sampling):
-        answer, share = majority_vote([extract_answer(c.text) for c in group])
+        answer, share = majority_vote([extract_answer(final_text(c.text, fmt.thinking) or "") for c in group])
         if answer is None:
             dropped["no_answer"] += 1
             out.append(None)
@@ -39,7 +42,7 @@ def majority_references(engine, problems: Sequence[str], sampling: SamplingConfi
     return out, dropped
 
 
-def written_tests(engine, problems: Sequence[str], sampling: SamplingConfig,
+def written_tests(engine, fmt: PromptFormat, problems: Sequence[str], sampling: SamplingConfig,
                   references: Mapping[int, str] | None = None,
                   timeout_s: float = 5.0) -> tuple[list[list[dict[str, str]]], Counter]:
     """Per problem its kept tests ([] when none survived), and the reasons tests or problems were dropped.
@@ -48,7 +51,7 @@ def written_tests(engine, problems: Sequence[str], sampling: SamplingConfig,
     references = references or {}
     kept: list[list[dict[str, str]]] = []
     reasons: Counter = Counter()
-    for i, group in enumerate(engine.generate([test_writer_prompt(p) for p in problems], sampling)):
+    for i, group in enumerate(engine.generate([test_writer_prompt(fmt, p) for p in problems], sampling)):
         tests: list[dict[str, str]] = []
         for completion in group:
             test, why = parse_test(completion.text)

@@ -11,20 +11,13 @@ from __future__ import annotations
 import json
 import re
 
+from promptcot_pl.data.formats import PromptFormat
+
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
-PROMPT = """Write one test case for the programming problem below: a JSON object with the program's full standard input
-as "input" and its exact expected standard output as "output". Reply with the JSON object only.
-
-Problem:
-{problem}
-
-Test case:
-"""
-
-
-def test_writer_prompt(problem: str) -> str:
-    return PROMPT.format(problem=problem.strip())
+def test_writer_prompt(fmt: PromptFormat, problem: str) -> str:
+    """The test writer's prompt (`prompts.test_writer`; words in data/prompt_texts.yaml)."""
+    return fmt.prompt("code", problem=problem.strip())
 
 
 def _candidate(text: str) -> str | None:

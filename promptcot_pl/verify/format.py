@@ -2,7 +2,9 @@
 or code"), separate from its reward: a valid rollout may be wrong, and an invalid one never enters a pair.
 
 - think blocks: when a rollout uses `<think>`/`</think>` at all, it must hold exactly one well-formed block at
-  its start, followed by a non-empty answer;
+  its start, followed by a non-empty answer. A thinking model (`thinking=True`: Qwen3-Thinking, QwQ) may start
+  inside the block its chat template opened, so `…</think>answer` is well-formed too, and its answer — the only
+  part that is graded (`final_text`) — is the text after the first `</think>`;
 - math: the answer part must end in a non-empty `\\boxed{...}` (a fallback phrase such as "the answer is 3" is
   gradeable by the reward but is not the trained format);
 - code: the answer part must contain a non-empty fenced code block;
@@ -20,12 +22,23 @@ _THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 _BOXED = re.compile(r"\\boxed\s*\{")
 
 
-def invalid_reason(text: str, domain: str, truncated: bool = False) -> str | None:
+def final_text(text: str, thinking: bool = False) -> str | None:
+    """The part of a completion that is graded: a thinking model's text after the first `</think>` (None when it
+    never closed its thoughts), else the whole text."""
+    if not thinking:
+        return text
+    head, sep, tail = text.partition("</think>")
+    return tail if sep else None
+
+
+def invalid_reason(text: str, domain: str, truncated: bool = False, thinking: bool = False) -> str | None:
     """Why the rollout is not in the trained format, or None when it is."""
     if truncated:
         return "truncated"
     answer = text
-    if "<think>" in text or "</think>" in text:
+    if thinking and "<think>" not in text:
+        text = "<think>" + text  # the template opened the block
+    if thinking or "<think>" in text or "</think>" in text:
         match = _THINK.fullmatch(text)
         if match is None or text.count("<think>") != 1 or text.count("</think>") != 1:
             return "broken_think"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from promptcot_pl.verify.code import extract_code, run_many, run_tests
+from promptcot_pl.verify.format import final_text
 from promptcot_pl.verify.math import check_many, extract_answer, is_equivalent
 
 
@@ -60,13 +61,15 @@ def reward_fn(domain: str) -> Callable[[str, Target], float | None]:
     raise ValueError(f"no reward for domain {domain!r}; domains are 'math' and 'code'")
 
 
-def score_batch(completions: Sequence[str], problems: Sequence[Target]) -> list[float | None]:
-    """Rewards for (completion, problem) pairs, math checks and sandboxes run in parallel."""
+def score_batch(completions: Sequence[str], problems: Sequence[Target], thinking: bool = False) -> list[float | None]:
+    """Rewards for (completion, problem) pairs, math checks and sandboxes run in parallel. With `thinking`, only
+    the text after the first `</think>` is graded (a completion that never closed its thoughts scores 0)."""
     if len(completions) != len(problems):
         raise ValueError(f"{len(completions)} completions for {len(problems)} problems")
     scores: list[float | None] = [0.0] * len(completions)
     math_idx, math_pairs, code_idx, code_jobs = [], [], [], []
-    for i, (text, problem) in enumerate(zip(completions, problems)):
+    for i, (full, problem) in enumerate(zip(completions, problems)):
+        text = final_text(full, thinking) or ""
         if problem.domain == "math":
             _need(problem, "answer")
             predicted = extract_answer(text)
