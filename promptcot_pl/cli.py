@@ -17,7 +17,7 @@ EPILOG = """examples:
   promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
   promptcot run experiments/quickstart.yaml coldstart.epochs=3 run_name=longer
   promptcot run experiments/quickstart.yaml trainer.devices=2   # 2 processes (DDP) via torchrun
-  torchrun --nproc-per-node 8 -m promptcot_pl run experiments/paper/em_qwen7b.yaml   # multi-GPU, see README
+  torchrun --nproc-per-node 8 -m promptcot_pl run experiments/paper/selfplay_math_qwen2.5_7b.yaml  # see README
   promptcot stage coldstart experiments/quickstart.yaml     # one stage (its inputs must exist)
   promptcot sweep sweeps/em.yaml --n-trials 4               # an Optuna study; run it in several shells to parallelise
   promptcot sweep --report sweeps/em.yaml                   # the best trials so far
@@ -160,13 +160,18 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _check(files: list[str]) -> int:
     from promptcot_pl.config import ConfigError, load_config
+    from promptcot_pl.models.format_check import check_formats
     from promptcot_pl.sweeps.config import load_sweep
 
     failed = 0
     for path in files:
         try:
-            load_sweep(path) if _is_sweep(path) else load_config(path)
-            print(f"ok      {path}")
+            cfg = load_config(load_sweep(path)[1]) if _is_sweep(path) else load_config(path)
+            try:
+                notes = check_formats(cfg)
+            except ValueError as err:
+                raise ConfigError(f"{path}: {err}") from None
+            print(f"ok      {path}" + "".join(f"\n        note: {n}" for n in notes))
         except ConfigError as err:
             print(f"error   {err}")
             failed += 1

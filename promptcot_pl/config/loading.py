@@ -146,15 +146,74 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
     if bad or not cfg.sft.sources or len(set(cfg.sft.sources)) != len(cfg.sft.sources):
         raise ConfigError(f"{source}: key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "
                           f"'seed', got {list(cfg.sft.sources)}")
+    _check_lengths(cfg, source)
+    if cfg.model.tiny.thinking and cfg.model.tiny.style != "chatml":
+        raise ConfigError(f"{source}: key 'model.tiny.thinking': a thinking template exists for "
+                          f"model.tiny.style=chatml only, got {cfg.model.tiny.style!r}")
+    for role in ("prompt_model", "rationale_model", "solver", "teacher", "test_writer", "annotator"):
+        fmt = getattr(cfg.prompts, role)
+        if fmt.system is not None and fmt.style != "chat":
+            raise ConfigError(f"{source}: key 'prompts.{role}.system': a system turn needs prompts.{role}.style=chat")
+    if cfg.prompts.rationale_model.wording == "release":
+        raise ConfigError(f"{source}: key 'prompts.rationale_model.wording': the release has no rationale model q_φ "
+                          "(and so no wording for it); use 'ours'")
     for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
                 "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens",
                 "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
                 "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
                 "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit", "sft.epochs", "sft.batch_size",
-                "sft.max_prompts", "sft.eval_limit"):
+                "sft.max_prompts", "sft.eval_limit", "annotate.num_concepts", "evaluate.n",
+                "evaluate.max_new_tokens"):
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")
+
+
+def _positions(cfg: ExperimentConfig) -> tuple[int | None, str]:
+    """The model's position limit and where it comes from: the tiny config, a local checkpoint's config.json, or
+    unknown (a hub name: checked when the model loads)."""
+    if cfg.model.path == "tiny":
+        return cfg.model.tiny.max_position_embeddings, "model.tiny.max_position_embeddings"
+    config = Path(cfg.model.path).expanduser() / "config.json"
+    if config.is_file():
+        import json
+
+        value = json.loads(config.read_text()).get("max_position_embeddings")
+        return (int(value), f"{config}: max_position_embeddings") if value else (None, "")
+    return None, ""
+
+
+def _check_lengths(cfg: ExperimentConfig, source: str) -> None:
+    """Every sequence a stage trains on or scores fits where it must, so nothing is cut or dropped by surprise:
+    generated tokens leave room for a prompt within `data.max_length`; EM's sequences (a pair plus a sampled
+    rationale, twice over for re-tokenisation) fit the model's positions and the vLLM engine's `max_model_len`."""
+    length = cfg.data.max_length
+    generations = [("synth.sampling.max_new_tokens", cfg.synth.sampling.max_new_tokens, "synth"),
+                   ("selfplay.rollouts.max_new_tokens", cfg.selfplay.rollouts.max_new_tokens, "selfplay")]
+    if cfg.sft.teacher != "oracle":
+        generations.append(("sft.traces.max_new_tokens", cfg.sft.traces.max_new_tokens, "sft"))
+    for key, new_tokens, stage in generations:
+        if stage in cfg.stages and new_tokens >= length:
+            raise ConfigError(f"{source}: key '{key}': {new_tokens} new tokens leave no room for the prompt within "
+                              f"data.max_length={length} (trained or scored sequences longer than it are dropped); "
+                              f"raise data.max_length or lower {key}")
+    em_length = length + 2 * cfg.em.max_rationale_tokens if "em" in cfg.stages else length
+    limits = [(cfg.engine.max_model_len, "engine.max_model_len")] if cfg.engine.backend == "vllm" else []
+    limits.append(_positions(cfg))
+    for limit, key in limits:
+        if limit is None:
+            continue
+        if em_length > limit:
+            raise ConfigError(f"{source}: key 'data.max_length': data.max_length={length}"
+                              f"{f' + 2 × em.max_rationale_tokens={cfg.em.max_rationale_tokens}' if 'em' in cfg.stages else ''}"
+                              f" = {em_length} tokens exceed {key}={limit}")
+        for key2, new_tokens in (("evaluate.max_new_tokens", cfg.evaluate.max_new_tokens),
+                                 ("analyze.max_new_tokens", cfg.analyze.max_new_tokens),
+                                 ("selfplay.eval.max_new_tokens", cfg.selfplay.eval.max_new_tokens),
+                                 ("sft.eval.max_new_tokens", cfg.sft.eval.max_new_tokens)):
+            if key2.split(".")[0] in cfg.stages and new_tokens >= limit:
+                raise ConfigError(f"{source}: key '{key2}': {new_tokens} new tokens leave no room for a prompt "
+                                  f"within {key}={limit}")
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

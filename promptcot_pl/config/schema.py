@@ -16,10 +16,11 @@ from promptcot_pl.config.common import (
     TrackingConfig, TrainerConfig,
 )
 from promptcot_pl.config.stages import (
-    AnalyzeConfig, ColdStartConfig, DPOConfig, EMConfig, SelfPlayConfig, SFTConfig, SolverConfig, SynthConfig,
+    AnalyzeConfig, AnnotateConfig, ColdStartConfig, DPOConfig, EMConfig, EvaluateConfig, SelfPlayConfig, SFTConfig,
+    SolverConfig, SynthConfig,
 )
 
-STAGE_NAMES = ("seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft")
+STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft", "evaluate")
 """Pipeline stages, in the order they run."""
 
 
@@ -32,7 +33,8 @@ class ExperimentConfig:
     run_name: str = "main"
     output_dir: str = "runs"
     seed: int = 0
-    stages: list[str] = field(default_factory=lambda: list(STAGE_NAMES))
+    # default: the built-in pipeline (annotate replaces seed for a corpus of problems; evaluate needs eval files)
+    stages: list[str] = field(default_factory=lambda: [s for s in STAGE_NAMES if s not in ("annotate", "evaluate")])
     model: ModelConfig = field(default_factory=ModelConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
@@ -40,6 +42,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)
     em: EMConfig = field(default_factory=EMConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
@@ -47,10 +50,11 @@ class ExperimentConfig:
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
     selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 __all__ = [
     "TinyModelConfig", "ModelConfig", "PromptsConfig", "RoleFormat", "DomainConfig", "DataConfig", "OptimConfig", "SamplingConfig",
     "EngineConfig", "TrainerConfig", "TrackingConfig", "ColdStartConfig", "EMConfig", "SolverConfig",
-    "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "STAGE_NAMES", "ExperimentConfig"
+    "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "AnnotateConfig", "EvaluateConfig", "STAGE_NAMES", "ExperimentConfig"
 ]

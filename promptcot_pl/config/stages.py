@@ -10,6 +10,23 @@ from promptcot_pl.config.common import OptimConfig, SamplingConfig
 
 
 @dataclass
+class AnnotateConfig:
+    """Cold-start annotation (SPEC §3, RELEASE_FORMATS §2): a corpus of problems → concepts, level and rationale
+    from annotator models → the triples `coldstart` fits and the concept bank synthesis samples from."""
+
+    # JSONL corpora: rows with "problem" and "answer" | "solution" | "tests", or the release's eval files
+    corpus: list[str] = field(default_factory=list)
+    # Annotator models, each an HF path or name, "tiny" (the offline tiny model, untrained: its answers rarely
+    # parse) or "oracle" (the built-in math domain's reference annotator). Problems are dealt out in turn; one
+    # whose annotation fails to parse is retried by the next annotator (every failure counted by reason).
+    annotators: list[str] = field(default_factory=lambda: ["oracle"])
+    num_concepts: int = 5  # concepts asked for per problem (the paper: 5)
+    levels: list[str] = field(default_factory=lambda: ["AMC 8", "AMC 12", "AIME"])  # the levels an annotator picks from
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=1, temperature=0.0, max_new_tokens=512))
+    max_items: int | None = None  # at most this many corpus rows (None: all)
+
+
+@dataclass
 class ColdStartConfig:
     """Maximum-likelihood fit of q_φ on (c,x)→z and p_θ on c→(z,x) (SPEC §3, paper: lr 2e-5, batch 16, 2 epochs)."""
 
@@ -167,3 +184,20 @@ class SFTConfig:
     eval: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.6, top_p=0.95))
     eval_limit: int = 200
 
+
+
+@dataclass
+class EvaluateConfig:
+    """Accuracy on evaluation files (SPEC §7): math sets → mean accuracy over `n` samples per problem, code sets
+    (`input_output` or `tests`) → pass@1 (mean over the samples of passing every test); each with its unscorable
+    share. The format of a file is recognised from its fields; the release's chat-rendered prompts are unwrapped
+    and rendered anew for the evaluated model (`prompts.solver`)."""
+
+    sets: list[str] = field(default_factory=list)
+    # "solver", "selfplay" (the last self-play policy), "sft" (the student of sft.sources[0]) or an HF path
+    model: str = "solver"
+    n: int = 16  # samples per problem (the paper: 16 at temperature 0.6, top-p 0.95)
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 1024
+    limit: int | None = None  # at most this many problems per set (None: all)

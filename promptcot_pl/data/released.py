@@ -4,7 +4,7 @@
 - problem-generation rows: {"prompt": <rendered concepts>, "completion": <marked z and x>} → Triple
 - evaluation sets:         math {"prompt" (chat-rendered), "reference_solution" ("… #### answer")}, code
                            {"prompt", "input_output": '{"inputs": [...], "outputs": [...]}'}, or ours
-                           {"problem", "answer" | "tests"}                           → Problem (bare statement)
+                           {"problem", "answer" | "solution" | "tests", "level"?}    → Problem (bare statement)
 Extra fields in released rows are ignored (the releases carry their own metadata); missing or mistyped
 required fields are errors naming file:line and field. The release's self-play pairs and SFT rows are written by
 their stages (`selfplay/pairs.py`, `sft/traces.py`), which know the policy's prompt format.
@@ -22,6 +22,7 @@ from promptcot_pl.data.formats import PromptFormat, unwrap_problem, user_message
 from promptcot_pl.data.jsonl import JsonlError, iter_json_rows
 from promptcot_pl.data.prompts import parse_concepts, parse_marked, prompt_model_example
 from promptcot_pl.data.records import ConceptSet, Problem, Triple
+from promptcot_pl.verify.math import extract_answer
 
 
 def _fields(path: str | Path, lineno: int, row: Any, names: tuple[str, ...]) -> list[str]:
@@ -103,14 +104,18 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
             answer = str(row["answer"])
         elif isinstance(row.get("reference_solution"), str) and "####" in row["reference_solution"]:
             answer = row["reference_solution"].rsplit("####", 1)[1].strip()
+        elif isinstance(row.get("solution"), str) and extract_answer(row["solution"]):
+            answer = extract_answer(row["solution"])
         else:
-            raise JsonlError(f"{where}: field 'answer' (or a release 'reference_solution' ending '#### <answer>'): "
-                             "missing")
+            raise JsonlError(f"{where}: field 'answer' (or a 'solution' with a \\boxed{{}} answer, or a release "
+                             "'reference_solution' ending '#### <answer>'): missing")
         if not problem or (answer is not None and not answer):
             raise JsonlError(f"{where}: empty problem or answer")
         key = row.get("idx", row.get("id", lineno))
+        level = row.get("level") if isinstance(row.get("level"), str) else None
+        meta = {"solution": row["solution"]} if isinstance(row.get("solution"), str) else {}
         out.append(Problem(id=f"{Path(path).stem}-{key}", domain=domain, problem=problem, answer=answer, tests=tests,
-                           source=str(row.get("source", Path(path).stem))))
+                           level=level, source=str(row.get("source", Path(path).stem)), meta=meta))
     return out
 
 
@@ -154,14 +159,18 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
             answer = str(row["answer"])
         elif isinstance(row.get("reference_solution"), str) and "####" in row["reference_solution"]:
             answer = row["reference_solution"].rsplit("####", 1)[1].strip()
+        elif isinstance(row.get("solution"), str) and extract_answer(row["solution"]):
+            answer = extract_answer(row["solution"])
         else:
-            raise JsonlError(f"{where}: field 'answer' (or a release 'reference_solution' ending '#### <answer>'): "
-                             "missing")
+            raise JsonlError(f"{where}: field 'answer' (or a 'solution' with a \\boxed{{}} answer, or a release "
+                             "'reference_solution' ending '#### <answer>'): missing")
         if not problem or (answer is not None and not answer):
             raise JsonlError(f"{where}: empty problem or answer")
         key = row.get("idx", row.get("id", lineno))
+        level = row.get("level") if isinstance(row.get("level"), str) else None
+        meta = {"solution": row["solution"]} if isinstance(row.get("solution"), str) else {}
         out.append(Problem(id=f"{Path(path).stem}-{key}", domain=domain, problem=problem, answer=answer, tests=tests,
-                           source=str(row.get("source", Path(path).stem))))
+                           level=level, source=str(row.get("source", Path(path).stem)), meta=meta))
     return out
 
 

@@ -30,7 +30,7 @@ COLUMNS = (("pass_rate", "solver pass rate ↓ harder", "{:.3f}"), ("mean_tokens
 
 def problem_sets(ctx: StageContext) -> dict[str, list]:
     limit = ctx.cfg.analyze.max_problems
-    sets: dict[str, list] = {"seed": read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)[:limit]}
+    sets: dict[str, list] = {"seed": read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[:limit]}
     synth = ctx.stage_output("synth")
     for name in ctx.cfg.synth.generators:
         sets[f"synth/{name}"] = read_jsonl(synth / name / "problems.jsonl", Problem)[:limit]

@@ -40,7 +40,7 @@ def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
 
 
 def run(ctx: StageContext) -> dict[str, float]:
-    seed_dir = ctx.stage_output("seed")
+    seed_dir = ctx.triples_dir()
     train = read_jsonl(seed_dir / "train.jsonl", Triple)
     heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: ctx.cfg.coldstart.eval_limit]
     p_base, q_base = base_models(ctx, train)

@@ -45,6 +45,11 @@ class StageContext:
 
         return PromptFormat(role, cfg, load_tokenizer(model), where=str(model))
 
+    def triples_dir(self) -> Path:
+        """Where the (c, z, x) triples and their train/held-out split are: stage `annotate`'s output when the
+        experiment annotates a corpus, else stage `seed`'s."""
+        return self.stage_output("annotate" if "annotate" in self.cfg.stages else "seed")
+
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""
         path = self.run_dir / stage

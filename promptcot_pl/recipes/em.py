@@ -243,7 +243,7 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
 
 def run(ctx: StageContext) -> dict[str, float]:
     cfg, em = ctx.cfg, ctx.cfg.em
-    seed_dir, cold = ctx.stage_output("seed"), ctx.stage_output("coldstart")
+    seed_dir, cold = ctx.triples_dir(), ctx.stage_output("coldstart")
     q = cold / "rationale_model" / "model"
     f = Formats(ctx.prompt_format("prompt_model", cold / "prompt_model" / "model"), ctx.prompt_format("rationale_model", q))
     train = _fitting(read_jsonl(seed_dir / "train.jsonl", Triple), f, cfg.data.max_length, "training")

@@ -44,6 +44,10 @@ def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
             from promptcot_pl.recipes import seed
 
             return seed.run
+        case "annotate":
+            from promptcot_pl.recipes import annotate
+
+            return annotate.run
         case "coldstart":
             from promptcot_pl.recipes import coldstart
 
@@ -72,6 +76,10 @@ def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
             from promptcot_pl.recipes import sft
 
             return sft.run
+        case "evaluate":
+            from promptcot_pl.recipes import evaluate
+
+            return evaluate.run
     raise ValueError(f"unknown stage {name!r}")
 
 
@@ -116,6 +124,13 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
     A sweep nests the run's MLflow parent under its study run (`parent_run_id`), passes `report`, which stages
     call with intermediate metrics (EM: once per iteration; fits: once per epoch) so a pruner can stop the
     trial, and a `cache` of finished stages shared by trials whose settings for them are equal."""
+    from promptcot_pl.models.format_check import check_formats
+
+    try:  # a chat format for a model without a chat template fails here, not hours into the run
+        for note in check_formats(cfg):
+            log.info("note: %s", note)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     run_dir = run_dir_of(cfg)
     saved = run_dir / "config.yaml"
     if saved.is_file():

@@ -14,7 +14,7 @@ def load_problems(ctx: StageContext, source: str) -> tuple[Path, list[Problem]]:
     """(the file read, its problems); `source` is "synth" or "seed"."""
     match source:
         case "seed":
-            path = ctx.stage_output("seed") / "train.jsonl"
+            path = ctx.triples_dir() / "train.jsonl"
             return path, [Problem(id=t.id, domain=t.domain, problem=t.problem, concepts=t.concepts, level=t.level,
                                   rationale=t.rationale, answer=t.answer, tests=t.tests, source="seed")
                           for t in read_jsonl(path, Triple)]

@@ -165,7 +165,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     problems = _with_targets(problems)
     if not problems:
         raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
-    heldout = read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)[: sp.eval_limit]
+    heldout = read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[: sp.eval_limit]
     policy = Path(solver_model(ctx.run_dir))
     fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
     engine = ServedEngine(build_engine(ctx.cfg.engine, policy, ctx.cfg.model.dtype, ctx.cfg.seed), policy)

@@ -105,7 +105,7 @@ def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple]) -> fl
 
 def run(ctx: StageContext) -> dict[str, float]:
     cfg = ctx.cfg.sft
-    seed_dir = ctx.stage_output("seed")
+    seed_dir = ctx.triples_dir()
     train, heldout = read_jsonl(seed_dir / "train.jsonl", Triple), read_jsonl(seed_dir / "heldout.jsonl", Triple)
     student = _student(ctx, train)
     fmt = ctx.prompt_format("solver", student)

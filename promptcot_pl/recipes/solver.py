@@ -38,7 +38,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         on_rank_zero((ctx.stage_dir / "model_path.txt").write_text, cfg.path + "\n")
         log.info("solver: using %s as it is", cfg.path)
         return {}
-    seed_dir = ctx.stage_output("seed")
+    seed_dir = ctx.triples_dir()
     train = read_jsonl(seed_dir / "train.jsonl", Triple)
     heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)
     base, _ = base_models(ctx, train)

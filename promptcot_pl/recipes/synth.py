@@ -54,7 +54,9 @@ def concept_sets(ctx: StageContext, train: list[Triple]) -> list[tuple[list[str]
         write_jsonl(path, [{"concepts": r.concepts, "level": r.level or default} for r in rows])
         log.info("synth: %d concept sets from %s", len(rows), cfg.concepts_path)
     if not path.is_file():
-        bank = ConceptBank.from_triples(train, Embedder(cfg.embedding_model, ctx.cfg.model.cache_dir))
+        saved = ctx.triples_dir() / "concept_bank.npz"  # stage annotate builds one from the annotated concepts
+        bank = ConceptBank.load(saved) if saved.is_file() else ConceptBank.from_triples(
+            train, Embedder(cfg.embedding_model, ctx.cfg.model.cache_dir))
         sampler = ConceptSampler(bank, size=cfg.concepts_per_set, temperature=cfg.concept_temperature,
                                  cooccurrence_weight=cfg.cooccurrence_weight,
                                  similarity_weight=cfg.similarity_weight, levels=cfg.levels)
@@ -66,7 +68,7 @@ def concept_sets(ctx: StageContext, train: list[Triple]) -> list[tuple[list[str]
 
 def eval_problems(ctx: StageContext) -> list[str]:
     """Every evaluation problem synthesis must not copy: the seed's held-out split plus `synth.eval_sets`."""
-    texts = [t.problem for t in read_jsonl(ctx.stage_output("seed") / "heldout.jsonl", Triple)]
+    texts = [t.problem for t in read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)]
     for path in ctx.cfg.synth.eval_sets:
         for lineno, row in iter_json_rows(path):
             if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
@@ -192,7 +194,7 @@ def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], ind
 
 def run(ctx: StageContext) -> dict[str, float]:
     cfg = ctx.cfg.synth
-    train = read_jsonl(ctx.stage_output("seed") / "train.jsonl", Triple)
+    train = read_jsonl(ctx.triples_dir() / "train.jsonl", Triple)
     sets = concept_sets(ctx, train)
     index = NgramIndex(eval_problems(ctx), cfg.decontamination_ngram)
     metrics: dict[str, float] = {}

@@ -14,10 +14,13 @@ them. The difficulty level is drawn from configured weights, or from the seed's 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +56,19 @@ class ConceptBank:
     @classmethod
     def from_triples(cls, triples: Sequence[Triple], embed) -> ConceptBank:
         return cls.from_sets([t.concepts for t in triples], [t.level for t in triples], embed)
+
+    def save(self, path: Path) -> None:
+        """One `.npz` (atomically replaced): concepts, frequencies, co-occurrence counts, embeddings, levels."""
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, concepts=np.array(self.concepts), frequency=self.frequency, cooccurrence=self.cooccurrence,
+                 embeddings=self.embeddings, levels=np.array(json.dumps(self.levels)))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ConceptBank:
+        with np.load(path) as data:
+            return cls(data["concepts"].tolist(), data["frequency"], data["cooccurrence"], data["embeddings"],
+                       json.loads(str(data["levels"])))
 
 
 class ConceptSampler:
