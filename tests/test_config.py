@@ -67,10 +67,42 @@ def test_literal_choice_is_checked():
     ("selfplay.batch_size=0", "selfplay.batch_size"),
     ("sft.sources=[seed,web]", "sft.sources"),
     ("sft.epochs=0", "sft.epochs"),
+    # lengths cross-checked at load: nothing may be cut or silently dropped later (defaults: max_length 384)
+    ("selfplay.rollouts.max_new_tokens=384", "selfplay.rollouts.max_new_tokens"),
+    ("synth.sampling.max_new_tokens=500", "synth.sampling.max_new_tokens"),
+    ("em.max_rationale_tokens=100", "data.max_length"),  # 384 + 2 × 100 > the tiny model's 512 positions
+    ("data.max_length=600", "data.max_length"),
+    ("prompts.solver.system=Be brief.", "prompts.solver.system"),  # with style raw below
+    ("prompts.rationale_model.wording=release", "prompts.rationale_model.wording"),
+    ("model.tiny.thinking=true", "model.tiny.thinking"),  # with style llama3 below
 ])
 def test_semantic_errors_name_the_key(override, key):
+    extra = {"prompts.solver.system": ["prompts.solver.style=raw"], "model.tiny.thinking": ["model.tiny.style=llama3"]}
     with pytest.raises(ConfigError, match=f"key '{key}'"):
-        load_config(None, [override])
+        load_config(None, [override, *extra.get(key, [])])
+
+
+def test_vllm_max_model_len_is_checked_against_the_longest_sequence():
+    with pytest.raises(ConfigError, match=r"key 'data.max_length'.*exceed engine.max_model_len=400"):
+        load_config(None, ["engine.backend=vllm", "engine.max_model_len=400"])
+    load_config(None, ["engine.backend=vllm", "engine.max_model_len=640"])
+
+
+def test_check_refuses_a_chat_format_for_a_tokenizer_without_a_template(tmp_path, tiny_dir):
+    from promptcot_pl.models import load_tokenizer
+
+    plain = tmp_path / "no_template"
+    tokenizer = load_tokenizer(tiny_dir)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    experiment = tmp_path / "x.yaml"
+    experiment.write_text(f"solver:\n  path: {plain}\n")
+    failed = promptcot("check", str(experiment), cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "key 'prompts.solver.style': 'chat', but the tokenizer of solver.path=" in failed.stdout
+    experiment.write_text(f"solver:\n  path: {plain}\nprompts:\n  solver:\n    style: raw\n")
+    assert promptcot("check", str(experiment), cwd=tmp_path).returncode == 0
 
 
 def test_malformed_override_and_missing_file(tmp_path):

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 from promptcot_pl.annotate import oracle
 from promptcot_pl.annotate.parse import parse_concepts, parse_level, parse_rationale
+from promptcot_pl.config.schema import AnnotateConfig
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import write_jsonl
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.data.released import read_eval_rows
@@ -40,10 +42,13 @@ Answer = tuple[str, bool]  # (text, cut by the token limit)
 class EngineAnnotator:
     """An annotator model behind the generation engine, prompted in `prompts.annotator`'s format."""
 
-    def __init__(self, ctx: StageContext, path: str) -> None:
-        self.ctx, self.cfg = ctx, ctx.cfg.annotate
-        self.fmt = ctx.prompt_format("annotator", path)
-        self.engine = build_engine(ctx.cfg.engine, path, ctx.cfg.model.dtype, ctx.cfg.seed)
+    def __init__(self, cfg: AnnotateConfig, fmt: PromptFormat, engine) -> None:
+        self.cfg, self.fmt, self.engine = cfg, fmt, engine
+
+    @classmethod
+    def of(cls, ctx: StageContext, path: str) -> EngineAnnotator:
+        return cls(ctx.cfg.annotate, ctx.prompt_format("annotator", path),
+                   build_engine(ctx.cfg.engine, path, ctx.cfg.model.dtype, ctx.cfg.seed))
 
     def _ask(self, prompts: list[str]) -> list[Answer]:
         sampling = self.cfg.sampling
@@ -68,8 +73,8 @@ class EngineAnnotator:
 class OracleAnnotator:
     """The built-in math domain's reference annotator (`annotate/oracle.py`)."""
 
-    def __init__(self, ctx: StageContext) -> None:
-        self.cfg = ctx.cfg.annotate
+    def __init__(self, cfg: AnnotateConfig) -> None:
+        self.cfg = cfg
 
     def concepts(self, problems: Sequence[Problem]) -> list[Answer]:
         return [(oracle.concepts_answer(p.problem, self.cfg.num_concepts, p.level or self.cfg.levels[0]), False)
@@ -85,17 +90,17 @@ class OracleAnnotator:
 def _annotator(ctx: StageContext, name: str, corpus: list[Problem]):
     match name:
         case "oracle":
-            return OracleAnnotator(ctx)
+            return OracleAnnotator(ctx.cfg.annotate)
         case "tiny":  # untrained: shows the failure accounting end to end, rarely an annotation
             fmt = ctx.prompt_format("annotator", None)
             texts = [p.problem for p in corpus] + [fmt.message("any", text_role="annotate_concepts", problem=p.problem,
                                                                num_concepts="5", levels="") for p in corpus[:50]]
-            return EngineAnnotator(ctx, str(tiny_model_dir(ctx.cfg.model.tiny, texts, ctx.cfg.model.cache_dir,
-                                                           ctx.cfg.seed)))
-    return EngineAnnotator(ctx, name)
+            return EngineAnnotator.of(ctx, str(tiny_model_dir(ctx.cfg.model.tiny, texts, ctx.cfg.model.cache_dir,
+                                                              ctx.cfg.seed)))
+    return EngineAnnotator.of(ctx, name)
 
 
-def annotate(annotator, name: str, batch: list[Problem], cfg, failures: Counter) -> list[Triple]:
+def annotate(annotator, name: str, batch: list[Problem], cfg: AnnotateConfig, failures: Counter) -> list[Triple]:
     """Triples for the problems of `batch` this annotator annotated; its failures counted by reason."""
     parsed: list[tuple[Problem, list[str], str]] = []
     for problem, (text, cut) in zip(batch, annotator.concepts(batch)):
