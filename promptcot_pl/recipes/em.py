@@ -246,7 +246,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     seed_dir, cold = ctx.triples_dir(), ctx.stage_output("coldstart")
     q = cold / "rationale_model" / "model"
     f = Formats(ctx.prompt_format("prompt_model", cold / "prompt_model" / "model"), ctx.prompt_format("rationale_model", q))
-    train = _fitting(read_jsonl(seed_dir / "train.jsonl", Triple), f, cfg.data.max_length, "training")
+    all_train = read_jsonl(seed_dir / "train.jsonl", Triple)
+    train = _fitting(all_train, f, cfg.data.max_length, "training")
     heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), f, cfg.data.max_length,
                        "held-out")[: em.heldout_limit]
     engine = ServedEngine(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
@@ -263,6 +264,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     history = variants[next(iter(variants))]
     if em.no_rationale_baseline:
         final.update(_baseline(ctx, f, train, heldout))
+    final["em/pairs_too_long"] = float(len(all_train) - len(train))  # left out, never cut (data.max_length)
     final["em/iwae_heldout_coldstart"] = history[0]["em/iwae_heldout"]
     final["em/nll_x_given_z_heldout_coldstart"] = history[0]["em/nll_x_given_z_heldout"]
     from promptcot_pl.analysis.em_plot import plot_history
