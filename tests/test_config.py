@@ -67,11 +67,12 @@ def test_literal_choice_is_checked():
     ("selfplay.batch_size=0", "selfplay.batch_size"),
     ("sft.sources=[seed,web]", "sft.sources"),
     ("sft.epochs=0", "sft.epochs"),
-    # lengths cross-checked at load: nothing may be cut or silently dropped later (defaults: max_length 384)
-    ("selfplay.rollouts.max_new_tokens=384", "selfplay.rollouts.max_new_tokens"),
-    ("synth.sampling.max_new_tokens=500", "synth.sampling.max_new_tokens"),
-    ("em.max_rationale_tokens=100", "data.max_length"),  # 384 + 2 × 100 > the tiny model's 512 positions
-    ("data.max_length=600", "data.max_length"),
+    # lengths cross-checked at load: nothing may be cut or silently dropped later (defaults: max_length 640,
+    # em.max_rationale_tokens 128, the tiny model's 1024 positions)
+    ("selfplay.rollouts.max_new_tokens=640", "selfplay.rollouts.max_new_tokens"),
+    ("synth.sampling.max_new_tokens=700", "synth.sampling.max_new_tokens"),
+    ("em.max_rationale_tokens=200", "data.max_length"),  # 640 + 2 × 200 > 1024 positions
+    ("data.max_length=900", "data.max_length"),
     ("prompts.solver.system=Be brief.", "prompts.solver.system"),  # with style raw below
     ("prompts.rationale_model.wording=release", "prompts.rationale_model.wording"),
     ("model.tiny.thinking=true", "model.tiny.thinking"),  # with style llama3 below
@@ -83,9 +84,9 @@ def test_semantic_errors_name_the_key(override, key):
 
 
 def test_vllm_max_model_len_is_checked_against_the_longest_sequence():
-    with pytest.raises(ConfigError, match=r"key 'data.max_length'.*exceed engine.max_model_len=400"):
-        load_config(None, ["engine.backend=vllm", "engine.max_model_len=400"])
-    load_config(None, ["engine.backend=vllm", "engine.max_model_len=640"])
+    with pytest.raises(ConfigError, match=r"key 'data.max_length'.*= 896 tokens exceed engine.max_model_len=800"):
+        load_config(None, ["engine.backend=vllm", "engine.max_model_len=800"])
+    load_config(None, ["engine.backend=vllm", "engine.max_model_len=896"])
 
 
 def test_check_refuses_a_chat_format_for_a_tokenizer_without_a_template(tmp_path, tiny_dir):

@@ -18,7 +18,7 @@ class TinyModelConfig:
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 384
-    max_position_embeddings: int = 512
+    max_position_embeddings: int = 1024  # RoPE: positions cost no parameters
     # The tokenizer's conventions (models/tokenizer_styles.py): "chatml" (Qwen: no BOS, ChatML template, EOS ids
     # <|im_end|> and <|endoftext|>), "llama3" (BOS, pad = EOS), "sentencepiece" (Llama-2/Mistral: "▁" prefix).
     style: Literal["chatml", "llama3", "sentencepiece"] = "chatml"
@@ -83,7 +83,8 @@ class DomainConfig:
 class DataConfig:
     """How records become training batches."""
 
-    max_length: int = 384
+    # Longest training/scoring sequence (prompt + target + EOS); longer examples are dropped and counted, never cut.
+    max_length: int = 640
     # Pack several examples per row (exact: segments never attend to each other).
     packing: bool = False
     num_workers: int = 0

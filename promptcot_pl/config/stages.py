@@ -199,5 +199,5 @@ class EvaluateConfig:
     n: int = 16  # samples per problem (the paper: 16 at temperature 0.6, top-p 0.95)
     temperature: float = 0.6
     top_p: float = 0.95
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 512
     limit: int | None = None  # at most this many problems per set (None: all)
