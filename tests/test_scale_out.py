@@ -6,11 +6,14 @@
   resumes from them after a kill -9 and exports a full HF model that loads and generates;
 - HF generation sharded over 2 ranks returns exactly the single-process completions.
 
-Tolerance for "the same losses": relative 1e-4 (absolute 1e-6 near zero). The two runs do the same arithmetic in
-a different order — each rank sums its half of a batch, then the sums are all-reduced, and DDP averages the
-gradients — so fp32 rounding differs by ~1e-7 per step and compounds through Adam; measured worst case over the
-whole debug pipeline: 6e-6. Any real difference (a batch dropped, counted twice, or a mean of rank means instead
-of a global mean) moves these losses by 1e-3 or more.
+Tolerance for "the same losses": relative 1e-4 or absolute 1e-4, whichever is larger. The two runs do the same
+arithmetic in a different order — each rank sums its half of a batch, then the sums are all-reduced, and DDP
+averages the gradients — so fp32 rounding differs by ~1e-7 per step and compounds through Adam. Measured worst case
+over the whole debug pipeline (2026-12-01): 2.3e-4 relative = 1.9e-5 absolute, on one batch's solver train/loss
+(0.083) after 199 steps at lr 5e-3; 1.5e-5 relative on every validation NLL. The absolute floor is set by the loss
+scale the compounding starts from (~6 nats), not by the small value a converged fit reaches. Any real difference
+(a batch dropped, counted twice, or a mean of rank means instead of a global mean) moves these losses by 1e-3 or
+more.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from tests.conftest import REPO, kill_when
 pytestmark = pytest.mark.slow
 DEBUG = str(REPO / "experiments/debug/tiny.yaml")
 TORCHRUN = ["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "promptcot_pl"]  # README: Scaling out
-RTOL, ATOL = 1e-4, 1e-6
+RTOL, ATOL = 1e-4, 1e-4
 
 
 def launch(command: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -148,7 +151,7 @@ def test_fsdp_fit_writes_shards_resumes_after_kill_and_exports_a_full_model(runs
     done, reference = stage_metrics(cwd / "runs/tiny/main"), stage_metrics(one / "runs/tiny/main")
     for key in done:
         assert_close(done[key], reference[key], f"FSDP {key}")
-    assert len(done) == 7
+    assert len(done) == 9  # seed 3, coldstart 6 (NLLs before/after and drops for length of both fits)
 
     # the export holds the full weights: it loads as a plain HF model and generates
     import torch

@@ -40,8 +40,11 @@ def test_rounds_write_rollouts_pairs_models_and_accuracy(straight):
         assert len(rollouts) == 12 * 4
         pairs = read_jsonl(out / "pairs.jsonl", Pair)
         released = [json.loads(line) for line in (out / "pairs_released.jsonl").read_text().splitlines()]
-        assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [(x["prompt"], x["chosen"], x["rejected"])
-                                                                    for x in released]
+        # the release's layout: the ChatML prompt ends at the assistant header, its newline opens the completion
+        assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
+            (x["prompt"] + "\n", x["chosen"][1:], x["rejected"][1:]) for x in released]
+        assert all(x["prompt"].endswith("<|im_start|>assistant") and x["chosen"].startswith("\n")
+                   and x["source"] == "OpenSource-Math" for x in released)  # the debug run practises on seed
         by_text = {x.text: x for x in rollouts}
         assert all(by_text[p.chosen].reward == 1.0 and by_text[p.rejected].reward == 0.0 for p in pairs)
         assert history[r]["selfplay/pairs"] == len(pairs)

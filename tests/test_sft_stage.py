@@ -24,7 +24,11 @@ def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path)
     assert funnel["traces"] == len(traces) == 96 and funnel["prompts"] == 96  # every seed statement solved
     assert all(t.completion.endswith("$.") and "\\boxed{" in t.completion for t in traces)
     released = [json.loads(line) for line in (stage / "seed/traces_released.jsonl").read_text().splitlines()]
-    assert released[0] == {"prompt": traces[0].prompt, "completion": traces[0].completion}
+    # the release's SFT rows: the student's chat-rendered prompt up to the assistant header, the completion from
+    # its newline on; a trace's own prompt is the student's solver message, rendered by whoever trains on it
+    assert released[0] == {"prompt": f"<|im_start|>user\n{traces[0].prompt}<|im_end|>\n<|im_start|>assistant",
+                           "completion": "\n" + traces[0].completion}
+    assert traces[0].prompt.endswith("Please reason step by step, and put your final answer within \\boxed{}.")
     assert (stage / "seed/student/model/model.safetensors").is_file()
     metrics = json.loads((stage / "DONE").read_text())
     assert 0.0 < metrics["sft/seed/padding_waste"] < 0.5  # packed rows: a little tail padding per batch
