@@ -26,11 +26,15 @@ from tiny_model import DEFAULT_CACHE, bench_model, race
 
 from promptcot_pl.config.schema import DPOConfig, OptimConfig, TrainerConfig
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
-from promptcot_pl.data.prompts import solver_example
+from promptcot_pl.data.formats import default_format
+from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.dpo import DPOModule
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.trainer import build_trainer
+
+# raw prompts (the release's math instruction, no chat template): TRL is given the same strings
+RAW = default_format("solver")
 
 LR = 1e-4
 
@@ -87,7 +91,7 @@ def main() -> None:
     pairs = []  # chosen: the problem's worked solution; rejected: another problem's
     for t in (triples * (1 + args.pairs // len(triples)))[: args.pairs]:
         other = rng.choice(triples)
-        pairs.append((solver_example(t.problem, "")[0], t.solution, other.solution))
+        pairs.append((solver_prompt(RAW, t.problem), t.solution, other.solution))
     tokenizer = load_tokenizer(model_dir)
     tokens = args.epochs * sum(2 * len(tokenizer(p).input_ids) + len(tokenizer(c, add_special_tokens=False).input_ids)
                                + len(tokenizer(r, add_special_tokens=False).input_ids) + 2 for p, c, r in pairs)

@@ -24,10 +24,14 @@ from tiny_model import DEFAULT_CACHE, bench_model, race
 
 from promptcot_pl.config.schema import OptimConfig, TrainerConfig
 from promptcot_pl.data.datamodule import PairDataModule
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import solver_example
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import SFTModule
 from promptcot_pl.trainer import build_trainer
+
+# raw prompts (the release's math instruction, no chat template): TRL is given the same strings
+RAW = default_format("solver")
 
 LR = 1e-4
 
@@ -94,7 +98,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     model_dir, triples = bench_model(args.cache)
-    pairs = [solver_example(t.problem, t.solution) for t in (triples * (1 + args.examples // len(triples)))][
+    pairs = [solver_example(RAW, t.problem, t.solution) for t in (triples * (1 + args.examples // len(triples)))][
         : args.examples]
     tokenizer = load_tokenizer(model_dir)
     tokens = args.epochs * sum(len(tokenizer(p).input_ids) + len(tokenizer(c, add_special_tokens=False).input_ids) + 1
