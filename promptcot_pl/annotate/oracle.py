@@ -30,5 +30,6 @@ def concepts_answer(problem: str, k: int, level: str) -> str:
 def rationale_answer(problem: str, concepts: list[str], level: str) -> str:
     solved = solve(problem)
     steps = solved[0].splitlines()[:-1] if solved else []
-    return ("Thinking Process: Combine " + ", ".join(concepts) + f" in a {level} problem. "
-            + " ".join(steps) + f" Ask: {' '.join(problem.split())}")
+    # the concepts are in the prompt already: the rationale names the main one and fixes the problem's parameters
+    return (f"Thinking Process: A {level} problem on {concepts[0]}. " + " ".join(steps)
+            + f" Ask: {' '.join(problem.split())}")
