@@ -121,10 +121,10 @@ def release_layout(prompt: str, completion: str, opens_think: bool, thinking: bo
     return head, prompt[len(head):] + completion
 
 
-_CHAT_USER = [  # (user turn start, end) of the chat formats the release's eval files use
-    (re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S)),
-    (re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)),
-    (re.compile(r"\[INST\](.*?)\[/INST\]", re.S)),
+_CHAT_USER = [  # the user turn in the chat formats eval files come in: ChatML (the release's), Llama-3, [INST]
+    re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S),
+    re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S),
+    re.compile(r"\[INST\](.*?)\[/INST\]", re.S),
 ]
 
 
