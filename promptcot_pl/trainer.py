@@ -5,7 +5,9 @@ Strategies (`trainer.strategy`): `auto` (one device, or DDP when launched with s
 - auto-wrap of the model's decoder layers (the classes a Hugging Face model lists in `_no_split_modules`, so any
   HF architecture is wrapped layer by layer without naming its classes here);
 - activation checkpointing of the same layers (`trainer.activation_checkpointing`);
-- mixed precision from `trainer.precision` (bf16-mixed on GPU) and sharded checkpoints
+- mixed precision from `trainer.precision` (bf16-mixed on GPU) over fp32 master weights (`training_dtype`: every
+  fit and scoring pass loads its model in fp32, whatever the inference dtype `model.dtype`; FSDP shards the fp32
+  copy and its MixedPrecision casts to bf16 for compute) and sharded checkpoints
   (`trainer.fsdp_state_dict: sharded`: each rank writes its own shard; resuming reads them back).
 Lightning refuses FSDP without a GPU; `CPUFSDPStrategy` runs the same wrapping code on CPU with gloo (FSDP needs
 `device_id=cpu` there, and a full state dict gathered without CPU offload, which segfaults on CPU), so CI tests it.
@@ -27,6 +29,12 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 
 from promptcot_pl import distributed
 from promptcot_pl.config.schema import TrainerConfig
+
+
+def training_dtype(cfg: TrainerConfig) -> str:
+    """The storage dtype of a fit's weights and optimizer states: fp32 unless the precision is *-true in half
+    precision (refused at config load for bf16, see config/common.py)."""
+    return {"bf16-true": "bfloat16"}.get(cfg.precision, "float32")
 
 
 class DecoderLayerPolicy:

@@ -33,6 +33,8 @@ class ModelConfig:
     path: str = "tiny"
     # Start q_φ from a different checkpoint than p_θ (None: the same as `path`).
     rationale_path: str | None = None
+    # The inference dtype: generation engines (HF, vLLM) load models in it. Fits never train in it: their storage
+    # (master weights, optimizer states) follows trainer.precision (`trainer.training_dtype`), fp32 for *-mixed.
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # Built tiny models and tokenizers are cached here, keyed by their config and training corpus.
     cache_dir: str = "~/.cache/promptcot_pl"
@@ -142,7 +144,10 @@ class TrainerConfig:
     num_nodes: int = 1
     # auto: one device, or DDP when launched with several processes. fsdp: see trainer.py.
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
-    precision: str = "32-true"  # "bf16-mixed" on GPUs with bf16 (the paper recipes)
+    # Compute precision of fits: "bf16-mixed" (GPUs with bf16; the paper recipes) and "16-mixed" compute in half
+    # precision over fp32 master weights and optimizer states; "32-true" is fp32 throughout. bf16 master weights
+    # ("bf16-true") are refused: AdamW updates at the paper's learning rates round away in bf16 (REVIEW C1).
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
     activation_checkpointing: bool = False  # recompute decoder layers in backward (fsdp): less memory, ~30% slower
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"] = "FULL_SHARD"
     # "sharded": every rank writes its shard of a checkpoint (fast, scales); "full": one file gathered on rank 0

@@ -147,6 +147,11 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "
                           f"'seed', got {list(cfg.sft.sources)}")
     _check_lengths(cfg, source)
+    if cfg.trainer.precision == "bf16-true":
+        raise ConfigError(f"{source}: key 'trainer.precision': bf16-true keeps master weights and AdamW states in "
+                          "bf16, where updates at the paper's learning rates (1e-6 to 8e-5) round away; use "
+                          f"trainer.precision=bf16-mixed (fp32 masters, bf16 compute) with model.dtype="
+                          f"{cfg.model.dtype} for inference")
     if cfg.model.tiny.thinking and cfg.model.tiny.style != "chatml":
         raise ConfigError(f"{source}: key 'model.tiny.thinking': a thinking template exists for "
                           f"model.tiny.style=chatml only, got {cfg.model.tiny.style!r}")

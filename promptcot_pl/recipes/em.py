@@ -44,7 +44,7 @@ from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
 from promptcot_pl.recipes.fit import export_trained
 from promptcot_pl.recipes.scoring import score_pairs
-from promptcot_pl.trainer import build_trainer
+from promptcot_pl.trainer import build_trainer, training_dtype
 
 
 class Formats(NamedTuple):
@@ -79,7 +79,7 @@ def _token_budget(ctx: StageContext) -> int:
 def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
     return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, batch_size=ctx.cfg.em.score_batch_size,
                        max_length=_token_budget(ctx),
-                       dtype=ctx.cfg.model.dtype, root_dir=ctx.stage_dir)
+                       dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
 
 def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]]):
@@ -106,7 +106,7 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
                     len(items), _token_budget(ctx))
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id))
-    module = module_cls(load_model(base, ctx.cfg.model.dtype), optim)
+    module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
     trainer.fit(module, loader)
     return export_trained(trainer, tokenizer, out)

@@ -42,7 +42,7 @@ from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 from promptcot_pl.selfplay.rollouts import rollouts
-from promptcot_pl.trainer import build_trainer
+from promptcot_pl.trainer import build_trainer, training_dtype
 
 
 def window(sp: SelfPlayConfig) -> PassWindow:
@@ -71,7 +71,7 @@ def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]
         return torch.load(path)
     flat = [(prompt, completion) for prompt, chosen, rejected in pairs for completion in (chosen, rejected)]
     logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, batch_size=2 * ctx.cfg.selfplay.batch_size,
-                              max_length=ctx.cfg.data.max_length, dtype=ctx.cfg.model.dtype, root_dir=out)
+                              max_length=ctx.cfg.data.max_length, dtype=training_dtype(ctx.cfg.trainer), root_dir=out)
     ref = logprobs.view(-1, 2)
     on_rank_zero(_save_atomic, ref, path)
     return ref
@@ -99,8 +99,9 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
         full[kept] = ref
         ref = full
     L.seed_everything(ctx.cfg.seed + round_, verbose=False)
-    module = DPOModule(load_model(policy, ctx.cfg.model.dtype), sp.optim, sp.dpo,
-                       ref_model=load_model(policy, ctx.cfg.model.dtype) if frozen else None)
+    storage = training_dtype(ctx.cfg.trainer)  # fp32 masters under *-mixed, whatever the inference dtype
+    module = DPOModule(load_model(policy, storage), sp.optim, sp.dpo,
+                       ref_model=load_model(policy, storage) if frozen else None)
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
                                 num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_)
     fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
