@@ -42,6 +42,13 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, ma
     return Encoded(ids, [IGNORE] * boundary + ids[boundary:])
 
 
+def target_count(item: Encoded | Sequence[Encoded]) -> float:
+    """What a (packed) item adds to a loss's denominator: its weighted number of predicted target tokens (a row's
+    first label is never predicted: the shift of `losses.token_logprobs`, and packing masks it)."""
+    parts = [item] if isinstance(item, Encoded) else item
+    return float(sum(e.weight * sum(label != IGNORE for label in e.labels[1:]) for e in parts))
+
+
 def pad_batch(examples: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch with an attention mask, plus each example's weight and index."""
     width = max(len(e) for e in examples)

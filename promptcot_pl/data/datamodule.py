@@ -9,7 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from promptcot_pl.data.collate import Encoded, encode_pair, pack_examples, pad_batch, packed_batch
+from promptcot_pl.data.collate import Encoded, encode_pair, pack_examples, pad_batch, packed_batch, target_count
 from promptcot_pl.data.sharding import sharded_loader
 
 
@@ -46,8 +46,10 @@ class PairDataModule(L.LightningDataModule):
 
     # `batch_size` is the global batch: on N processes each takes its part of every batch (data/sharding.py).
     def train_dataloader(self) -> DataLoader:
+        window = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
         return sharded_loader(self.train_items, self.batch_size, shuffle=True, seed=self.seed,
-                              collate=self._train_collate, num_workers=self.num_workers)
+                              collate=self._train_collate, num_workers=self.num_workers,
+                              counts=[target_count(item) for item in self.train_items], window=window)
 
     def val_dataloader(self) -> DataLoader:
         return sharded_loader(self.val_items, self.batch_size, shuffle=False, seed=self.seed,

@@ -59,5 +59,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.collate = partial(preference_batch, pad_id=pad_id, ref=ref)
 
     def train_dataloader(self) -> DataLoader:
+        window = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
         return sharded_loader(self.rows, self.batch_size, shuffle=True, seed=self.seed, collate=self.collate,
+                              counts=[1.0] * len(self.rows), window=window,
                               num_workers=self.num_workers)

@@ -8,6 +8,12 @@ item get a *padding* copy of one: `PaddedItems` hands it out with `real = False`
 into a row that contributes nothing (labels ignored, weight 0). Every rank therefore runs the same number of
 steps, which FSDP requires (its forward pass is collective).
 
+Gradient accumulation: with `window` = A global batches per optimizer step and per-item `counts` (target tokens,
+weighted tokens, pairs), every index carries the count of its whole accumulation window — summed over the window's
+global batches, real items only — and the collated batch holds it as `window_count`. The modules divide each
+micro-batch's summed loss by it (`modules/reduce.py`), so one step's gradient is Σ loss / Σ count over the window,
+exactly as one batch A times larger (the mean of micro-batch means differs when their counts do; REVIEW M6).
+
 Lightning's own DistributedSampler is switched off (`use_distributed_sampler=False` in `build_trainer`): it pads
 by repeating real items, which would count them twice.
 """
@@ -29,11 +35,14 @@ class GlobalBatchSampler(Sampler[list[int]]):
     """This rank's part of each global batch of `batch_size` items (shuffled per epoch when `shuffle`)."""
 
     def __init__(self, n: int, batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 seed: int = 0) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+                 seed: int = 0, counts: Sequence[float] | None = None, window: int = 1) -> None:
+        if batch_size < 1 or window < 1:
+            raise ValueError("batch_size and window must be at least 1")
+        if counts is not None and len(counts) != n:
+            raise ValueError(f"{len(counts)} counts for {n} items")
         self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.counts, self.window = counts, window
         self.skip = 0  # batches of the next epoch already trained on before a resume
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
@@ -53,10 +62,16 @@ class GlobalBatchSampler(Sampler[list[int]]):
         else:
             order = list(range(self.n))
         skip, self.skip = self.skip, 0
-        for start in range(skip * self.batch_size, self.n, self.batch_size):
-            batch = order[start:start + self.batch_size]
-            mine = batch[self.rank::self.world_size]
-            yield mine if mine else [PAD - batch[0]]
+        batches = [order[start:start + self.batch_size] for start in range(0, self.n, self.batch_size)]
+        for b in range(skip, len(batches)):
+            batch = batches[b]
+            mine = batch[self.rank::self.world_size] or [PAD - batch[0]]
+            if self.counts is not None:  # windows start at batch 0 of the epoch, as Lightning's accumulation does
+                first = b - b % self.window
+                total = float(sum(self.counts[i] for window_batch in batches[first:first + self.window]
+                                  for i in window_batch))
+                mine = [(i, total) for i in mine]
+            yield mine
 
 
 class PaddedItems(Dataset):
@@ -68,18 +83,22 @@ class PaddedItems(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[Any, bool]:
-        return (self.items[index], True) if index >= 0 else (self.items[PAD - index], False)
+    def __getitem__(self, index: int | tuple[int, float]) -> tuple[Any, bool, float | None]:
+        index, window = index if isinstance(index, tuple) else (index, None)
+        return (self.items[index], True, window) if index >= 0 else (self.items[PAD - index], False, window)
 
 
-def mark_padding(collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> Callable[[list[tuple[Any, bool]]], dict]:
-    """Wrap a collate function for `PaddedItems`: the batch gains `real` [B] and padding rows are neutralised —
-    every label ignored and weight 0 — so they add nothing to any loss or count."""
+def mark_padding(collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> Callable[[list[tuple]], dict]:
+    """Wrap a collate function for `PaddedItems`: the batch gains `real` [B] (and `window_count`, see the module
+    docstring) and padding rows are neutralised — every label ignored and weight 0 — so they add nothing to any
+    loss or count."""
 
-    def collate_marked(pairs: list[tuple[Any, bool]]) -> dict[str, torch.Tensor]:
-        batch = collate([item for item, _ in pairs])
-        real = torch.tensor([ok for _, ok in pairs])
+    def collate_marked(triples: list[tuple[Any, bool, float | None]]) -> dict[str, torch.Tensor]:
+        batch = collate([item for item, _, _ in triples])
+        real = torch.tensor([ok for _, ok, _ in triples])
         batch["real"] = real
+        if triples[0][2] is not None:
+            batch["window_count"] = torch.tensor(triples[0][2], dtype=torch.float64)
         if not real.all():
             if "labels" in batch:
                 batch["labels"][~real] = IGNORE
@@ -91,11 +110,13 @@ def mark_padding(collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> Cal
 
 
 def sharded_loader(items: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int, collate: Callable,
-                   num_workers: int = 0) -> DataLoader:
-    """A DataLoader over this rank's part of every global batch of `items` (see the module docstring)."""
+                   num_workers: int = 0, counts: Sequence[float] | None = None, window: int = 1) -> DataLoader:
+    """A DataLoader over this rank's part of every global batch of `items` (see the module docstring); with
+    `counts`, batches carry the `window_count` of their accumulation window of `window` global batches."""
     from promptcot_pl import distributed
 
     sampler = GlobalBatchSampler(len(items), batch_size, rank=distributed.rank(),
-                                 world_size=distributed.world_size(), shuffle=shuffle, seed=seed)
+                                 world_size=distributed.world_size(), shuffle=shuffle, seed=seed, counts=counts,
+                                 window=window)
     return DataLoader(PaddedItems(items), batch_sampler=sampler, collate_fn=mark_padding(collate),
                       num_workers=num_workers)

@@ -53,7 +53,7 @@ class DPOModule(L.LightningModule):
                        chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
         # padding rows (a global batch with fewer pairs than ranks) count for nothing; see data/sharding.py
         real = batch["real"].to(out.losses.dtype) if "real" in batch else torch.ones_like(out.losses)
-        loss, mean = global_mean(self, (out.losses * real).sum(), real.sum())
+        loss, mean = global_mean(self, (out.losses * real).sum(), real.sum(), batch.get("window_count"))
         if self.dpo.rpo_weight:
             tokens = (chosen_tokens * real).sum()
             nll, nll_mean = global_mean(self, chosen_nll(policy_chosen * real, tokens) * tokens, tokens)

@@ -60,7 +60,7 @@ class EStepModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, weight = weighted_nll(_logits(self.model, batch), batch["labels"], batch["weight"])
-        loss, mean = global_mean(self, loss * weight, weight)
+        loss, mean = global_mean(self, loss * weight, weight, batch.get("window_count"))
         self.log("em/e_loss", mean, prog_bar=True, batch_size=1)
         return loss
 
@@ -75,7 +75,7 @@ class MStepModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n_tokens = masked_nll(_logits(self.model, batch), batch["labels"])
-        loss, mean = global_mean(self, loss * n_tokens, n_tokens)
+        loss, mean = global_mean(self, loss * n_tokens, n_tokens, batch.get("window_count"))
         self.log("em/m_loss", mean, prog_bar=True, batch_size=1)
         return loss
 

@@ -13,14 +13,25 @@ import lightning as L
 import torch
 
 
-def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to backpropagate, the global mean itself for logging — the same value on every rank).
-    `total` is this rank's summed loss (with grad), `count` what it sums over (tokens, pairs, weights)."""
+def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Tensor,
+                window_count: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to backpropagate, the global mean of this micro-batch for logging — the same value on every rank).
+    `total` is this rank's summed loss (with grad), `count` what it sums over (tokens, pairs, weights).
+
+    With `window_count` — the count of the whole gradient-accumulation window over every rank (`data/sharding.py`)
+    — the loss is total / window_count, times the world size (DDP averages over ranks) and times A (Lightning
+    divides by accumulate_grad_batches): the step's gradient is Σ loss / Σ count over the window."""
     trainer = module._trainer  # None when called outside a fit (tests, scripts): one process
     world = trainer.world_size if trainer is not None else 1
     if world == 1:
         mean = total / count.clamp(min=1e-8)
+    else:
+        both = trainer.strategy.reduce(torch.stack([total.detach().float(), count.detach().float()]), reduce_op="sum")
+        mean = both[0] / both[1].clamp(min=1e-8)
+        if window_count is None:
+            return total / both[1].clamp(min=1e-8) * world, mean
+    if window_count is None:
         return mean, mean.detach()
-    both = trainer.strategy.reduce(torch.stack([total.detach().float(), count.detach().float()]), reduce_op="sum")
-    denominator = both[1].clamp(min=1e-8)
-    return total / denominator * world, both[0] / denominator
+    accumulation = trainer.accumulate_grad_batches if trainer is not None else 1
+    loss = total / window_count.to(total.dtype).clamp(min=1e-8) * (world * accumulation)
+    return loss, mean.detach()

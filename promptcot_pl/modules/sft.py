@@ -35,7 +35,7 @@ class SFTModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n_tokens = masked_nll(self(batch), batch["labels"])
-        loss, mean = global_mean(self, loss * n_tokens, n_tokens)
+        loss, mean = global_mean(self, loss * n_tokens, n_tokens, batch.get("window_count"))
         self.log("train/loss", mean, prog_bar=True, batch_size=1)
         if "real_tokens" in batch:  # share of the (global) batch's positions that hold padding, not tokens
             counts = torch.stack([n_tokens, batch["real_tokens"], torch.tensor(batch["input_ids"].numel())]).float()

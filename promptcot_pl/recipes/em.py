@@ -26,7 +26,7 @@ import lightning as L
 import torch
 
 from promptcot_pl.config.schema import EMConfig, OptimConfig, SamplingConfig
-from promptcot_pl.data.collate import encode_pair, pad_batch
+from promptcot_pl.data.collate import encode_pair, pad_batch, target_count
 from promptcot_pl.data.encode import encode
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
@@ -105,7 +105,8 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
         log.warning("em: %d of %d fitting items longer than %d tokens left out", len(items) - len(encoded),
                     len(items), _token_budget(ctx))
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
-                            collate=partial(pad_batch, pad_id=tokenizer.pad_token_id))
+                            collate=partial(pad_batch, pad_id=tokenizer.pad_token_id),
+                            counts=[target_count(e) for e in encoded], window=ctx.cfg.trainer.accumulate_grad_batches)
     module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
     trainer.fit(module, loader)
