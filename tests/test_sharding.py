@@ -53,10 +53,20 @@ def test_epochs_reshuffle_and_a_resume_skips_the_batches_already_trained_on():
 def test_padding_rows_are_neutralised():
     collate = mark_padding(lambda items: pad_batch(items, pad_id=0))
     item = Encoded(input_ids=[5, 6, 7], labels=[IGNORE, 6, 7], weight=2.0)
-    batch = collate([(item, True), (item, False)])
-    assert batch["real"].tolist() == [True, False]
+    batch = collate([(item, True, None), (item, False, None)])
+    assert batch["real"].tolist() == [True, False] and "window_count" not in batch
     assert (batch["labels"][1] == IGNORE).all() and batch["weight"][1] == 0.0
     assert batch["labels"][0].tolist() == [IGNORE, 6, 7]
+    assert collate([(item, True, 12.0), (item, False, 12.0)])["window_count"] == 12.0  # the accumulation window's
+
+
+def test_window_counts_sum_the_real_items_of_each_accumulation_window():
+    """Counts 1..7 over global batches of 2 (the last holds one), windows of 2 batches: [1+2+3+4, 5+6+7]."""
+    sampler = GlobalBatchSampler(7, 2, shuffle=False, counts=[1, 2, 3, 4, 5, 6, 7], window=2)
+    assert list(sampler) == [[(0, 10.0), (1, 10.0)], [(2, 10.0), (3, 10.0)], [(4, 18.0), (5, 18.0)], [(6, 18.0)]]
+    two = [list(GlobalBatchSampler(7, 2, rank=r, world_size=2, shuffle=False, counts=[1, 2, 3, 4, 5, 6, 7],
+                                   window=2)) for r in (0, 1)]
+    assert two[1][3] == [(-7, 18.0)]  # rank 1's padding copy of item 6 carries the window count, adds nothing
 
 
 def test_fsdp_policy_wraps_the_models_decoder_layers(tiny_dir):
