@@ -76,6 +76,12 @@ def test_literal_choice_is_checked():
     ("prompts.solver.system=Be brief.", "prompts.solver.system"),  # with style raw below
     ("prompts.rationale_model.wording=release", "prompts.rationale_model.wording"),
     ("model.tiny.thinking=true", "model.tiny.thinking"),  # with style llama3 below
+    # free-text and sampling fields fail at load, not when their stage first runs
+    ("selfplay.rollouts.top_p=0", "selfplay.rollouts"),
+    ("synth.sampling.n=0", "synth.sampling"),
+    ("analyze.temperature=-1", "analyze.temperature"),
+    ("engine.device=gpu", "engine.device"),
+    ("trainer.precision=bf16", "trainer.precision"),
 ])
 def test_semantic_errors_name_the_key(override, key):
     extra = {"prompts.solver.system": ["prompts.solver.style=raw"], "model.tiny.thinking": ["model.tiny.style=llama3"]}

@@ -18,6 +18,25 @@ def _cfg(tmp_path, *overrides):
                                *overrides])
 
 
+def test_resume_and_the_cache_share_one_list_of_how_to_run_keys(tmp_path):
+    """How a run runs (processes, logging, checkpoint cadence) neither splits the cache nor blocks a resume; what
+    it computes (precision, accumulation, clipping) does both (REVIEW M15: `trainer.*` was all resumable)."""
+    from promptcot_pl.recipes.pipeline import _check_same_experiment, _save_config, run_dir_of
+
+    base = _cfg(tmp_path)
+    saved = run_dir_of(base) / "config.yaml"
+    _save_config(base, saved)
+    for how in ("trainer.devices=2", "trainer.log_every_n_steps=7", "trainer.checkpoint_every_n_steps=3",
+                "engine.progress=true"):
+        assert stage_digest(_cfg(tmp_path, how), "coldstart") == stage_digest(base, "coldstart"), how
+        _check_same_experiment(_cfg(tmp_path, how), saved)
+    (saved.parent / "coldstart").mkdir()  # coldstart started here: its settings and the shared ones are fixed
+    for what in ("trainer.accumulate_grad_batches=2", "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=0.5"):
+        assert stage_digest(_cfg(tmp_path, what), "coldstart") != stage_digest(base, "coldstart"), what
+        with pytest.raises(ConfigError, match="different config"):
+            _check_same_experiment(_cfg(tmp_path, what), saved)
+
+
 def test_a_stage_digest_ignores_later_stages_and_run_names(tmp_path):
     base = _cfg(tmp_path)
     em_change = _cfg(tmp_path, "em.k=5", "run_name=other", "stages=[seed]")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -147,6 +148,10 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "
                           f"'seed', got {list(cfg.sft.sources)}")
     _check_lengths(cfg, source)
+    _check_sampling(cfg, source)
+    device = cfg.engine.device
+    if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device)):
+        raise ConfigError(f"{source}: key 'engine.device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if cfg.trainer.precision == "bf16-true":
         raise ConfigError(f"{source}: key 'trainer.precision': bf16-true keeps master weights and AdamW states in "
                           "bf16, where updates at the paper's learning rates (1e-6 to 8e-5) round away; use "
@@ -172,6 +177,29 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")
+
+
+def _check_sampling(cfg: ExperimentConfig, source: str) -> None:
+    """Every sampling setting is valid before any stage runs (not hours in, when its stage first generates)."""
+    from promptcot_pl.config.common import SamplingConfig
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, SamplingConfig):
+            if node.n < 1 or node.max_new_tokens < 1:
+                raise ConfigError(f"{source}: key '{prefix}': n and max_new_tokens must be at least 1")
+            if node.temperature < 0 or not 0 < node.top_p <= 1 or node.top_k < 0:
+                raise ConfigError(f"{source}: key '{prefix}': temperature >= 0, 0 < top_p <= 1 and top_k >= 0 "
+                                  f"are required, got ({node.temperature}, {node.top_p}, {node.top_k})")
+        elif dataclasses.is_dataclass(node):
+            for f in dataclasses.fields(node):
+                walk(getattr(node, f.name), f"{prefix}.{f.name}" if prefix else f.name)
+
+    walk(cfg, "")
+    for area in ("analyze", "evaluate"):  # their sampling settings are flat fields
+        node = getattr(cfg, area)
+        if node.temperature < 0 or not 0 < node.top_p <= 1:
+            raise ConfigError(f"{source}: key '{area}.temperature'/'{area}.top_p': temperature >= 0 and "
+                              f"0 < top_p <= 1 are required, got ({node.temperature}, {node.top_p})")
 
 
 def _positions(cfg: ExperimentConfig) -> tuple[int | None, str]:

@@ -24,6 +24,15 @@ STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyz
 """Pipeline stages, in the order they run."""
 
 
+# Keys that say how to run, not what to compute: a resumed run may change them (recipes/pipeline.py) and the stage
+# cache ignores them (recipes/stage_cache.py). Everything else — precision, accumulation, clipping, determinism
+# included — changes results. (N processes compute what one does, so devices and strategy are how-to-run.)
+HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
+              "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+              "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
+              "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar")
+
+
 @dataclass
 class ExperimentConfig:
     """One experiment: `promptcot run EXPERIMENT.yaml [a.b=c ...]`."""
@@ -56,5 +65,5 @@ class ExperimentConfig:
 __all__ = [
     "TinyModelConfig", "ModelConfig", "PromptsConfig", "RoleFormat", "DomainConfig", "DataConfig", "OptimConfig", "SamplingConfig",
     "EngineConfig", "TrainerConfig", "TrackingConfig", "ColdStartConfig", "EMConfig", "SolverConfig",
-    "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "AnnotateConfig", "EvaluateConfig", "STAGE_NAMES", "ExperimentConfig"
+    "HOW_TO_RUN", "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "AnnotateConfig", "EvaluateConfig", "STAGE_NAMES", "ExperimentConfig"
 ]

@@ -22,15 +22,15 @@ from omegaconf.errors import OmegaConfBaseException
 
 from promptcot_pl import distributed
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
-from promptcot_pl.config.schema import STAGE_NAMES
+from promptcot_pl.config.schema import HOW_TO_RUN, STAGE_NAMES
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.stage_cache import StageCache
 from promptcot_pl.tracking import Tracker
 
 # Keys that may differ when a run directory is resumed: how to run, not what to compute (plus the settings of
-# stages that have not started there yet).
-RESUMABLE_CHANGES = ("stages", "trainer.", "tracking.", "data.num_workers")
+# stages that have not started there yet). The stage cache uses the same list.
+RESUMABLE_CHANGES = HOW_TO_RUN
 
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:

@@ -5,7 +5,8 @@ hyperparameters would rerun everything up to synthesis. Instead, a finished stag
 `<cache>/<stage>-<digest>/` and a later run with the same digest copies it (hard links where the filesystem
 allows, so model files are not duplicated) instead of recomputing it.
 
-The digest of stage i covers every setting except how the run is named, tracked and which stages are listed,
+The digest of stage i covers every setting except how the run is named and how it runs (`config.HOW_TO_RUN`: the
+stages listed, tracking, processes, logging — the same list a resumed run may change),
 and except the sections of the stages after i (`STAGE_NAMES` order: a stage reads only its own section, the
 shared ones — seed, model, domain, data, trainer, engine — and the outputs of the stages before it). That is
 conservative: two runs share a stage only when nothing that could change it differs.
@@ -22,9 +23,9 @@ import shutil
 from pathlib import Path
 
 from promptcot_pl.config import ExperimentConfig, flatten
-from promptcot_pl.config.schema import STAGE_NAMES
+from promptcot_pl.config.schema import HOW_TO_RUN, STAGE_NAMES
 
-NOT_RESULTS = ("name", "run_name", "output_dir", "stages", "tracking.")
+NOT_RESULTS = ("name", "run_name", "output_dir", *HOW_TO_RUN)  # the run's identity and how it runs
 
 
 def stage_digest(cfg: ExperimentConfig, stage: str) -> str:
