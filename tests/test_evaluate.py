@@ -59,7 +59,9 @@ def test_accuracy_and_pass_at_1_with_the_right_counts(tiny_dir, tmp_path, monkey
         engines.append(engine)
         return engine
 
-    monkeypatch.setattr(evaluate, "build_engine", scripted)
+    import promptcot_pl.generation
+
+    monkeypatch.setattr(promptcot_pl.generation, "build_engine", scripted)  # what ctx.engine builds
     ctx = StageContext(cfg=cfg, run_dir=tmp_path, stage_dir=tmp_path / "evaluate", tracker=None, run_id=None)
     metrics = evaluate.run(ctx)
     assert metrics["evaluate/release_math_eval/accuracy"] == pytest.approx(4 / 6)

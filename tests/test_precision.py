@@ -3,7 +3,6 @@ under `bf16-mixed` over fp32 master weights, so AdamW's updates at the paper's l
 would round nearly all of them away, and `bf16-true` is refused at load, naming the keys."""
 
 import pytest
-import torch
 
 from promptcot_pl.config import ConfigError, load_config
 from promptcot_pl.config.schema import OptimConfig, TrainerConfig

@@ -4,7 +4,6 @@ outputs are identical, sampled first tokens follow the model's own softmax (tota
 distribution), and generation stops and is trimmed on either EOS id."""
 
 import json
-import shutil
 
 import pytest
 import torch

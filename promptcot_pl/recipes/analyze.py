@@ -16,7 +16,6 @@ from promptcot_pl.analysis.diversity import distinct_n, mean_pairwise_distance, 
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.records import Problem, Triple
-from promptcot_pl.generation import build_engine
 from promptcot_pl.models.embeddings import Embedder
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.recipes.context import StageContext, log, write_json
@@ -53,21 +52,20 @@ def run(ctx: StageContext) -> dict[str, float]:
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
     solver = solver_model(ctx.run_dir)
     fmt = ctx.prompt_format("solver", solver)
-    engine = build_engine(ctx.cfg.engine, solver, ctx.cfg.model.dtype, ctx.cfg.seed)
-    rows: dict[str, dict[str, float]] = {}
-    embeddings = {}
-    for name, problems in sets.items():
-        texts = [p.problem for p in problems]
-        if not texts:
-            log.warning("analyze: set %s is empty (every synthesized problem was filtered out)", name)
-            continue
-        hard = difficulty(engine, fmt, problems, texts, sampling)
-        embeddings[name] = embed(texts)
-        rows[name] = {"pass_rate": hard.pass_rate, "mean_tokens": hard.mean_tokens, "unscorable": hard.unscorable,
-                      "pairwise_distance": mean_pairwise_distance(embeddings[name]),
-                      "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-                      "n_problems": len(texts)}
-    engine.close()
+    with ctx.engine(solver) as engine:
+        rows: dict[str, dict[str, float]] = {}
+        embeddings = {}
+        for name, problems in sets.items():
+            texts = [p.problem for p in problems]
+            if not texts:
+                log.warning("analyze: set %s is empty (every synthesized problem was filtered out)", name)
+                continue
+            hard = difficulty(engine, fmt, problems, texts, sampling)
+            embeddings[name] = embed(texts)
+            rows[name] = {"pass_rate": hard.pass_rate, "mean_tokens": hard.mean_tokens, "unscorable": hard.unscorable,
+                          "pairwise_distance": mean_pairwise_distance(embeddings[name]),
+                          "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                          "n_problems": len(texts)}
     names, distances = set_distances(embeddings)
     for i, name in enumerate(names):
         rows[name]["distance_to_seed"] = float(distances[i, names.index("seed")]) if "seed" in names else math.nan

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,19 @@ class StageContext:
         """Where the (c, z, x) triples and their train/held-out split are: stage `annotate`'s output when the
         experiment annotates a corpus, else stage `seed`'s."""
         return self.stage_output("annotate" if "annotate" in self.cfg.stages else "seed")
+
+    @contextmanager
+    def engine(self, model: str | Path, served: bool = False) -> Iterator[Any]:
+        """The generation engine (`engine.backend`) serving `model` in the inference dtype `model.dtype`, closed
+        when the block ends — on errors and pruned trials too. `served`: a `ServedEngine`, which stages that swap
+        checkpoints (EM, self-play) `serve(path)`."""
+        from promptcot_pl.generation import ServedEngine, build_engine
+
+        engine = build_engine(self.cfg.engine, model, self.cfg.model.dtype, self.cfg.seed)
+        try:
+            yield ServedEngine(engine, model) if served else engine
+        finally:
+            engine.close()
 
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""

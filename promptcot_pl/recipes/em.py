@@ -36,7 +36,6 @@ from promptcot_pl.data.prompts import (
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.sharding import sharded_loader
 from promptcot_pl.distributed import on_rank_zero
-from promptcot_pl.generation import ServedEngine, build_engine
 from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import EStepModule, MStepModule
@@ -251,17 +250,16 @@ def run(ctx: StageContext) -> dict[str, float]:
     train = _fitting(all_train, f, cfg.data.max_length, "training")
     heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), f, cfg.data.max_length,
                        "held-out")[: em.heldout_limit]
-    engine = ServedEngine(build_engine(cfg.engine, q, cfg.model.dtype, cfg.seed), q)
-    variants = {"EM" if em.e_step else "EM without E-step": _run_variant(ctx, engine, f, em, ctx.stage_dir, train,
-                                                                           heldout)}
-    final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}
-    if em.compare_frozen and em.e_step:
-        first = {k: v for k, v in variants["EM"][0].items() if k != "iteration"}
-        frozen = _run_variant(ctx, engine, f, replace(em, e_step=False), ctx.stage_dir / "frozen", train, heldout,
-                              metric_prefix="em_frozen/", coldstart_metrics=first)
-        variants["EM without E-step"] = frozen
-        final.update({k.replace("em/", "em_frozen/", 1): v for k, v in frozen[-1].items() if k != "iteration"})
-    engine.close()
+    with ctx.engine(q, served=True) as engine:  # closed on errors and pruned trials too
+        main = _run_variant(ctx, engine, f, em, ctx.stage_dir, train, heldout)
+        variants = {"EM" if em.e_step else "EM without E-step": main}
+        final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}
+        if em.compare_frozen and em.e_step:
+            first = {k: v for k, v in variants["EM"][0].items() if k != "iteration"}
+            frozen = _run_variant(ctx, engine, f, replace(em, e_step=False), ctx.stage_dir / "frozen", train, heldout,
+                                  metric_prefix="em_frozen/", coldstart_metrics=first)
+            variants["EM without E-step"] = frozen
+            final.update({k.replace("em/", "em_frozen/", 1): v for k, v in frozen[-1].items() if k != "iteration"})
     history = variants[next(iter(variants))]
     if em.no_rationale_baseline:
         final.update(_baseline(ctx, f, train, heldout))

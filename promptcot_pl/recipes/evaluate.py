@@ -20,7 +20,6 @@ from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.jsonl import write_jsonl
 from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.released import read_eval_rows
-from promptcot_pl.generation import build_engine
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.verify.format import invalid_reason
@@ -55,8 +54,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
     sets = {set_name(path): read_eval_rows(path)[: cfg.limit] for path in cfg.sets}
     metrics: dict[str, float] = {}
-    engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
-    try:
+    with ctx.engine(model) as engine:
         for name, problems in sets.items():
             groups = engine.generate([solver_prompt(fmt, p.problem, p.domain) for p in problems], sampling)
             flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
@@ -74,7 +72,5 @@ def run(ctx: StageContext) -> dict[str, float]:
                 for (p, i, c), r in zip(flat, rewards)])
             log.info("evaluate/%s: %s %.4f over %d problems × %d samples (unscorable %.3f)", name, key.rsplit("/")[-1],
                      metrics[key], len(problems), cfg.n, metrics[f"evaluate/{name}/unscorable_share"])
-    finally:
-        engine.close()
     write_json(ctx.stage_dir / "metrics.json", {"model": str(model), **metrics})
     return metrics

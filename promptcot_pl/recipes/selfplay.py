@@ -32,7 +32,7 @@ from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
-from promptcot_pl.generation import ServedEngine, build_engine
+from promptcot_pl.generation import ServedEngine
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.dpo import DPOModule
 from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
@@ -169,11 +169,10 @@ def run(ctx: StageContext) -> dict[str, float]:
     heldout = read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[: sp.eval_limit]
     policy = Path(solver_model(ctx.run_dir))
     fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
-    engine = ServedEngine(build_engine(ctx.cfg.engine, policy, ctx.cfg.model.dtype, ctx.cfg.seed), policy)
     history_path = ctx.stage_dir / "history.jsonl"
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
     ctx.curves.update(k for h in history for k in h if k != "round")  # logged per round before a restart
-    try:
+    with ctx.engine(policy, served=True) as engine:
         for r in range(sp.rounds + 1):
             out = ctx.stage_dir / f"round_{r:03d}"
             if (out / "DONE").is_file():  # resume after the last finished round
@@ -191,8 +190,6 @@ def run(ctx: StageContext) -> dict[str, float]:
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
             log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])
-    finally:
-        engine.close()
     from promptcot_pl.analysis.selfplay_plot import plot_accuracy
 
     ctx.tracker.log_artifact(ctx.run_id, on_rank_zero(plot_accuracy, history, ctx.stage_dir / "accuracy.png"))

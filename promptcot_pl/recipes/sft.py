@@ -25,7 +25,6 @@ from pathlib import Path
 from promptcot_pl.analysis.difficulty import difficulty
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.records import Trace, Triple
-from promptcot_pl.generation import build_engine
 from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.fit import fit_pairs
@@ -60,12 +59,9 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
         traces = oracle_traces(problems, student, dropped)
     else:
         teacher = solver_model(ctx.run_dir) if cfg.teacher == "solver" else cfg.teacher
-        engine = build_engine(ctx.cfg.engine, teacher, ctx.cfg.model.dtype, ctx.cfg.seed)
-        try:
+        with ctx.engine(teacher) as engine:
             traces = engine_traces(engine, ctx.prompt_format("teacher", teacher), student, problems,
                                    replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
-        finally:
-            engine.close()
     if cfg.filter_correct:
         traces = keep_correct(traces, problems, dropped)
     funnel = {"prompts": len(problems) + dropped["duplicate_prompt"], "traces": len(traces),
@@ -95,12 +91,9 @@ def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: i
 
 def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple]) -> float:
     fmt = ctx.prompt_format("solver", model)
-    engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
-    try:
+    with ctx.engine(model) as engine:
         return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
                           replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed)).pass_rate
-    finally:
-        engine.close()
 
 
 def run(ctx: StageContext) -> dict[str, float]:

@@ -23,7 +23,6 @@ from promptcot_pl.data.prompts import parse_marked, prompt_model_prompt
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.data.released import read_concept_rows, to_problem_generation_row
 from promptcot_pl.domains.distinct import item_id
-from promptcot_pl.generation import build_engine
 from promptcot_pl.models.embeddings import Embedder
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
@@ -80,11 +79,10 @@ def eval_problems(ctx: StageContext) -> list[str]:
 def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]], out: Path) -> list[dict]:
     path = out / "generated.jsonl"
     if not path.is_file():
-        engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
-        fmt = ctx.prompt_format("prompt_model", model)
-        prompts = [prompt_model_prompt(fmt, c, level, ctx.cfg.domain.name) for c, level in sets]
-        groups = engine.generate(prompts, ctx.cfg.synth.sampling)
-        engine.close()
+        with ctx.engine(model) as engine:
+            fmt = ctx.prompt_format("prompt_model", model)
+            prompts = [prompt_model_prompt(fmt, c, level, ctx.cfg.domain.name) for c, level in sets]
+            groups = engine.generate(prompts, ctx.cfg.synth.sampling)
         write_jsonl(path, [{"set": i, "sample": j, "text": c.text} for i, group in enumerate(groups)
                            for j, c in enumerate(group)])
     return [row for _, row in iter_json_rows(path)]
@@ -132,8 +130,7 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
         return []
     # math references come from the solver's votes; code tests from the test writer (by default the solver too)
     model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx.run_dir)
-    engine = build_engine(ctx.cfg.engine, model, ctx.cfg.model.dtype, ctx.cfg.seed)
-    try:
+    with ctx.engine(model) as engine:
         if ctx.cfg.domain.name == "code":
             sampling = SamplingConfig(n=cfg.test_calls, temperature=cfg.reference_temperature,
                                       max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
@@ -150,8 +147,6 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
                                   max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
         references, reasons = majority_references(engine, ctx.prompt_format("solver", model),
                                                   [p.problem for p in problems], sampling, cfg.min_confidence)
-    finally:
-        engine.close()
     dropped.update(reasons)
     kept = []
     for problem, reference in zip(problems, references):
