@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 
 from promptcot_pl import distributed
+from promptcot_pl.accounting import TokenCounter
 from promptcot_pl.config.schema import TrainerConfig
 
 
@@ -129,7 +130,7 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
         num_nodes = cfg.num_nodes
     accelerator = cfg.accelerator
     clip = cfg.gradient_clip_val
-    callbacks = [*callbacks, ResumeMidEpoch()]
+    callbacks = [*callbacks, ResumeMidEpoch(), TokenCounter()]
     if cfg.strategy == "fsdp":
         if accelerator == "auto":
             accelerator = "gpu" if torch.cuda.is_available() else "cpu"

@@ -77,6 +77,16 @@ def test_mlflow_holds_parent_nested_stages_params_and_curves(finished):
     assert len(losses) >= 3 and losses[-1].value < losses[0].value
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
     assert {"table.md", "sets_mds.png"} <= {a.path for a in client.list_artifacts(runs["analyze"].info.run_id)}
+    # run accounting: every stage's cost, on its MLflow run, in accounting.json and in the printed summary
+    cold = runs["coldstart"].data.metrics
+    assert cold["coldstart/accounting/wall_s"] > 0 and cold["coldstart/accounting/trained_tokens"] > 1000
+    assert cold["coldstart/accounting/peak_rss_gb"] > 0.1 and cold["coldstart/accounting/generated_tokens"] == 0
+    synth = runs["synth"].data.metrics
+    assert synth["synth/accounting/generated_tokens"] > 100 and synth["synth/accounting/generated_tokens_per_s"] > 0
+    assert json.loads((cwd / "runs/tiny/main/selfplay/accounting.json").read_text())[
+        "selfplay/accounting/trained_tokens"] > 0  # DPO steps (prefix-shared rows) count too
+    assert "cost of coldstart" in proc.stdout and "trained " in proc.stdout
+    assert not any("/accounting/" in k for k in json.loads((cwd / "runs/tiny/main/coldstart/DONE").read_text()))
 
 
 def test_rerun_does_no_training_and_reattaches(finished):

@@ -93,7 +93,7 @@ def test_ddp_two_processes_train_exactly_like_one(runs):
             "sft.seed/student"} <= fits
     # padding waste is the one quantity that should differ: each rank pads its share of a batch only to that
     # share's longest row, so two ranks pad less than one
-    compared = [k for k in a if "padding_waste" not in k[1]]
+    compared = [k for k in a if "padding_waste" not in k[1] and "/accounting/" not in k[1]]  # costs differ
     assert len(compared) > 50
     for key in compared:
         assert [s for s, _ in a[key]] == [s for s, _ in b[key]], f"{key}: different steps"

@@ -86,4 +86,4 @@ def shared_prefix_batch(rows: Sequence[SharedPrefix], pad_id: int) -> dict[str, 
     return {"input_ids": ids, "position_ids": positions, "attention_mask": (same & causal)[:, None],
             "score_row": torch.tensor(score_row), "score_pos": torch.tensor(score_pos),
             "score_label": torch.tensor(score_label), "score_owner": torch.tensor(score_owner),
-            "index": torch.tensor(index)}
+            "index": torch.tensor(index), "real_tokens": torch.tensor(sum(len(r) for r in rows))}

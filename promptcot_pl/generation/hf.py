@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from promptcot_pl import distributed
+from promptcot_pl.accounting import count_generated
 from promptcot_pl.config.schema import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.encode import encode_prompt
@@ -148,6 +149,7 @@ class HFEngine:
                 sequences = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                                 **options)
                 done = [self._trim(seq[width:].tolist(), stops) for seq in sequences]
+                count_generated(sum(len(c.token_ids) for c in done))
                 if sampling.logprobs:
                     self._logprobs(rows, done)
                 done_rows += [(i, k, completion) for (i, k), completion in zip(batch, done)]

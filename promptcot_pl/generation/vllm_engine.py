@@ -142,6 +142,9 @@ class VLLMEngine:
         tokenizer = self._tokenizer()
         requests = [{"prompt_token_ids": encode_prompt(tokenizer, p)} for p in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=self.cfg.progress)
+        from promptcot_pl.accounting import count_generated
+
+        count_generated(sum(len(o.token_ids) for request in outputs for o in request.outputs))
         return [[Completion(text=o.text, token_ids=list(o.token_ids),
                             logprob=o.cumulative_logprob if sampling.logprobs else None,
                             finish_reason="length" if o.finish_reason == "length" else "stop")

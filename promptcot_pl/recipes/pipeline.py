@@ -24,6 +24,7 @@ from promptcot_pl import distributed
 from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, to_yaml
 from promptcot_pl.config.schema import HOW_TO_RUN, STAGE_NAMES
 from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.accounting import StageMeter
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.stage_cache import StageCache
 from promptcot_pl.tracking import Tracker
@@ -169,9 +170,13 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
             with tracker.run(name, name, parent=parent) as stage_run:
                 ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run,
                                    report=report)
+                meter = StageMeter(name)
                 metrics = stage_fn(name)(ctx)
-                tracker.log_metrics(stage_run, {k: v for k, v in metrics.items() if k not in ctx.curves})
-                tracker.log_metrics(parent, metrics)
+                cost = meter.finish(metrics)
+                tracker.log_metrics(stage_run, {k: v for k, v in metrics.items() if k not in ctx.curves} | cost)
+                tracker.log_metrics(parent, metrics | cost)
+            write_json(stage_dir / "accounting.json", cost)
+            log.info("stage %s: %s", name, _cost_line(cost))
             write_json(done, metrics)
             if cache is not None:
                 on_rank_zero(cache.publish, cfg, name, stage_dir)
@@ -181,4 +186,22 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
             log.info("nothing to do: every stage of %s has finished (no training was run)", run_dir)
     for key, value in results.items():
         log.info("  %-34s %s", key, f"{value:.4f}" if isinstance(value, float) else value)
+    for name in todo:  # what each stage cost when it ran (also for stages finished by an earlier invocation)
+        path = run_dir / name / "accounting.json"
+        if path.is_file():
+            log.info("  cost of %-26s %s", name, _cost_line(json.loads(path.read_text())))
     return results
+
+
+def _cost_line(cost: dict[str, float]) -> str:
+    short = {k.rsplit("/", 1)[-1]: v for k, v in cost.items()}
+    parts = [f"{short['wall_s']:.1f} s"]
+    for kind in ("generated", "trained"):
+        if short[f"{kind}_tokens"]:
+            parts.append(f"{kind} {short[f'{kind}_tokens']:.0f} tokens ({short[f'{kind}_tokens_per_s']:.0f}/s)")
+    parts.append(f"peak RSS {short['peak_rss_gb']:.2f} GB")
+    if "peak_gpu_gb" in short:
+        parts.append(f"peak GPU {short['peak_gpu_gb']:.2f} GB")
+    if "s_per_1000_accepted" in short:
+        parts.append(f"{short['s_per_1000_accepted']:.0f} s per 1,000 accepted problems")
+    return ", ".join(parts)
