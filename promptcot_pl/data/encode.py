@@ -27,9 +27,11 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
     return tokenizer(prompt, add_special_tokens=_special(tokenizer, prompt)).input_ids
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, eos: bool = True) -> tuple[list[int], int]:
-    """(ids of prompt + target [+ EOS], number of prompt tokens)."""
-    prompt_ids = encode_prompt(tokenizer, prompt)
+def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, eos: bool = True,
+           prompt_ids: list[int] | None = None) -> tuple[list[int], int]:
+    """(ids of prompt + target [+ EOS], number of prompt tokens). `prompt_ids`: `encode_prompt(tokenizer, prompt)`,
+    when the caller encodes many targets after one prompt (the K candidates of a pair) and has them already."""
+    prompt_ids = encode_prompt(tokenizer, prompt) if prompt_ids is None else prompt_ids
     joint = tokenizer(prompt + target, add_special_tokens=_special(tokenizer, prompt), return_offsets_mapping=True)
     ids = list(joint.input_ids)
     if ids[: len(prompt_ids)] == prompt_ids:

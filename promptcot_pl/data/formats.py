@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from promptcot_pl.config.schema import RoleFormat
+from promptcot_pl.config.schema import PromptsConfig, RoleFormat
 
 TEXTS_FILE = Path(__file__).with_name("prompt_texts.yaml")
 ROLES = ("prompt_model", "rationale_model", "solver", "teacher", "test_writer", "annotator")
@@ -102,8 +102,6 @@ class PromptFormat:
 
 def default_format(role: str, tokenizer=None) -> PromptFormat:
     """`role` with the config's default settings for `tokenizer` (None: its words only, rendered raw)."""
-    from promptcot_pl.config.schema import PromptsConfig
-
     cfg = getattr(PromptsConfig(), role)
     return PromptFormat(role, cfg, tokenizer) if tokenizer is not None else PromptFormat.words_only(role, cfg)
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from promptcot_pl.data.encode import encode
+from promptcot_pl.data.encode import encode, encode_prompt
 from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
 from promptcot_pl.data.sharding import sharded_loader
 
@@ -29,7 +29,8 @@ def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Tripl
     joint tokenisations (`data/encode.py`) disagree on the prompt's ids, which one shared row cannot hold."""
     rows, kept = [], []
     for i, (prompt, chosen, rejected) in enumerate(pairs):
-        (c_ids, c_cut), (r_ids, r_cut) = encode(tokenizer, prompt, chosen), encode(tokenizer, prompt, rejected)
+        ids = encode_prompt(tokenizer, prompt)
+        (c_ids, c_cut), (r_ids, r_cut) = (encode(tokenizer, prompt, t, prompt_ids=ids) for t in (chosen, rejected))
         if max(len(c_ids), len(r_ids)) > max_length or c_ids[:c_cut] != r_ids[:r_cut]:
             continue
         rows.append(SharedPrefix(c_ids[:c_cut], [c_ids[c_cut:], r_ids[r_cut:]], [2 * i, 2 * i + 1]))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from promptcot_pl.data.encode import encode
+from promptcot_pl.data.encode import encode, encode_prompt
 
 
 @dataclass
@@ -37,8 +37,11 @@ def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[st
     `collate.encode_pair`: a target whose joint tokenisation changes the prompt's ids gets a row of its own."""
     rows: list[SharedPrefix] = []
     open_rows: dict[tuple[int, ...], SharedPrefix] = {}
+    prompt_ids: dict[str, list[int]] = {}  # each prompt encoded once, not once per candidate
     for i, (prompt, target) in enumerate(pairs):
-        ids, boundary = encode(tokenizer, prompt, target)
+        if prompt not in prompt_ids:
+            prompt_ids[prompt] = encode_prompt(tokenizer, prompt)
+        ids, boundary = encode(tokenizer, prompt, target, prompt_ids=prompt_ids[prompt])
         if len(ids) > max_length:
             raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
         key, target_ids = tuple(ids[:boundary]), ids[boundary:]

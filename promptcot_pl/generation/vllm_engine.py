@@ -95,16 +95,17 @@ class VLLMEngine:
             self.llm = LLM(**kwargs)
 
     def _tokenizer(self):
+        """The served checkpoint's tokenizer and stop ids, loaded once per checkpoint."""
         if getattr(self, "_tok_path", None) != self.path:
-            from promptcot_pl.models import load_tokenizer
+            from promptcot_pl.models import load_tokenizer, stop_ids
 
             self._tok, self._tok_path = load_tokenizer(self.path), self.path
+            self._stops = stop_ids(self.path, self._tok)
         return self._tok
 
     def _stop_ids(self) -> list[int]:
-        from promptcot_pl.models import stop_ids
-
-        return stop_ids(self.path, self._tokenizer())
+        self._tokenizer()
+        return self._stops
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.path = str(checkpoint_dir)

@@ -16,10 +16,9 @@ from __future__ import annotations
 import re
 
 from promptcot_pl.verify.code import extract_code
-from promptcot_pl.verify.math import extract_answer
+from promptcot_pl.verify.math import extract_answer, has_box
 
 _THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
-_BOXED = re.compile(r"\\boxed\s*\{")
 
 
 def final_text(text: str, thinking: bool = False) -> str | None:
@@ -47,7 +46,7 @@ def invalid_reason(text: str, domain: str, truncated: bool = False, thinking: bo
         return "empty"
     match domain:
         case "math":
-            if not _BOXED.search(answer) or extract_answer(answer) is None:
+            if not has_box(answer) or extract_answer(answer) is None:  # the box forms extraction reads
                 return "no_boxed_answer"
         case "code":
             if extract_code(answer) is None:

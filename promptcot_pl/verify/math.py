@@ -65,6 +65,11 @@ def _unwrap(text: str) -> str:
     return text
 
 
+def has_box(text: str) -> bool:
+    """Whether the text holds a box in any form `extract_answer` reads (`\\boxed{…}`, `\\fbox{…}`, `\\boxed 5`)."""
+    return _BOX.search(text) is not None
+
+
 def extract_answer(text: str) -> str | None:
     """The final answer of a solution (see the module docstring), or None."""
     boxes = list(_BOX.finditer(text))
