@@ -44,8 +44,3 @@ def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, eos: bo
         ids.append(tokenizer.eos_token_id)
     return ids, boundary
 
-
-def target_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, eos: bool = True) -> list[int]:
-    """The target's ids as `encode` places them after `prompt`."""
-    ids, boundary = encode(tokenizer, prompt, target, eos)
-    return ids[boundary:]

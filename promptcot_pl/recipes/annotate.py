@@ -88,13 +88,15 @@ class OracleAnnotator:
 
 
 def _annotator(ctx: StageContext, name: str, corpus: list[Problem]):
+    cfg = ctx.cfg.annotate
     match name:
         case "oracle":
-            return OracleAnnotator(ctx.cfg.annotate)
+            return OracleAnnotator(cfg)
         case "tiny":  # untrained: shows the failure accounting end to end, rarely an annotation
             fmt = ctx.prompt_format("annotator", None)
-            texts = [p.problem for p in corpus] + [fmt.message("any", text_role="annotate_concepts", problem=p.problem,
-                                                               num_concepts="5", levels="") for p in corpus[:50]]
+            texts = [p.problem for p in corpus] + [
+                fmt.message("any", text_role="annotate_concepts", problem=p.problem, levels=", ".join(cfg.levels),
+                            num_concepts=str(cfg.num_concepts)) for p in corpus[:50]]
             return EngineAnnotator.of(ctx, str(tiny_model_dir(ctx.cfg.model.tiny, texts, ctx.cfg.model.cache_dir,
                                                               ctx.cfg.seed)))
     return EngineAnnotator.of(ctx, name)

@@ -40,10 +40,6 @@ def evaluated_model(ctx: StageContext) -> str:
     return ctx.cfg.evaluate.model
 
 
-def set_name(path: str) -> str:
-    return Path(path).stem
-
-
 def run(ctx: StageContext) -> dict[str, float]:
     cfg = ctx.cfg.evaluate
     if not cfg.sets:
@@ -52,7 +48,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     fmt = ctx.prompt_format("solver", model)
     sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
-    sets = {set_name(path): read_eval_rows(path)[: cfg.limit] for path in cfg.sets}
+    sets = {Path(path).stem: read_eval_rows(path)[: cfg.limit] for path in cfg.sets}
     metrics: dict[str, float] = {}
     with ctx.engine(model) as engine:
         for name, problems in sets.items():
