@@ -49,7 +49,7 @@ def ours(model_dir, pairs, batch_size: int, epochs: int) -> float:
     L.seed_everything(0, verbose=False)
     start = time.perf_counter()
     flat = [(p, c) for p, chosen, rejected in pairs for c in (chosen, rejected)]
-    ref, _ = score_pairs(model_dir, flat, trainer_cfg=trainer_cfg, batch_size=2 * batch_size, max_length=512,
+    ref, _ = score_pairs(model_dir, flat, trainer_cfg=trainer_cfg, max_length=512,
                          root_dir=root)
     module = DPOModule(policy, OptimConfig(lr=LR, warmup_ratio=0.0, scheduler="constant"), DPOConfig())
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, batch_size, ref=ref.view(-1, 2))

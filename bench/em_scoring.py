@@ -3,7 +3,7 @@ batched `Trainer.predict` passes: prefix-shared rows (the default: a prompt enco
 candidates) and plain padded batches, versus one candidate per forward pass (the same code, padded, batch size 1),
 measured in one run; prints candidates/s and the ratios.
 
-Run: python bench/em_scoring.py [--pairs 64] [--k 8] [--batch-size 32]
+Run: python bench/em_scoring.py [--pairs 64] [--k 8] [--score-tokens 8192]
 Model: the offline tiny model (hidden 128, 2 layers) built on the math seed corpus; CPU unless a GPU exists.
 """
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--score-tokens", type=int, default=8192, help="token positions per scoring batch")
     parser.add_argument("--cache", default=DEFAULT_CACHE)
     args = parser.parse_args()
 
@@ -38,13 +38,13 @@ def main() -> None:
             z = rng.choice(triples).rationale
             p_pairs.append(prompt_model_example(default_format("prompt_model"), t.concepts, t.level, z, t.problem))
             q_pairs.append(rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, z))
-    trainer = TrainerConfig(enable_progress_bar=False)
     root = tempfile.mkdtemp()
     rates = {}
-    modes = {"prefix-shared": (args.batch_size, True), "padded batches": (args.batch_size, False),
+    modes = {"prefix-shared": (args.score_tokens, True), "padded batches": (args.score_tokens, False),
              "one per forward": (1, False)}
-    for name, (batch_size, share) in modes.items():
-        kwargs = dict(trainer_cfg=trainer, batch_size=batch_size, max_length=512, root_dir=root, share_prefix=share)
+    for name, (budget, share) in modes.items():
+        trainer = TrainerConfig(enable_progress_bar=False, score_tokens=budget)
+        kwargs = dict(trainer_cfg=trainer, max_length=512, root_dir=root, share_prefix=share)
         score_pairs(model, p_pairs[:4], **kwargs)  # warm-up
         start = time.perf_counter()
         _, p_tokens = score_pairs(model, p_pairs, **kwargs)

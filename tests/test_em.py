@@ -25,7 +25,7 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
     triples = math_triples[:32]
     chosen = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in triples]
     other = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, "Pick numbers at random and hope.") for t in triples]
-    before, _ = score_pairs(tiny_dir, chosen, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path)
+    before, _ = score_pairs(tiny_dir, chosen, trainer_cfg=CPU, max_length=512, root_dir=tmp_path)
     tok = load_tokenizer(tiny_dir)
     items = []
     for (prompt, target), weight in [(pair, 1.0) for pair in chosen] + [(pair, 0.0) for pair in other]:
@@ -39,9 +39,9 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
     trainer.fit(module, DataLoader(items, batch_size=8, shuffle=True, collate_fn=partial(pad_batch, pad_id=tok.pad_token_id)))
     module.model.save_pretrained(tmp_path / "q")
     tok.save_pretrained(tmp_path / "q")
-    after, _ = score_pairs(tmp_path / "q", chosen, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path)
-    other_after, _ = score_pairs(tmp_path / "q", other, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path)
-    other_before, _ = score_pairs(tiny_dir, other, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path)
+    after, _ = score_pairs(tmp_path / "q", chosen, trainer_cfg=CPU, max_length=512, root_dir=tmp_path)
+    other_after, _ = score_pairs(tmp_path / "q", other, trainer_cfg=CPU, max_length=512, root_dir=tmp_path)
+    other_before, _ = score_pairs(tiny_dir, other, trainer_cfg=CPU, max_length=512, root_dir=tmp_path)
     assert float((after - before).mean()) > 50.0  # nats per chosen rationale
     # zero-weight candidates get no direct training signal: they gain far less than the chosen ones
     assert float((other_after - other_before).mean()) < float((after - before).mean()) / 2

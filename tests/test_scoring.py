@@ -10,6 +10,7 @@ from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.recipes.scoring import score_pairs
 
 CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
+ONE_ROW = TrainerConfig(accelerator="cpu", enable_progress_bar=False, score_tokens=1)  # a batch per sequence
 
 
 def _candidates(triples, k=4):
@@ -22,9 +23,9 @@ def _candidates(triples, k=4):
 def test_batched_scoring_equals_one_at_a_time(tiny_dir, math_triples, tmp_path, share_prefix):
     pairs = _candidates(math_triples[:8]) + [prompt_model_example(default_format("prompt_model"), t.concepts, t.level, t.rationale, t.problem)
                                              for t in math_triples[8:16]]
-    batched, tokens = score_pairs(tiny_dir, pairs, trainer_cfg=CPU, batch_size=16, max_length=512, root_dir=tmp_path,
+    batched, tokens = score_pairs(tiny_dir, pairs, trainer_cfg=CPU, max_length=512, root_dir=tmp_path,
                                   share_prefix=share_prefix)
-    single, single_tokens = score_pairs(tiny_dir, pairs, trainer_cfg=CPU, batch_size=1, max_length=512,
+    single, single_tokens = score_pairs(tiny_dir, pairs, trainer_cfg=ONE_ROW, max_length=512,
                                         root_dir=tmp_path, share_prefix=False)
     assert torch.equal(tokens, single_tokens)
     # fp32 forward passes of different batch shapes round differently: equal to 1e-5 per target token

@@ -148,6 +148,12 @@ class TrainerConfig:
     # precision over fp32 master weights and optimizer states; "32-true" is fp32 throughout. bf16 master weights
     # ("bf16-true") are refused: AdamW updates at the paper's learning rates round away in bf16 (REVIEW C1).
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    # The LM head and log-softmax run on target positions only, this many MiB of fp32 logits at a time (at a
+    # 152k vocabulary: 441 positions), in every fit and scoring pass: no [tokens, vocabulary] copy (REVIEW C2).
+    logits_chunk_mib: int = 256
+    # No-grad scoring batches (E-step candidates, held-out bound, DPO references) hold at most this many token
+    # positions (rows × longest row): memory is set by tokens, not by a count of targets of unknown length.
+    score_tokens: int = 16384
     activation_checkpointing: bool = False  # recompute decoder layers in backward (fsdp): less memory, ~30% slower
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"] = "FULL_SHARD"
     # "sharded": every rank writes its shard of a checkpoint (fast, scales); "full": one file gathered on rank 0

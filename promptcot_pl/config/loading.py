@@ -21,6 +21,10 @@ from yaml import YAMLError
 from promptcot_pl.config.schema import STAGE_NAMES, ExperimentConfig
 
 
+# Keys that moved or changed meaning: naming the new key beats "did you mean" on the old one.
+RENAMED = {"em.score_batch_size": "trainer.score_tokens (scoring batches are sized by token positions now)"}
+
+
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the source and the key."""
 
@@ -72,6 +76,8 @@ def check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     for key, value in node.items():
         full = f"{prefix}{key}"
+        if full in RENAMED:
+            raise ConfigError(f"{source}: key '{full}' was replaced by {RENAMED[full]}")
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
@@ -168,7 +174,8 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'prompts.rationale_model.wording': the release has no rationale model q_φ "
                           "(and so no wording for it); use 'ours'")
     for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
-                "em.iterations", "em.batch_size", "em.score_batch_size", "em.max_rationale_tokens",
+                "em.iterations", "em.batch_size", "em.max_rationale_tokens", "trainer.score_tokens",
+                "trainer.logits_chunk_mib",
                 "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
                 "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
                 "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit", "sft.epochs", "sft.batch_size",

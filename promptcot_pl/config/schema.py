@@ -30,7 +30,8 @@ STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyz
 HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
               "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
-              "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar")
+              "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar",
+              "trainer.logits_chunk_mib", "trainer.score_tokens")
 
 
 @dataclass

@@ -57,7 +57,6 @@ class EMConfig:
     epochs_e: int = 1
     epochs_m: int = 1
     batch_size: int = 16
-    score_batch_size: int = 32
     e_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6))
     m_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6))
     # Also fit p_θ on c → x only (no rationale) and report its held-out NLL of x for comparison.

@@ -14,25 +14,26 @@ import torch
 from transformers import PreTrainedModel
 
 from promptcot_pl.config.schema import DPOConfig, OptimConfig
-from promptcot_pl.losses import gathered_sequence_logprobs
 from promptcot_pl.losses.dpo import chosen_nll, dpo_loss
+from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB, owner_sums, target_logprobs
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean
 
 
-def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """(chosen log-prob, rejected log-prob, chosen tokens, rejected tokens), each [B], summed over completions."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], use_cache=False).logits
-    sums, counts = gathered_sequence_logprobs(logits, batch["score_row"], batch["score_pos"], batch["score_label"],
-                                              batch["score_owner"], n=len(batch["index"]))
+def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                  chunk_mib: int = DEFAULT_CHUNK_MIB) -> tuple[torch.Tensor, ...]:
+    """(chosen log-prob, rejected log-prob, chosen tokens, rejected tokens), each [B], summed over completions.
+    The LM head runs on completion positions only, in chunks (`modules/head.py`)."""
+    logp = target_logprobs(model, batch, batch["score_row"], batch["score_pos"], batch["score_label"], chunk_mib)
+    sums, counts = owner_sums(logp, batch["score_owner"], len(batch["index"]))
     return sums[0::2], sums[1::2], counts[0::2], counts[1::2]
 
 
 class DPOModule(L.LightningModule):
     def __init__(self, model: PreTrainedModel, optim: OptimConfig, dpo: DPOConfig,
-                 ref_model: PreTrainedModel | None = None) -> None:
+                 ref_model: PreTrainedModel | None = None, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
         super().__init__()
+        self.chunk_mib = chunk_mib
         self.model = model.train()  # from_pretrained returns eval mode: train mode (dropout) is explicit
         self.optim, self.dpo = optim, dpo
         self.ref_model = ref_model
@@ -40,12 +41,12 @@ class DPOModule(L.LightningModule):
             ref_model.eval().requires_grad_(False)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        policy_chosen, policy_rejected, chosen_tokens, rejected_tokens = pair_logprobs(self.model, batch)
+        policy_chosen, policy_rejected, chosen_tokens, rejected_tokens = pair_logprobs(self.model, batch, self.chunk_mib)
         if "ref_chosen" in batch:
             ref_chosen, ref_rejected = batch["ref_chosen"], batch["ref_rejected"]
         elif self.ref_model is not None:
             with torch.no_grad():
-                ref_chosen, ref_rejected, _, _ = pair_logprobs(self.ref_model, batch)
+                ref_chosen, ref_rejected, _, _ = pair_logprobs(self.ref_model, batch, self.chunk_mib)
         else:
             raise ValueError("DPO needs reference log-probs: precompute them into the batch or give a ref_model")
         out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=self.dpo.beta,

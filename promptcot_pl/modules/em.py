@@ -9,58 +9,52 @@
 
 from __future__ import annotations
 
-import inspect
-
 import lightning as L
 import torch
 from transformers import PreTrainedModel
 
 from promptcot_pl.config.schema import OptimConfig
-from promptcot_pl.losses import gathered_sequence_logprobs, masked_nll, sequence_logprobs, weighted_nll
+from promptcot_pl.losses.logprobs import label_positions
+from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB, owner_sums, target_logprobs
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean
 
 
-def _logits(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                 position_ids=batch.get("position_ids"), use_cache=False).logits
+def labelled_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor],
+                      chunk_mib: int = DEFAULT_CHUNK_MIB) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-prob of every target token of a padded batch, the row it belongs to), via `modules/head.py`."""
+    rows, positions, tokens = label_positions(batch["labels"])
+    return target_logprobs(model, batch, rows, positions, tokens, chunk_mib), rows
 
 
 class RationaleScorer(L.LightningModule):
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
         super().__init__()
-        self.model = model.eval()
-        self._slices_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.model, self.chunk_mib = model.eval(), chunk_mib
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        if "score_owner" in batch:
-            return self._score_shared_prefix(batch)
-        logits = _logits(self.model, batch)
-        tokens = (batch["labels"][:, 1:] != -100).sum(dim=1)
-        return {"index": batch["index"], "logprob": sequence_logprobs(logits, batch["labels"]), "tokens": tokens}
-
-    def _score_shared_prefix(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # The LM head runs only from the first scored position on (prompt positions are never scored): with a
-        # real vocabulary (150k for Qwen) the head is a large share of the forward pass.
-        first, keep = 0, {}
-        if self._slices_logits:
-            first = int(batch["score_pos"].min())
-            keep["logits_to_keep"] = torch.arange(first, batch["input_ids"].shape[1], device=self.device)
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            position_ids=batch["position_ids"], use_cache=False, **keep).logits
-        logprob, tokens = gathered_sequence_logprobs(logits, batch["score_row"], batch["score_pos"] - first,
-                                                     batch["score_label"], batch["score_owner"], len(batch["index"]))
+        # The LM head runs on scored positions only (prompts are never scored; with a 150k vocabulary the head is
+        # a large share of the pass), in chunks: no [tokens, vocabulary] logits (REVIEW C2).
+        if "score_owner" in batch:  # prefix-shared rows
+            logp = target_logprobs(self.model, batch, batch["score_row"], batch["score_pos"], batch["score_label"],
+                                   self.chunk_mib)
+            logprob, tokens = owner_sums(logp, batch["score_owner"], len(batch["index"]))
+        else:
+            logp, rows = labelled_logprobs(self.model, batch, self.chunk_mib)
+            logprob, tokens = owner_sums(logp, rows, len(batch["index"]))
         return {"index": batch["index"], "logprob": logprob, "tokens": tokens}
 
 
 class EStepModule(L.LightningModule):
-    def __init__(self, model: PreTrainedModel, optim: OptimConfig) -> None:
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
         super().__init__()
-        self.model, self.optim = model.train(), optim
+        self.model, self.optim, self.chunk_mib = model.train(), optim, chunk_mib
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, weight = weighted_nll(_logits(self.model, batch), batch["labels"], batch["weight"])
-        loss, mean = global_mean(self, loss * weight, weight, batch.get("window_count"))
+        # Σ_b w_b·NLL_b / Σ_b w_b·n_b (`losses.weighted_nll`), from per-token log-probs
+        logp, rows = labelled_logprobs(self.model, batch, self.chunk_mib)
+        w = batch["weight"].to(logp.dtype)[rows]
+        loss, mean = global_mean(self, -(w * logp).sum(), w.sum(), batch.get("window_count"))
         self.log("em/e_loss", mean, prog_bar=True, batch_size=1)
         return loss
 
@@ -69,13 +63,14 @@ class EStepModule(L.LightningModule):
 
 
 class MStepModule(L.LightningModule):
-    def __init__(self, model: PreTrainedModel, optim: OptimConfig) -> None:
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
         super().__init__()
-        self.model, self.optim = model.train(), optim
+        self.model, self.optim, self.chunk_mib = model.train(), optim, chunk_mib
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, n_tokens = masked_nll(_logits(self.model, batch), batch["labels"])
-        loss, mean = global_mean(self, loss * n_tokens, n_tokens, batch.get("window_count"))
+        logp, _ = labelled_logprobs(self.model, batch, self.chunk_mib)
+        loss, mean = global_mean(self, -logp.sum(), torch.tensor(float(logp.numel()), device=logp.device),
+                                 batch.get("window_count"))
         self.log("em/m_loss", mean, prog_bar=True, batch_size=1)
         return loss
 

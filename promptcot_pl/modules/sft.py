@@ -12,14 +12,16 @@ import torch
 from transformers import PreTrainedModel
 
 from promptcot_pl.config.schema import OptimConfig
-from promptcot_pl.losses import masked_nll
+from promptcot_pl.modules.em import labelled_logprobs
+from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean
 
 
 class SFTModule(L.LightningModule):
-    def __init__(self, model: PreTrainedModel, optim: OptimConfig) -> None:
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
         super().__init__()
+        self.chunk_mib = chunk_mib  # LM-head chunk: no [tokens, vocabulary] logits (modules/head.py)
         # from_pretrained returns eval mode and Lightning keeps submodule modes: train mode (dropout) is explicit.
         self.model = model.train()
         self.optim = optim
@@ -29,13 +31,14 @@ class SFTModule(L.LightningModule):
     def padding_waste(self) -> float:
         return 1.0 - self.tokens_seen / self.positions_seen if self.positions_seen else 0.0
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                          position_ids=batch.get("position_ids"), use_cache=False).logits
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed NLL of the batch's target tokens, their number)."""
+        logp, _ = labelled_logprobs(self.model, batch, self.chunk_mib)
+        return -logp.sum(), torch.tensor(float(logp.numel()), device=logp.device)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, n_tokens = masked_nll(self(batch), batch["labels"])
-        loss, mean = global_mean(self, loss * n_tokens, n_tokens, batch.get("window_count"))
+        total, n_tokens = self(batch)
+        loss, mean = global_mean(self, total, n_tokens, batch.get("window_count"))
         self.log("train/loss", mean, prog_bar=True, batch_size=1)
         if "real_tokens" in batch:  # share of the (global) batch's positions that hold padding, not tokens
             counts = torch.stack([n_tokens, batch["real_tokens"], torch.tensor(batch["input_ids"].numel())]).float()
@@ -51,8 +54,8 @@ class SFTModule(L.LightningModule):
         self._val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, n_tokens = masked_nll(self(batch), batch["labels"])
-        self._val_sums += torch.stack([loss.detach().double() * n_tokens, n_tokens.double()])
+        total, n_tokens = self(batch)
+        self._val_sums += torch.stack([total.detach().double(), n_tokens.double()])
 
     def on_validation_epoch_end(self) -> None:
         total, tokens = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()

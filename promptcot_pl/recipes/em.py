@@ -76,8 +76,7 @@ def _token_budget(ctx: StageContext) -> int:
 
 
 def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, batch_size=ctx.cfg.em.score_batch_size,
-                       max_length=_token_budget(ctx),
+    return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=_token_budget(ctx),
                        dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
 
@@ -106,7 +105,7 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id),
                             counts=[target_count(e) for e in encoded], window=ctx.cfg.trainer.accumulate_grad_batches)
-    module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim)
+    module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim, ctx.cfg.trainer.logits_chunk_mib)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
     trainer.fit(module, loader)
     return export_trained(trainer, tokenizer, out)

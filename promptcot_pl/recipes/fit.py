@@ -50,7 +50,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
         write_json(init_path, {"nll_init": validate(ctx, base, data, optim)})
     nll_init = json.loads(init_path.read_text())["nll_init"]
 
-    module = SFTModule(load_model(base, training_dtype(cfg.trainer)), optim)
+    module = SFTModule(load_model(base, training_dtype(cfg.trainer)), optim, cfg.trainer.logits_chunk_mib)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
     callbacks: list = [checkpoint]
@@ -88,7 +88,7 @@ def validate(ctx: StageContext, model_dir: str | Path, data: PairDataModule, opt
     is wrapped in place by the first Trainer that sets it up, so the fitted module is never validated separately."""
     trainer = build_trainer(replace(ctx.cfg.trainer, enable_progress_bar=False), max_epochs=1,
                             default_root_dir=ctx.stage_dir)
-    probe = SFTModule(load_model(model_dir, training_dtype(ctx.cfg.trainer)), optim)
+    probe = SFTModule(load_model(model_dir, training_dtype(ctx.cfg.trainer)), optim, ctx.cfg.trainer.logits_chunk_mib)
     (result,) = trainer.validate(probe, datamodule=data, verbose=False)
     return float(result["val/nll"])
 

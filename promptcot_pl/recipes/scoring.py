@@ -19,40 +19,37 @@ from torch.utils.data import DataLoader
 from promptcot_pl import distributed
 from promptcot_pl.config.schema import TrainerConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
-from promptcot_pl.data.shared_prefix import SharedPrefix, group_by_prompt, shared_prefix_batch
+from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import RationaleScorer
 from promptcot_pl.trainer import build_trainer
 
 
 def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, trainer_cfg: TrainerConfig,
-                batch_size: int, max_length: int, dtype: str = "float32", root_dir: str | Path = ".",
+                max_length: int, dtype: str = "float32", root_dir: str | Path = ".",
                 share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(target | prompt) summed over target tokens, number of target tokens), both shaped [len(pairs)].
-    `batch_size` counts targets; a prefix-shared row holds at most that many."""
+    A batch holds at most `trainer_cfg.score_tokens` token positions (rows × its longest row), at least one row."""
     tokenizer = load_tokenizer(model_path)
     if share_prefix:
         # A row is at most max_length tokens long: attention with an explicit mask grows with the square of the
         # row, so a row holding all K candidates of a long prompt costs more than it saves (measured on CPU).
-        rows = group_by_prompt(tokenizer, pairs, max_length, row_tokens=max_length, max_targets=batch_size)
-        rows.sort(key=len, reverse=True)
-        batches = _batches(rows, batch_size)
+        rows = group_by_prompt(tokenizer, pairs, max_length, row_tokens=max_length, max_targets=len(pairs))
         collate = partial(shared_prefix_batch, pad_id=tokenizer.pad_token_id)
     else:
-        encoded = []
+        rows = []
         for i, (prompt, target) in enumerate(pairs):
             item = encode_pair(tokenizer, prompt, target, max_length)
             if item is None or item.input_ids[-1] != tokenizer.eos_token_id:
                 raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
             item.index = i
-            encoded.append(item)
-        encoded.sort(key=len, reverse=True)
-        batches = [encoded[start:start + batch_size] for start in range(0, len(encoded), batch_size)]
+            rows.append(item)
         collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    batches = token_batches(sorted(rows, key=len, reverse=True), trainer_cfg.score_tokens)
     loader = DataLoader(_rank_share(batches), batch_size=None, shuffle=False, collate_fn=collate)
     trainer = build_trainer(trainer_cfg.__class__(**{**trainer_cfg.__dict__, "enable_progress_bar": False}),
                             max_epochs=1, default_root_dir=root_dir)
-    outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype)), loader)
+    outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype), trainer_cfg.logits_chunk_mib), loader)
     if distributed.world_size() > 1:
         outputs = [out for part in distributed.gather_objects([{k: v.cpu() for k, v in o.items()} for o in outputs])
                    for out in part]
@@ -74,14 +71,12 @@ def _rank_share(batches: list) -> list:
     return mine + [mine[-1]] * (-(-len(batches) // world) - len(mine))
 
 
-def _batches(rows: list[SharedPrefix], size: int) -> list[list[SharedPrefix]]:
-    """Consecutive (length-sorted) rows grouped so that a batch holds at most `size` targets."""
-    batches: list[list[SharedPrefix]] = []
-    count = size
+def token_batches(rows: list, budget: int) -> list[list]:
+    """Consecutive rows of a longest-first list grouped so that a padded batch (rows × its first, longest row)
+    holds at most `budget` token positions; a row longer than the budget is a batch of its own."""
+    batches: list[list] = []
     for row in rows:
-        if count + len(row.targets) > size:
+        if not batches or (len(batches[-1]) + 1) * len(batches[-1][0]) > budget:
             batches.append([])
-            count = 0
         batches[-1].append(row)
-        count += len(row.targets)
     return batches

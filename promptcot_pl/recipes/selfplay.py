@@ -70,8 +70,7 @@ def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]
     if path.is_file():
         return torch.load(path)
     flat = [(prompt, completion) for prompt, chosen, rejected in pairs for completion in (chosen, rejected)]
-    logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, batch_size=2 * ctx.cfg.selfplay.batch_size,
-                              max_length=ctx.cfg.data.max_length, dtype=training_dtype(ctx.cfg.trainer), root_dir=out)
+    logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, max_length=ctx.cfg.data.max_length, dtype=training_dtype(ctx.cfg.trainer), root_dir=out)
     ref = logprobs.view(-1, 2)
     on_rank_zero(_save_atomic, ref, path)
     return ref
@@ -101,7 +100,8 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     L.seed_everything(ctx.cfg.seed + round_, verbose=False)
     storage = training_dtype(ctx.cfg.trainer)  # fp32 masters under *-mixed, whatever the inference dtype
     module = DPOModule(load_model(policy, storage), sp.optim, sp.dpo,
-                       ref_model=load_model(policy, storage) if frozen else None)
+                       ref_model=load_model(policy, storage) if frozen else None,
+                       chunk_mib=ctx.cfg.trainer.logits_chunk_mib)
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
                                 num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_)
     fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)

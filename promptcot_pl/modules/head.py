@@ -1,0 +1,74 @@
+"""Log-probs of the target tokens of a batch without the `[tokens, vocabulary]` logit matrix (REVIEW C2).
+
+A Hugging Face causal LM's forward pass returns logits for every position: at Qwen's 151,936-token vocabulary an
+E-step scoring batch of 8 × 4,096 positions is ~20 GB of bf16 logits plus the fp32 copy the log-softmax takes,
+and prompts, padding and the shared prefix are never scored. Here the decoder runs alone, its last hidden states
+are gathered at the positions that predict a target token, and the LM head and log-softmax run on those only, in
+chunks (`losses.chunked_logprobs`). The chunk holds `logits_chunk_mib` MiB of fp32 logits whatever the vocabulary.
+
+Models whose head is not a plain linear layer over the decoder's output (Cohere's logit scale, custom classes)
+take the model's own forward pass, with `logits_to_keep` where the model has it — exact, only not as lean.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import torch
+from torch import nn
+
+from promptcot_pl.losses.logprobs import chunked_logprobs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_MIB = 256
+
+
+def chunk_rows(model: nn.Module, chunk_mib: int = DEFAULT_CHUNK_MIB) -> int:
+    """Positions per LM-head chunk: `chunk_mib` MiB of fp32 logits at this model's vocabulary."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    return max(1, chunk_mib * 2**20 // (4 * vocab))
+
+
+def _lean_head(model: nn.Module) -> tuple[nn.Module, nn.Linear, float | None] | None:
+    """(decoder, head, soft-cap) when the model's logits are head(decoder(x)) (optionally soft-capped), else None."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    decoder = getattr(model, "base_model", None)
+    config = getattr(model, "config", None)
+    if not isinstance(head, nn.Linear) or decoder is None or decoder is model or getattr(config, "logit_scale", None):
+        return None
+    return decoder, head, getattr(config, "final_logit_softcapping", None)
+
+
+def target_logprobs(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tensor, positions: torch.Tensor,
+                    tokens: torch.Tensor, chunk_mib: int = DEFAULT_CHUNK_MIB) -> torch.Tensor:
+    """log p(tokens[i] | row rows[i] up to positions[i]) for every i, shape [N], fp32; differentiable.
+
+    `batch` holds `input_ids` and optionally `attention_mask` (2-D, or the 4-D mask of prefix-shared rows) and
+    `position_ids`."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"),
+              "position_ids": batch.get("position_ids"), "use_cache": False}
+    lean = _lean_head(model)
+    if lean is None:
+        return _full_logits_logprobs(model, inputs, rows, positions, tokens)
+    decoder, head, softcap = lean
+    hidden = decoder(**inputs).last_hidden_state[rows, positions]
+    return chunked_logprobs(hidden, head.weight, head.bias, tokens, chunk_rows(model, chunk_mib), softcap)
+
+
+def _full_logits_logprobs(model: nn.Module, inputs: dict, rows: torch.Tensor, positions: torch.Tensor,
+                          tokens: torch.Tensor) -> torch.Tensor:
+    first = 0
+    if len(positions) and "logits_to_keep" in inspect.signature(model.forward).parameters:
+        first = int(positions.min())  # the head runs from the first scored position on
+        inputs = {**inputs, "logits_to_keep": torch.arange(first, inputs["input_ids"].shape[1],
+                                                           device=inputs["input_ids"].device)}
+    logits = model(**inputs).logits[rows, positions - first].float()
+    return logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=1)
+
+
+def owner_sums(values: torch.Tensor, owners: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ values, count) per owner 0…n-1: token log-probs summed into sequence log-probs."""
+    sums = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, owners, values)
+    return sums, torch.bincount(owners, minlength=n)
