@@ -46,9 +46,9 @@ class CallsEngine(ScriptedEngine):
         super().__init__([])
         self.calls = iter(calls)
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, local=False):
         self.outputs = next(self.calls)
-        return super().generate(prompts, sampling)
+        return super().generate(prompts, sampling, local)
 
 
 def test_an_annotator_models_answers_become_triples_and_counted_failures():

@@ -33,5 +33,5 @@ def difficulty(engine, fmt: PromptFormat, problems: Sequence[Target], texts: Seq
     rewards = score_batch([c.text for c in completions], targets, fmt.thinking)
     scored = [r for r in rewards if r is not None]
     return Difficulty(pass_rate=statistics.fmean(scored) if scored else float("nan"),
-                      mean_tokens=statistics.fmean(len(c.token_ids) for c in completions) if completions else 0.0,
+                      mean_tokens=statistics.fmean(c.n_tokens for c in completions) if completions else 0.0,
                       n_problems=len(problems), unscorable=len(rewards) - len(scored))

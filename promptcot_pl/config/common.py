@@ -126,6 +126,9 @@ class EngineConfig:
     batch_token_budget: int = 16384
     device: str = "auto"  # hf: "auto" (cuda when available), "cpu", "cuda:0", ...
     progress: bool = True
+    # Long sampling jobs (synthesis, rollouts, traces) write a shard file every this many prompts and resume from
+    # the finished ones (generation/streamed.py); each shard has its own seed, so this changes the samples.
+    shard_prompts: int = 256
     # vllm
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85

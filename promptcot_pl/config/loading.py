@@ -180,7 +180,7 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
                 "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
                 "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit", "sft.epochs", "sft.batch_size",
                 "sft.max_prompts", "sft.eval_limit", "annotate.num_concepts", "evaluate.n",
-                "evaluate.max_new_tokens"):
+                "evaluate.max_new_tokens", "engine.shard_prompts"):
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")

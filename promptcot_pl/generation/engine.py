@@ -18,11 +18,18 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)  # generated tokens (through EOS or the stop string)
     logprob: float | None = None  # sum of log p(token) under the model over token_ids, when asked for
     finish_reason: FinishReason = "length"  # "stop": EOS or a stop string; "length": max_new_tokens reached
+    n_tokens: int = 0  # len(token_ids); kept when the ids are dropped (generation/streamed.py)
+
+    def __post_init__(self) -> None:
+        self.n_tokens = self.n_tokens or len(self.token_ids)
 
 
 class Engine(Protocol):
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        """`sampling.n` completions for each prompt, in prompt order."""
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
+                 local: bool = False) -> list[list[Completion]]:
+        """`sampling.n` completions for each prompt, in prompt order. In a multi-process run every rank calls it
+        with the same prompts and gets all completions, the work split between them; `local=True`: this rank
+        alone generates all of `prompts` (`generation/streamed.py` gives each rank shards of its own)."""
         ...
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
@@ -45,8 +52,9 @@ class ServedEngine:
             self.engine.refresh(path)
             self.path = Path(path)
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        return self.engine.generate(prompts, sampling)
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
+                 local: bool = False) -> list[list[Completion]]:
+        return self.engine.generate(prompts, sampling, local=local)
 
     def close(self) -> None:
         self.engine.close()
@@ -60,9 +68,12 @@ class DataParallelEngine:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
+                 local: bool = False) -> list[list[Completion]]:
         from promptcot_pl.distributed import sharded_map
 
+        if local:
+            return self.engine.generate(prompts, sampling)
         return sharded_map(lambda part: self.engine.generate(part, sampling), prompts)
 
     def refresh(self, checkpoint_dir: str | Path) -> None:

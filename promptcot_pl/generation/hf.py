@@ -112,7 +112,8 @@ class HFEngine:
             c.logprob = value
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
+                 local: bool = False) -> list[list[Completion]]:
         check_sampling(sampling)
         encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
         batches = plan_batches([len(e) for e in encoded], sampling.n, sampling.max_new_tokens,
@@ -130,7 +131,7 @@ class HFEngine:
             options["tokenizer"] = self.tokenizer
         # In a multi-process run this rank runs batches rank, rank + N, ... of the single-process plan, each with
         # its single-process seed, and the ranks exchange results: the same completions as one process, N× faster.
-        rank, world = distributed.rank(), distributed.world_size()
+        rank, world = (0, 1) if local else (distributed.rank(), distributed.world_size())
         mine = [(b, batch) for b, batch in enumerate(batches) if b % world == rank]
         done_rows: list[tuple[int, int, Completion]] = []
         bar = tqdm(total=sum(len(batch) for _, batch in mine), desc="generate", unit="seq",

@@ -126,7 +126,9 @@ class VLLMEngine:
 
             gc.collect()
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
+                 local: bool = False) -> list[list[Completion]]:
+        # one engine per rank generates the prompts it is given: `local` changes nothing here (see DataParallelEngine)
         from vllm import SamplingParams
 
         from promptcot_pl.generation.hf import check_sampling

@@ -59,7 +59,8 @@ def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Probl
     if path.is_file():  # an interrupted round keeps its rollouts
         return read_jsonl(path, Rollout)
     sampling = ctx.cfg.selfplay.rollouts
-    rows = rollouts(engine, fmt, problems, replace(sampling, seed=seed))
+    rows = rollouts(engine, fmt, problems, replace(sampling, seed=seed), shard_dir=out / "generated",
+                    shard_prompts=ctx.cfg.engine.shard_prompts)
     write_jsonl(path, rows)
     return rows
 

@@ -61,7 +61,8 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
         teacher = solver_model(ctx.run_dir) if cfg.teacher == "solver" else cfg.teacher
         with ctx.engine(teacher) as engine:
             traces = engine_traces(engine, ctx.prompt_format("teacher", teacher), student, problems,
-                                   replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
+                                   replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped,
+                                   shard_dir=out / "generated", shard_prompts=ctx.cfg.engine.shard_prompts)
     if cfg.filter_correct:
         traces = keep_correct(traces, problems, dropped)
     funnel = {"prompts": len(problems) + dropped["duplicate_prompt"], "traces": len(traces),

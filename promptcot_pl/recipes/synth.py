@@ -23,6 +23,7 @@ from promptcot_pl.data.prompts import parse_marked, prompt_model_prompt
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.data.released import read_concept_rows, to_problem_generation_row
 from promptcot_pl.domains.distinct import item_id
+from promptcot_pl.generation.streamed import generate_shards, iter_rows
 from promptcot_pl.models.embeddings import Embedder
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
@@ -77,14 +78,18 @@ def eval_problems(ctx: StageContext) -> list[str]:
 
 
 def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]], out: Path) -> list[dict]:
+    """Raw (z, x) samples of every concept set: generated in shards under `generated/` (a killed stage resumes
+    from the finished ones), then joined into `generated.jsonl`."""
     path = out / "generated.jsonl"
     if not path.is_file():
+        fmt = ctx.prompt_format("prompt_model", model)
+        prompts = [prompt_model_prompt(fmt, c, level, ctx.cfg.domain.name) for c, level in sets]
         with ctx.engine(model) as engine:
-            fmt = ctx.prompt_format("prompt_model", model)
-            prompts = [prompt_model_prompt(fmt, c, level, ctx.cfg.domain.name) for c, level in sets]
-            groups = engine.generate(prompts, ctx.cfg.synth.sampling)
-        write_jsonl(path, [{"set": i, "sample": j, "text": c.text} for i, group in enumerate(groups)
-                           for j, c in enumerate(group)])
+            shards = generate_shards(engine, prompts, ctx.cfg.synth.sampling, out / "generated",
+                                     lambda i, group: [{"set": i, "sample": j, "text": c.text}
+                                                       for j, c in enumerate(group)],
+                                     ctx.cfg.engine.shard_prompts, desc=f"synth/{out.name}")
+        write_jsonl(path, iter_rows(shards))
     return [row for _, row in iter_json_rows(path)]
 
 
