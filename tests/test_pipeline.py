@@ -145,3 +145,15 @@ def test_kill_during_coldstart_then_rerun_finishes_without_redoing_seed(tmp_path
     assert (run_dir / "coldstart/DONE").is_file()
     steps = json.loads((run_dir / "coldstart/rationale_model/metrics.json").read_text())["steps"]
     assert steps == 40 * 12  # 96 train triples / batch 8 = 12 steps per epoch, all of them done once
+
+
+def test_every_fit_beside_an_engine_runs_with_the_engine_asleep(finished):
+    """EM and self-play hold an engine through their fits: each fit and scoring pass frees it (REVIEW C4)."""
+    _, _, proc = finished
+    out = proc.stdout + proc.stderr
+    for it in (1, 2):
+        for fit in (f"em/iter_{it:03d}/rationale_model", f"em/iter_{it:03d}/prompt_model",
+                    f"em/frozen/iter_{it:03d}/prompt_model"):
+            assert f"engine asleep during the fit of {fit}: weights freed" in out, fit
+    assert "engine asleep during scoring by coldstart/prompt_model/model: weights freed" in out
+    assert "engine asleep during self-play round 1: reference scoring and DPO fit: weights freed" in out

@@ -129,6 +129,10 @@ class EngineConfig:
     # Long sampling jobs (synthesis, rollouts, traces) write a shard file every this many prompts and resume from
     # the finished ones (generation/streamed.py); each shard has its own seed, so this changes the samples.
     shard_prompts: int = 256
+    # Fits and scoring passes inside a stage that generates (EM, self-play) put the engine to sleep (vLLM sleep
+    # mode on GPUs; on CPU, or for the hf backend, its weights are freed) and wake it after: false keeps it
+    # resident, faster where memory allows both.
+    release_during_fits: bool = True
     # vllm
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85

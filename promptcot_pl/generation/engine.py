@@ -36,6 +36,11 @@ class Engine(Protocol):
         """Serve the weights of an HF checkpoint directory (same architecture and tokenizer) from now on."""
         ...
 
+    def sleep(self) -> str:
+        """Free the engine's (accelerator) memory until the next `generate`, which serves the newest `refresh`;
+        returns how it was freed, for the log."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -55,6 +60,9 @@ class ServedEngine:
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
                  local: bool = False) -> list[list[Completion]]:
         return self.engine.generate(prompts, sampling, local=local)
+
+    def sleep(self) -> str:
+        return self.engine.sleep()
 
     def close(self) -> None:
         self.engine.close()
@@ -78,6 +86,9 @@ class DataParallelEngine:
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.engine.refresh(checkpoint_dir)
+
+    def sleep(self) -> str:
+        return self.engine.sleep()
 
     def close(self) -> None:
         self.engine.close()

@@ -14,6 +14,8 @@ a [batch, vocab] tensor for every generated step.
 
 from __future__ import annotations
 
+import gc
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,9 +63,29 @@ class HFEngine:
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             self.device = torch.device(cfg.device)
-        self.refresh(model_path)
+        self.path, self.model = Path(model_path), None
+        self._load()
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
+        self.path = Path(checkpoint_dir)
+        if self.model is None:  # asleep: loaded when next asked to generate
+            return
+        self._load()
+
+    def sleep(self) -> str:
+        """Free the weights (and the accelerator memory they hold) until the next `generate`; returns how."""
+        self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return "weights freed"
+
+    def _awake(self) -> None:
+        if self.model is None:
+            self._load()
+
+    def _load(self) -> None:
+        checkpoint_dir = self.path
         self.tokenizer = load_tokenizer(checkpoint_dir)
         self.tokenizer.padding_side = "left"
         self.model = load_model(checkpoint_dir, self.dtype).to(self.device).eval()
@@ -74,7 +96,7 @@ class HFEngine:
                                                         bos_token_id=self.tokenizer.bos_token_id)
 
     def close(self) -> None:
-        del self.model
+        self.sleep()
 
     def _trim(self, generated: list[int], stops: Sequence[str]) -> Completion:
         ids, finish = generated, "length"
@@ -115,6 +137,7 @@ class HFEngine:
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
                  local: bool = False) -> list[list[Completion]]:
         check_sampling(sampling)
+        self._awake()
         encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
         batches = plan_batches([len(e) for e in encoded], sampling.n, sampling.max_new_tokens,
                                self.cfg.batch_token_budget)

@@ -2,7 +2,8 @@
 
 vLLM never sits in the training process's autograd path: it reads weights from an HF checkpoint on disk.
 `refresh(dir)` reloads weights in place (`collective_rpc("reload_weights")`, milliseconds) and rebuilds the engine
-when that is not possible (tens of seconds). In-place reload is exact only with untied input/output
+when that is not possible (tens of seconds). `sleep()` frees the engine's memory for a fit beside it: vLLM's sleep
+mode where the platform has one, a shutdown otherwise; the next `generate` wakes it with the newest weights. In-place reload is exact only with untied input/output
 embeddings — the tiny model is built untied for this reason; tied checkpoints are always rebuilt.
 """
 
@@ -60,6 +61,12 @@ def _own_gpus(tensor_parallel_size: int) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
+def _sleep_mode_available() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_sleep_mode_available()
+
+
 def _has_cuda() -> bool:
     import torch
 
@@ -91,8 +98,33 @@ class VLLMEngine:
                       gpu_memory_utilization=self.cfg.gpu_memory_utilization, enforce_eager=self.cfg.enforce_eager)
         if self.cfg.max_model_len is not None:
             kwargs["max_model_len"] = self.cfg.max_model_len
+        if _sleep_mode_available():
+            kwargs["enable_sleep_mode"] = True
         with _own_gpus(self.cfg.tensor_parallel_size):
             self.llm = LLM(**kwargs)
+        self.asleep = False
+
+    def sleep(self) -> str:
+        """Free the engine's memory for a fit (weights and KV cache): vLLM's sleep mode, level 2, where the
+        platform has it (CUDA, ROCm, XPU); otherwise the engine is shut down and rebuilt when next used (the CPU
+        build). Either way the next `generate` serves `self.path`, the newest `refresh`. Returns how."""
+        if self.asleep:
+            return "asleep"
+        if getattr(self, "llm", None) is not None and self.llm.llm_engine.vllm_config.model_config.enable_sleep_mode:
+            self.llm.sleep(level=2)  # weights discarded too: the next checkpoint is loaded on waking
+            self.asleep = "sleep"
+            return "vLLM sleep mode, level 2"
+        self.close()
+        self.asleep = "closed"
+        return "engine shut down (no sleep mode on this platform)"
+
+    def _awake(self) -> None:
+        if self.asleep == "sleep":
+            self.llm.wake_up()
+            self.asleep = False
+            self._reload()
+        elif self.asleep == "closed":
+            self._start()
 
     def _tokenizer(self):
         """The served checkpoint's tokenizer and stop ids, loaded once per checkpoint."""
@@ -109,7 +141,11 @@ class VLLMEngine:
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.path = str(checkpoint_dir)
-        if not _tied(checkpoint_dir):
+        if not self.asleep:
+            self._reload()
+
+    def _reload(self) -> None:
+        if not _tied(self.path):
             try:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.path})
                 return
@@ -134,6 +170,7 @@ class VLLMEngine:
         from promptcot_pl.generation.hf import check_sampling
 
         check_sampling(sampling)
+        self._awake()
         params = SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,

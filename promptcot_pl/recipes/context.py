@@ -29,6 +29,7 @@ class StageContext:
     # intermediate results (step, metrics) for a sweep's pruner; may raise to stop the run (optuna.TrialPruned)
     report: Callable[[int, Mapping[str, float]], None] | None = None
     curves: set[str] = field(default_factory=set)  # metrics logged per step (iteration, round) by `log_step`
+    _engines: list = field(default_factory=list)  # the engines open now (`engine`), put to sleep by `released`
 
     def log_step(self, metrics: Mapping[str, float], step: int) -> None:
         """Log one point of per-step curves on this stage's run. The pipeline then leaves these keys out when it
@@ -59,10 +60,23 @@ class StageContext:
         from promptcot_pl.generation import ServedEngine, build_engine
 
         engine = build_engine(self.cfg.engine, model, self.cfg.model.dtype, self.cfg.seed)
+        self._engines.append(engine)
         try:
             yield ServedEngine(engine, model) if served else engine
         finally:
+            self._engines.remove(engine)
             engine.close()
+
+    @contextmanager
+    def released(self, what: str) -> Iterator[None]:
+        """Every engine this stage holds frees its memory for the block — a fit or a scoring pass beside it: asleep
+        (vLLM sleep mode) or shut down, woken with the newest weights by its next `generate`. An engine resident
+        beside FSDP shards and optimizer states is what runs 7B fits out of memory (REVIEW C4). Logged, so a run's
+        log shows every fit ran with the engine asleep; `engine.release_during_fits=false` keeps it resident."""
+        if self.cfg.engine.release_during_fits:
+            for engine in self._engines:
+                log.info("engine asleep during %s: %s", what, engine.sleep())
+        yield
 
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""

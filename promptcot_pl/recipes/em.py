@@ -76,8 +76,9 @@ def _token_budget(ctx: StageContext) -> int:
 
 
 def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=_token_budget(ctx),
-                       dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
+    with ctx.released(f"scoring by {_where(ctx, model)}"):
+        return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=_token_budget(ctx),
+                           dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
 
 def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]]):
@@ -105,10 +106,15 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id),
                             counts=[target_count(e) for e in encoded], window=ctx.cfg.trainer.accumulate_grad_batches)
-    module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim, ctx.cfg.trainer.logits_chunk_mib)
-    trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
-    trainer.fit(module, loader)
-    return export_trained(trainer, tokenizer, out)
+    with ctx.released(f"the fit of {_where(ctx, out)}"):
+        module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim, ctx.cfg.trainer.logits_chunk_mib)
+        trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
+        trainer.fit(module, loader)
+        return export_trained(trainer, tokenizer, out)
+
+
+def _where(ctx: StageContext, path: Path) -> str:
+    return str(path.relative_to(ctx.run_dir)) if path.is_relative_to(ctx.run_dir) else str(path)
 
 
 def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:

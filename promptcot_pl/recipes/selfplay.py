@@ -145,7 +145,8 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
              counts.get("problems_kept", 0), window(sp), counts["pairs"],
              ", ".join(f"{k.removeprefix('problems_')} {v}" for k, v in counts.items() if k.startswith("problems_")))
     if pairs:
-        fit = _fit(ctx, policy, pairs, out, r)
+        with ctx.released(f"self-play round {r}: reference scoring and DPO fit"):
+            fit = _fit(ctx, policy, pairs, out, r)
         metrics.update({k if "/" in k else f"selfplay/{k}": v for k, v in fit.items()})
         policy = out / "model"
     else:
