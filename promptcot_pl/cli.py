@@ -120,11 +120,7 @@ def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
     try:
         run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
     finally:
-        if distributed.launched():
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        _destroy_process_group()
     return 0
 
 
@@ -152,10 +148,30 @@ def _sweep(args: argparse.Namespace) -> int:
     _setup_logging()
     from promptcot_pl.sweeps.study import open_study, report, run_sweep
 
-    study = open_study(sweep, args.storage) if args.report else run_sweep(sweep, experiment, args.n_trials, args.storage)
-    print(f"study {sweep.study_name}: {len(study.trials)} trials")
-    print(report(study))
+    from promptcot_pl import distributed
+
+    if args.report:
+        study = open_study(sweep, args.storage)
+    else:
+        distributed.init()  # under torchrun: one worker spanning every process (sweeps/study.py)
+        try:
+            study = run_sweep(sweep, experiment, args.n_trials, args.storage)
+        finally:
+            _destroy_process_group()
+    if distributed.is_zero():
+        print(f"study {sweep.study_name}: {len(study.trials)} trials")
+        print(report(study))
     return 0
+
+
+def _destroy_process_group() -> None:
+    from promptcot_pl import distributed
+
+    if distributed.launched():
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _check(files: list[str]) -> int:
@@ -171,11 +187,23 @@ def _check(files: list[str]) -> int:
                 notes = check_formats(cfg)
             except ValueError as err:
                 raise ConfigError(f"{path}: {err}") from None
+            notes.append(_budget(cfg))
             print(f"ok      {path}" + "".join(f"\n        note: {n}" for n in notes))
         except ConfigError as err:
             print(f"error   {err}")
             failed += 1
     return 1 if failed else 0
+
+
+def _budget(cfg) -> str:
+    """The memory budget `load_config` validated, in one line."""
+    engine = (f"engine {cfg.engine.gpu_memory_utilization:.2f} of a GPU "
+              + ("(asleep during fits)" if cfg.engine.release_during_fits else "(resident beside fits)")
+              if cfg.engine.backend == "vllm" else "hf engine (weights freed during fits)"
+              if cfg.engine.release_during_fits else "hf engine (resident beside fits)")
+    return (f"memory budget: {engine}, fits ≤ {cfg.trainer.memory_fraction:.2f} of a GPU, logits in "
+            f"{cfg.trainer.logits_chunk_mib} MiB chunks, scoring ≤ {cfg.trainer.score_tokens} tokens a batch, "
+            f"sequences ≤ {cfg.data.max_length} tokens")
 
 
 def _ui(args: argparse.Namespace) -> int:

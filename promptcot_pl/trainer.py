@@ -137,6 +137,9 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
         if clip:
             callbacks.append(ClipShardedGradients(clip))
             clip = None
+    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+        # the budget left to an engine beside the fit (config/loading.py checks the two add up)
+        torch.cuda.set_per_process_memory_fraction(cfg.memory_fraction, torch.cuda.current_device())
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,

@@ -159,3 +159,19 @@ def test_help_lists_verbs_and_imports_no_heavy_library(tmp_path):
              "    pass\nprint(sorted(m for m in ('torch', 'lightning', 'mlflow', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_memory_budget_and_renamed_keys_are_checked_at_load():
+    from promptcot_pl.config import ConfigError, load_config
+
+    resident = ["engine.backend=vllm", "engine.release_during_fits=false", "engine.gpu_memory_utilization=0.5"]
+    with pytest.raises(ConfigError, match=r"engine.gpu_memory_utilization.*trainer.memory_fraction"):
+        load_config(None, resident + ["trainer.memory_fraction=0.6"])
+    load_config(None, resident + ["trainer.memory_fraction=0.45"])  # fits together
+    load_config(None, resident[:1] + ["engine.gpu_memory_utilization=0.9"])  # asleep during fits: no sum
+    with pytest.raises(ConfigError, match="trainer.memory_fraction.*got 1.5"):
+        load_config(None, ["trainer.memory_fraction=1.5"])
+    with pytest.raises(ConfigError, match="em.score_batch_size' was replaced by trainer.score_tokens"):
+        load_config(None, ["em.score_batch_size=8"])
+    with pytest.raises(ConfigError, match="engine.shard_prompts': must be at least 1"):
+        load_config(None, ["engine.shard_prompts=0"])

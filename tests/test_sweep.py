@@ -129,3 +129,22 @@ def test_a_killed_workers_trial_is_retried_by_another_in_the_same_run_directory(
     assert trials[1].params == trials[0].params
     assert "stage seed: already done" in second.stdout  # the retry continued trial 0's run directory
     assert trials[1].user_attrs["run_dir"].endswith("trial_0000")
+
+
+def test_a_pruned_trial_under_two_process_ddp_ends_every_rank(tmp_path):
+    """torchrun, 2 processes: rank 0 runs the study, both ranks run each trial; the pruner's decision reaches both,
+    so the pruned trial ends on every rank and the next trial (or the end) finds them all (REVIEW M14)."""
+    sweep = _sweep_file(tmp_path, study_name="prune_ddp", pruner={"name": "median", "n_startup_trials": 1},
+                        search_space={"em.m_optim.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
+                        enqueue=[{"em.m_optim.lr": 1e-3}, {"em.m_optim.lr": 1.0}, {"em.m_optim.lr": 2e-3}])
+    spec = yaml.safe_load(sweep.read_text())
+    spec["overrides"].update({"em.iterations": 2, "coldstart.epochs": 2, "trainer.accelerator": "cpu"})
+    sweep.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "promptcot_pl", "sweep",
+                           str(sweep), "--n-trials", "3"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    trials = _study(tmp_path, "prune_ddp").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]  # the trial after the pruned one ran
+    assert list(trials[1].intermediate_values) == [1]
+    assert proc.stdout.count("study prune_ddp: 3 trials") == 1  # rank 0 reports; rank 1 followed and returned

@@ -153,14 +153,22 @@ class TrainerConfig:
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     # Compute precision of fits: "bf16-mixed" (GPUs with bf16; the paper recipes) and "16-mixed" compute in half
     # precision over fp32 master weights and optimizer states; "32-true" is fp32 throughout. bf16 master weights
-    # ("bf16-true") are refused: AdamW updates at the paper's learning rates round away in bf16 (REVIEW C1).
+    # ("bf16-true") lose AdamW's updates at the paper's learning rates (REVIEW C1): refused unless
+    # bf16_true_optimizer=kahan.
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    # bf16-true (bf16 weights and optimizer states, half the memory of fp32 masters) only with an optimizer that
+    # keeps the updates: "kahan" = torch-optimi's AdamW with Kahan-compensated summation.
+    bf16_true_optimizer: Literal["refuse", "kahan"] = "refuse"
     # The LM head and log-softmax run on target positions only, this many MiB of fp32 logits at a time (at a
     # 152k vocabulary: 441 positions), in every fit and scoring pass: no [tokens, vocabulary] copy (REVIEW C2).
     logits_chunk_mib: int = 256
     # No-grad scoring batches (E-step candidates, held-out bound, DPO references) hold at most this many token
     # positions (rows × longest row): memory is set by tokens, not by a count of targets of unknown length.
     score_tokens: int = 16384
+    # The memory budget: fits and scoring passes may take this share of each GPU (enforced by
+    # torch.cuda.set_per_process_memory_fraction). An engine kept resident beside them
+    # (engine.release_during_fits=false) needs engine.gpu_memory_utilization + this ≤ 1, checked at load.
+    memory_fraction: float = 0.9
     activation_checkpointing: bool = False  # recompute decoder layers in backward (fsdp): less memory, ~30% slower
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"] = "FULL_SHARD"
     # "sharded": every rank writes its shard of a checkpoint (fast, scales); "full": one file gathered on rank 0

@@ -158,11 +158,13 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
     device = cfg.engine.device
     if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device)):
         raise ConfigError(f"{source}: key 'engine.device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if cfg.trainer.precision == "bf16-true":
+    if cfg.trainer.precision == "bf16-true" and cfg.trainer.bf16_true_optimizer != "kahan":
         raise ConfigError(f"{source}: key 'trainer.precision': bf16-true keeps master weights and AdamW states in "
                           "bf16, where updates at the paper's learning rates (1e-6 to 8e-5) round away; use "
                           f"trainer.precision=bf16-mixed (fp32 masters, bf16 compute) with model.dtype="
-                          f"{cfg.model.dtype} for inference")
+                          f"{cfg.model.dtype} for inference, or opt in with trainer.bf16_true_optimizer=kahan "
+                          "(AdamW with Kahan summation keeps the updates in bf16)")
+    _check_memory_budget(cfg, source)
     if cfg.model.tiny.thinking and cfg.model.tiny.style != "chatml":
         raise ConfigError(f"{source}: key 'model.tiny.thinking': a thinking template exists for "
                           f"model.tiny.style=chatml only, got {cfg.model.tiny.style!r}")
@@ -184,6 +186,18 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         area, name = key.split(".")
         if getattr(getattr(cfg, area), name) < 1:
             raise ConfigError(f"{source}: key '{key}': must be at least 1")
+
+
+def _check_memory_budget(cfg: ExperimentConfig, source: str) -> None:
+    """One budget per recipe: the engine's share of a GPU and the fits' share fit together (REVIEW C4)."""
+    engine, fits = cfg.engine.gpu_memory_utilization, cfg.trainer.memory_fraction
+    for key, value in (("engine.gpu_memory_utilization", engine), ("trainer.memory_fraction", fits)):
+        if not 0 < value <= 1:
+            raise ConfigError(f"{source}: key '{key}': a share of GPU memory, 0 < x ≤ 1; got {value}")
+    if cfg.engine.backend == "vllm" and not cfg.engine.release_during_fits and engine + fits > 1:
+        raise ConfigError(f"{source}: keys 'engine.gpu_memory_utilization' ({engine}) + 'trainer.memory_fraction' "
+                          f"({fits}) exceed one GPU while the engine stays resident during fits "
+                          "(engine.release_during_fits=false); lower one, or let the engine sleep during fits")
 
 
 def _check_sampling(cfg: ExperimentConfig, source: str) -> None:

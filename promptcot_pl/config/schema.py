@@ -32,7 +32,7 @@ HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "eng
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
               "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
               "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar",
-              "trainer.logits_chunk_mib", "trainer.score_tokens")
+              "trainer.logits_chunk_mib", "trainer.score_tokens", "trainer.memory_fraction")
 
 
 @dataclass

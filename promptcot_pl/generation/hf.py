@@ -29,7 +29,6 @@ from promptcot_pl.config.schema import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.generation.engine import Completion
-from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer, stop_ids
 
 
@@ -129,8 +128,13 @@ class HFEngine:
             ids[r, : len(row)] = torch.tensor(row)
             labels[r, len(prompt): len(row)] = torch.tensor(row[len(prompt):], dtype=torch.long)
             mask[r, : len(row)] = 1
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-        for c, value in zip(completions, sequence_logprobs(logits, labels.to(self.device)).tolist()):
+        from promptcot_pl.modules.em import labelled_logprobs  # the lean LM head: no [tokens, vocab] logits
+        from promptcot_pl.modules.head import owner_sums
+
+        batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                 "labels": labels.to(self.device)}
+        logp, owners = labelled_logprobs(self.model, batch)
+        for c, value in zip(completions, owner_sums(logp, owners, len(rows))[0].tolist()):
             c.logprob = value
 
     @torch.inference_mode()

@@ -1,4 +1,5 @@
-"""The optimizer every fitting module uses: AdamW (no decay on norms and biases) + a warmup/decay schedule.
+"""The optimizer every fitting module uses: AdamW (no decay on norms and biases) + a warmup/decay schedule;
+torch-optimi's AdamW with Kahan summation when the weights are stored in bf16 (`trainer.precision=bf16-true`).
 
 The decay groups are chosen by parameter *name* with transformers' own rule (`trainer_pt_utils.get_parameter_names`
 with the patterns `transformers.Trainer` uses: LayerNorm layers and names holding "bias" or a "norm"), never by
@@ -36,10 +37,18 @@ def adamw_with_schedule(model: torch.nn.Module, optim: OptimConfig, total_steps:
     """What `configure_optimizers` returns: AdamW + `transformers.get_scheduler`, stepped every optimizer step."""
     decay_names = set(parameter_groups(model)[0])
     trainable = [(clean_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for n, p in trainable if n in decay_names], "weight_decay": optim.weight_decay},
-         {"params": [p for n, p in trainable if n not in decay_names], "weight_decay": 0.0}],
-        lr=optim.lr, betas=tuple(optim.betas))
+    groups = [{"params": [p for n, p in trainable if n in decay_names], "weight_decay": optim.weight_decay},
+              {"params": [p for n, p in trainable if n not in decay_names], "weight_decay": 0.0}]
+    if any(p.dtype in (torch.bfloat16, torch.float16) for _, p in trainable):
+        # half-precision weights (bf16-true, opted in at load): torch-optimi's AdamW with Kahan summation, which
+        # carries each update's rounding error to the next step; plain AdamW would lose updates below bf16's
+        # resolution (REVIEW C1). Same update rule otherwise (PyTorch's eps, lr-coupled decoupled decay).
+        import optimi
+
+        optimizer = optimi.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=1e-8, kahan_sum=True,
+                                 foreach=False)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas))
     scheduler = get_scheduler(optim.scheduler, optimizer, num_warmup_steps=int(optim.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

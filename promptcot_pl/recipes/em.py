@@ -81,13 +81,16 @@ def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tupl
                            dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
 
-def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]]):
-    """[N, K] log p_θ(z,x|c), log q_φ(z|c,x) and their target token counts."""
+def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]],
+                      extra_p: list[tuple[str, str]] = ()):
+    """[N, K] log p_θ(z,x|c), log q_φ(z|c,x) and their target token counts; with `extra_p`, p_θ's scores of those
+    pairs too, from the same pass (each model is loaded once per scoring pass: REVIEW m19)."""
     flat = [(t, z) for t, group in zip(pairs, zs) for z in group]
-    lp, p_tokens = _score(ctx, p, [_p(f, t, z) for t, z in flat])
+    lp, p_tokens = _score(ctx, p, [_p(f, t, z) for t, z in flat] + list(extra_p))
     lq, q_tokens = _score(ctx, q, [_q(f, t, z) for t, z in flat])
-    shape = (len(pairs), len(zs[0]))
-    return lp.view(shape), lq.view(shape), p_tokens.view(shape), q_tokens.view(shape)
+    shape, n = (len(pairs), len(zs[0])), len(flat)
+    scores = lp[:n].view(shape), lq.view(shape), p_tokens[:n].view(shape), q_tokens.view(shape)
+    return (*scores, lp[n:], p_tokens[n:]) if extra_p else scores
 
 
 def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, float]], optim: OptimConfig,
@@ -122,10 +125,10 @@ def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: l
     em = ctx.cfg.em
     engine.serve(q)
     zs = _sample(engine, f, heldout, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed)
-    lp, lq, _, _ = _score_candidates(ctx, f, q, p, heldout, zs)
     greedy = [g[0] for g in _sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
-    lx, x_tokens = _score(ctx, p, [problem_given_rationale_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
-                                   for t, z in zip(heldout, greedy)])
+    x_pairs = [problem_given_rationale_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
+               for t, z in zip(heldout, greedy)]
+    lp, lq, _, _, lx, x_tokens = _score_candidates(ctx, f, q, p, heldout, zs, extra_p=x_pairs)
     return {"em/iwae_heldout": float(iwae_bound(lp, lq).mean()), "em/elbo_heldout": float(elbo_estimate(lp, lq).mean()),
             "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum())}
 

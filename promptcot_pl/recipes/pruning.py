@@ -3,7 +3,8 @@
 Stages never import Optuna: a sweep hands the pipeline a `report(step, metrics)` function (`sweeps/study.py`),
 which raises `optuna.TrialPruned` when the pruner says stop. This callback is that function's door into a running
 fit — the role of `optuna_integration.PyTorchLightningPruningCallback`, without tying the recipes to a trial
-object. Rank 0 reports; its decision is broadcast so every rank stops at the same epoch (a rank that raised alone
+object. Every rank calls `report` after the same validation run; the sweep's reporter asks the pruner on rank 0
+and broadcasts its decision (`sweeps/study.py`), so every rank stops at the same epoch (a rank that raised alone
 would leave the others waiting in a collective). The fit then ends normally (`trainer.should_stop`) and
 `raise_if_pruned()` re-raises the pruner's exception once `trainer.fit` has returned.
 """
@@ -30,13 +31,10 @@ class ReportToPruner(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or self.monitor not in trainer.callback_metrics:
             return
-        stop = False
-        if trainer.is_global_zero:
-            try:
-                self.report(trainer.current_epoch + 1, {self.name: float(trainer.callback_metrics[self.monitor])})
-            except Exception as exc:  # noqa: BLE001 — optuna.TrialPruned, re-raised after the fit
-                self.pruned, stop = exc, True
-        if trainer.strategy.broadcast(stop, src=0):
+        try:  # on every rank: the sweep's reporter asks the pruner on rank 0 and shares its decision
+            self.report(trainer.current_epoch + 1, {self.name: float(trainer.callback_metrics[self.monitor])})
+        except Exception as exc:  # noqa: BLE001 — optuna.TrialPruned, re-raised after the fit
+            self.pruned = exc
             trainer.should_stop = True
 
     def raise_if_pruned(self) -> None:

@@ -9,7 +9,8 @@ otherwise both run the schema migrations. A retry reuses the failed trial's run 
 `<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes. Stages whose
 settings do not vary between trials (the seed set and cold start of an EM sweep) run once and are shared
 (`recipes/stage_cache.py`; `share_stages: false` turns that off).
-Several workers = the same command in several processes or machines on one storage (`load_if_exists`).
+Several workers = the same command in several processes or machines on one storage (`load_if_exists`). Under
+`torchrun` one worker spans all its processes: rank 0 runs the study, every rank runs each trial (`_follow`).
 
 MLflow runs of a study: `sweeps/mlflow_runs.py`.
 """
@@ -27,6 +28,7 @@ from typing import Any
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+from promptcot_pl import distributed
 from promptcot_pl.config import load_config
 from promptcot_pl.sweeps.config import ParamSpec, SweepConfig
 from promptcot_pl.sweeps.mlflow_runs import log_plots, study_run_id, tag_trial_runs
@@ -98,23 +100,29 @@ def sample_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[s
 class _Reporter:
     """Passes the objective's intermediate values to Optuna — once per EM iteration (`recipes/em.py`), or once per
     epoch of the fit whose held-out NLL is the objective (`recipes/pruning.py`) — and stops the trial when the
-    pruner says so."""
+    pruner says so.
 
-    def __init__(self, trial: optuna.Trial, metric: str | None) -> None:
-        self.trial, self.metric = trial, metric
+    In a multi-process trial every rank calls it at the same points (every rank runs the same stage code): rank 0
+    holds the trial and asks the pruner, its decision is broadcast, and every rank raises `TrialPruned` together —
+    a rank that stopped alone would leave the others waiting in their next collective (REVIEW M14)."""
+
+    def __init__(self, trial: optuna.Trial | None, metric: str | None) -> None:
+        self.trial, self.metric = trial, metric  # trial None: a follower rank
 
     def __call__(self, step: int, metrics: Mapping[str, float]) -> None:
         if self.metric is None or self.metric not in metrics:
             return
-        self.trial.report(float(metrics[self.metric]), step)
-        if self.trial.should_prune():
+        prune = False
+        if self.trial is not None:
+            self.trial.report(float(metrics[self.metric]), step)
+            prune = self.trial.should_prune()
+        if distributed.world_size() > 1:
+            prune = distributed.broadcast(prune)
+        if prune:
             raise optuna.TrialPruned(f"pruned at step {step}: {self.metric} = {metrics[self.metric]:.4f}")
 
 
 def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
-    from promptcot_pl.recipes.pipeline import run_pipeline
-    from promptcot_pl.recipes.stage_cache import StageCache
-
     single = sweep.objectives[0].metric if len(sweep.objectives) == 1 else None  # Optuna prunes single objectives
 
     def objective(trial: optuna.Trial) -> float | list[float]:
@@ -123,12 +131,14 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
         running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(next(t for t in running if t.number == trial.number))
         number = trial.number if number is None else number
-        cfg = load_config(experiment, sweep.trial_overrides(params) + [
-            f"name={sweep.study_name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"])
+        overrides = sweep.trial_overrides(params) + [
+            f"name={sweep.study_name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"]
+        cfg = load_config(experiment, overrides)
         trial.set_user_attr("run_dir", str(Path(cfg.output_dir) / cfg.name / cfg.run_name))
         log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
-        cache = StageCache(Path(sweep.output_dir) / sweep.study_name / "stage_cache") if sweep.share_stages else None
-        metrics = run_pipeline(cfg, parent_run_id=study_run, report=_Reporter(trial, single), cache=cache)
+        if distributed.world_size() > 1:
+            distributed.broadcast(overrides)  # the other ranks run the same trial (`_follow`)
+        metrics = _run_trial(sweep, cfg, study_run, _Reporter(trial, single))
         missing = [o.metric for o in sweep.objectives if o.metric not in metrics]
         if missing:
             raise KeyError(f"objective metric {missing[0]!r} was not produced by stages {cfg.stages}; "
@@ -137,6 +147,27 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
         return values[0] if len(values) == 1 else values
 
     return objective
+
+
+def _run_trial(sweep: SweepConfig, cfg, study_run: str | None, reporter: _Reporter) -> dict[str, float]:
+    from promptcot_pl.recipes.pipeline import run_pipeline
+    from promptcot_pl.recipes.stage_cache import StageCache
+
+    cache = StageCache(Path(sweep.output_dir) / sweep.study_name / "stage_cache") if sweep.share_stages else None
+    return run_pipeline(cfg, parent_run_id=study_run, report=reporter, cache=cache)
+
+
+def _follow(sweep: SweepConfig, experiment: Path, study_run: str | None) -> None:
+    """A rank other than 0 of a multi-process sweep: run every trial rank 0 starts (its overrides, broadcast), until
+    rank 0 broadcasts None. Pruned and failed trials end here as on rank 0, where Optuna records them."""
+    single = sweep.objectives[0].metric if len(sweep.objectives) == 1 else None
+    while (overrides := distributed.broadcast(None)) is not None:
+        try:
+            _run_trial(sweep, load_config(experiment, overrides), study_run, _Reporter(None, single))
+        except optuna.TrialPruned:
+            continue
+        except Exception as err:  # noqa: BLE001 — rank 0's Optuna records the trial as failed; go on as it does
+            log.warning("rank %d: trial failed: %s", distributed.rank(), err)
 
 
 @contextmanager
@@ -151,24 +182,37 @@ def _store_lock(path: Path = Path("mlflow/.promptcot-init.lock")) -> Iterator[No
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None, url: str | None = None) -> optuna.Study:
+def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None,
+              url: str | None = None) -> optuna.Study | None:
+    """Run trials until the budget is spent. Under torchrun every trial runs on all ranks (DDP/FSDP fits, sharded
+    generation): rank 0 alone talks to the study and broadcasts each trial's overrides to the others."""
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     tracking = load_config(experiment, sweep.trial_overrides({})).tracking
-    with _store_lock():
-        study = open_study(sweep, url)
-        worker = int(study.user_attrs.get("workers_started", 0))
-        study.set_user_attr("workers_started", worker + 1)
-        study.sampler = _sampler(sweep, worker)
-        for params in sweep.enqueue:
-            study.enqueue_trial(dict(params), skip_if_exists=True)
-        study_run = study_run_id(sweep, tracking)
-    log.info("sweep %s: storage %s; MLflow study run %s", sweep.study_name, url or sweep.storage or DEFAULT_STORAGE,
-             study_run)
+    study, study_run = None, None
+    if distributed.is_zero():
+        with _store_lock():
+            study = open_study(sweep, url)
+            worker = int(study.user_attrs.get("workers_started", 0))
+            study.set_user_attr("workers_started", worker + 1)
+            study.sampler = _sampler(sweep, worker)
+            for params in sweep.enqueue:
+                study.enqueue_trial(dict(params), skip_if_exists=True)
+            study_run = study_run_id(sweep, tracking)
+        log.info("sweep %s: storage %s; MLflow study run %s", sweep.study_name, url or sweep.storage or DEFAULT_STORAGE,
+                 study_run)
+    study_run = distributed.broadcast(study_run)
+    if not distributed.is_zero():
+        _follow(sweep, experiment, study_run)
+        return study  # None: rank 0 holds the study
     start = time.time()
-    study.optimize(_objective(sweep, experiment, study_run), n_trials=n_trials or sweep.n_trials,
-                   timeout=sweep.timeout, catch=(Exception,), gc_after_trial=True)
+    try:
+        study.optimize(_objective(sweep, experiment, study_run), n_trials=n_trials or sweep.n_trials,
+                       timeout=sweep.timeout, catch=(Exception,), gc_after_trial=True)
+    finally:
+        if distributed.world_size() > 1:
+            distributed.broadcast(None)  # no more trials: the other ranks return
     tag_trial_runs(study, tracking)
     log_plots(study, study_run, tracking, Path(sweep.output_dir) / sweep.study_name / "plots")
     log.info("sweep %s: this worker finished after %.0f s", sweep.study_name, time.time() - start)
