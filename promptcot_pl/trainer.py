@@ -26,16 +26,50 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from transformers import PreTrainedModel
 
 from promptcot_pl import distributed
 from promptcot_pl.accounting import TokenCounter
 from promptcot_pl.config.schema import TrainerConfig
+from promptcot_pl.models import load_model
 
 
 def training_dtype(cfg: TrainerConfig) -> str:
     """The storage dtype of a fit's weights and optimizer states: fp32 unless the precision is *-true in half
     precision (refused at config load for bf16, see config/common.py)."""
     return {"bf16-true": "bfloat16"}.get(cfg.precision, "float32")
+
+
+def meta_init(cfg: TrainerConfig) -> bool:
+    """Whether this process builds its models empty: a rank other than 0 of a multi-process FSDP run."""
+    return cfg.strategy == "fsdp" and distributed.world_size() > 1 and not distributed.is_zero()
+
+
+def load_for_fit(path: str | Path, cfg: TrainerConfig) -> PreTrainedModel:
+    """The model a fit or scoring pass under `build_trainer(cfg)` starts from, in the training dtype. Under FSDP
+    with several processes only rank 0 reads the checkpoint; the others build it on the meta device and FSDP
+    materialises their shards and fills them from rank 0 (`sync_module_states`): one read of a 7B checkpoint per
+    fit instead of one per rank, and no full copy in every rank's memory before sharding (REVIEW m19)."""
+    return load_model(path, training_dtype(cfg), empty=meta_init(cfg))
+
+
+class _Materialize:
+    """FSDP's `param_init_fn` for meta-built modules: empty storage on the device for every meta parameter and
+    buffer (the values arrive from rank 0), one new tensor per shared meta tensor so tied weights stay tied."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.made = device, {}
+
+    def __call__(self, module: torch.nn.Module) -> None:
+        for slot in (module._parameters, module._buffers):
+            for name, tensor in slot.items():
+                if tensor is None or not tensor.is_meta:
+                    continue
+                if id(tensor) not in self.made:
+                    empty = torch.empty_like(tensor, device=self.device)
+                    self.made[id(tensor)] = (tensor, torch.nn.Parameter(empty, tensor.requires_grad)
+                                             if isinstance(tensor, torch.nn.Parameter) else empty)
+                slot[name] = self.made[id(tensor)][1]
 
 
 class DecoderLayerPolicy:
@@ -59,10 +93,19 @@ class CPUFSDPStrategy(FSDPStrategy):
         from lightning.fabric.strategies.fsdp import _setup_activation_checkpointing
         from torch.distributed.fsdp import FullyShardedDataParallel
 
+        kwargs = dict(self.kwargs)
+        if kwargs.pop("sync_module_states", False):
+            # FSDP's own rank-0 broadcast refuses CPU tensors: materialise the empty ranks' models and broadcast
+            # rank 0's weights here, before wrapping (on GPUs FSDP does it unit by unit)
+            materialize = kwargs.pop("param_init_fn")
+            for module in model.modules():
+                materialize(module)
+            for tensor in [*model.parameters(), *model.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)
         model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
                                          mixed_precision=self.mixed_precision_config,
                                          sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
-                                         **self.kwargs)
+                                         **kwargs)
         _setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
         return model
 
@@ -111,10 +154,15 @@ def full_state_dict(strategy: Strategy) -> dict[str, Any]:
 def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strategy:
     match cfg.strategy:
         case "fsdp":
+            sync = {}
+            if distributed.world_size() > 1:  # ranks other than 0 built their models empty (`load_for_fit`)
+                device = torch.device("cuda", torch.cuda.current_device()) if accelerator in ("gpu", "cuda") \
+                    else torch.device("cpu")
+                sync = {"sync_module_states": True, "param_init_fn": _Materialize(device)}
             return CPUFSDPStrategy(auto_wrap_policy=DecoderLayerPolicy(),
                                    activation_checkpointing_policy=DecoderLayerPolicy()
                                    if cfg.activation_checkpointing else None,
-                                   sharding_strategy=cfg.fsdp_sharding, state_dict_type=cfg.fsdp_state_dict)
+                                   sharding_strategy=cfg.fsdp_sharding, state_dict_type=cfg.fsdp_state_dict, **sync)
         case "ddp":
             return DDPStrategy()
         case _:  # auto: Lightning would pick a spawning strategy on CPU; a launcher already made the processes

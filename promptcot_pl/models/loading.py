@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase,
+    AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase,
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -27,9 +27,15 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
+def load_model(path: str | Path, dtype: str = "float32", empty: bool = False) -> PreTrainedModel:
+    """The checkpoint's model in `dtype`; `empty`: its architecture on the meta device — no weights read, no
+    memory taken — for an FSDP rank whose shards are filled from rank 0 (`trainer.load_for_fit`)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: expected one of {sorted(DTYPES)}")
+    if empty:
+        config = AutoConfig.from_pretrained(str(path))
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])
 
 

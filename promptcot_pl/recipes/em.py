@@ -37,13 +37,13 @@ from promptcot_pl.data.records import Triple
 from promptcot_pl.data.sharding import sharded_loader
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
-from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.models import load_tokenizer
 from promptcot_pl.modules.em import EStepModule, MStepModule
 from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
 from promptcot_pl.recipes.fit import export_trained
 from promptcot_pl.recipes.scoring import score_pairs
-from promptcot_pl.trainer import build_trainer, training_dtype
+from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
 
 
 class Formats(NamedTuple):
@@ -110,7 +110,7 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, 
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id),
                             counts=[target_count(e) for e in encoded], window=ctx.cfg.trainer.accumulate_grad_batches)
     with ctx.released(f"the fit of {_where(ctx, out)}"):
-        module = module_cls(load_model(base, training_dtype(ctx.cfg.trainer)), optim, ctx.cfg.trainer.logits_chunk_mib)
+        module = module_cls(load_for_fit(base, ctx.cfg.trainer), optim, ctx.cfg.trainer.logits_chunk_mib)
         trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
         trainer.fit(module, loader)
         return export_trained(trainer, tokenizer, out)

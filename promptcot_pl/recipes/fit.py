@@ -19,11 +19,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from promptcot_pl.config.schema import OptimConfig
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.datamodule import PairDataModule
-from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.models import load_tokenizer
 from promptcot_pl.modules import SFTModule
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.pruning import ReportToPruner
-from promptcot_pl.trainer import build_trainer, full_state_dict, training_dtype
+from promptcot_pl.trainer import build_trainer, full_state_dict, load_for_fit
 
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
@@ -50,7 +50,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
         write_json(init_path, {"nll_init": validate(ctx, base, data, optim)})
     nll_init = json.loads(init_path.read_text())["nll_init"]
 
-    module = SFTModule(load_model(base, training_dtype(cfg.trainer)), optim, cfg.trainer.logits_chunk_mib)
+    module = SFTModule(load_for_fit(base, cfg.trainer), optim, cfg.trainer.logits_chunk_mib)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
     callbacks: list = [checkpoint]
@@ -88,7 +88,7 @@ def validate(ctx: StageContext, model_dir: str | Path, data: PairDataModule, opt
     is wrapped in place by the first Trainer that sets it up, so the fitted module is never validated separately."""
     trainer = build_trainer(replace(ctx.cfg.trainer, enable_progress_bar=False), max_epochs=1,
                             default_root_dir=ctx.stage_dir)
-    probe = SFTModule(load_model(model_dir, training_dtype(ctx.cfg.trainer)), optim, ctx.cfg.trainer.logits_chunk_mib)
+    probe = SFTModule(load_for_fit(model_dir, ctx.cfg.trainer), optim, ctx.cfg.trainer.logits_chunk_mib)
     (result,) = trainer.validate(probe, datamodule=data, verbose=False)
     return float(result["val/nll"])
 

@@ -22,7 +22,7 @@ from promptcot_pl.data.collate import encode_pair, pad_batch
 from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules.em import RationaleScorer
-from promptcot_pl.trainer import build_trainer
+from promptcot_pl.trainer import build_trainer, meta_init
 
 
 def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, trainer_cfg: TrainerConfig,
@@ -49,7 +49,7 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, tra
     loader = DataLoader(_rank_share(batches), batch_size=None, shuffle=False, collate_fn=collate)
     trainer = build_trainer(trainer_cfg.__class__(**{**trainer_cfg.__dict__, "enable_progress_bar": False}),
                             max_epochs=1, default_root_dir=root_dir)
-    outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype), trainer_cfg.logits_chunk_mib), loader)
+    outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype, empty=meta_init(trainer_cfg)), trainer_cfg.logits_chunk_mib), loader)
     if distributed.world_size() > 1:
         outputs = [out for part in distributed.gather_objects([{k: v.cpu() for k, v in o.items()} for o in outputs])
                    for out in part]

@@ -33,7 +33,7 @@ from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
 from promptcot_pl.generation import ServedEngine
-from promptcot_pl.models import load_model, load_tokenizer
+from promptcot_pl.models import load_tokenizer
 from promptcot_pl.modules.dpo import DPOModule
 from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
 from promptcot_pl.recipes.problems import load_problems
@@ -42,7 +42,7 @@ from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 from promptcot_pl.selfplay.rollouts import rollouts
-from promptcot_pl.trainer import build_trainer, training_dtype
+from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
 
 
 def window(sp: SelfPlayConfig) -> PassWindow:
@@ -99,9 +99,9 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
         full[kept] = ref
         ref = full
     L.seed_everything(ctx.cfg.seed + round_, verbose=False)
-    storage = training_dtype(ctx.cfg.trainer)  # fp32 masters under *-mixed, whatever the inference dtype
-    module = DPOModule(load_model(policy, storage), sp.optim, sp.dpo,
-                       ref_model=load_model(policy, storage) if frozen else None,
+    # fp32 masters under *-mixed, whatever the inference dtype; empty on FSDP ranks other than 0
+    module = DPOModule(load_for_fit(policy, ctx.cfg.trainer), sp.optim, sp.dpo,
+                       ref_model=load_for_fit(policy, ctx.cfg.trainer) if frozen else None,
                        chunk_mib=ctx.cfg.trainer.logits_chunk_mib)
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
                                 num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_)
