@@ -29,13 +29,6 @@ VOCAB = 151_936
 GOALS = {"scoring": 4.0, "sft": 4.0, "dpo": 2.0}  # issue K: lower peak memory by at least this factor
 
 
-def _rss_kib(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _model(hidden: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -144,11 +137,12 @@ def measure(workload: str, path: str, args) -> dict:
         optimizer.step()
     else:
         model.eval()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    start_kib = _rss_kib("VmRSS")
+    from promptcot_pl.accounting import reset_peak_rss, status_kb
+
+    reset_peak_rss()  # VmHWM := the current RSS
+    start_kib = status_kb("VmRSS")
     _step(workload, path, model, batch, optimizer)
-    peak_mib = (_rss_kib("VmHWM") - start_kib) / 1024
+    peak_mib = (status_kb("VmHWM") - start_kib) / 1024
     tokens, start = 0, time.perf_counter()
     for _ in range(args.repeats):
         tokens += _step(workload, path, model, batch, optimizer)

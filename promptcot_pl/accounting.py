@@ -6,7 +6,9 @@ Counts are kept apart from a stage's results (its DONE metrics), which must not 
 or multi-process run computes the same results in a different time. Engines add the tokens they generate
 (`count_generated`), fits the tokens their training steps run over (`TokenCounter`, a Lightning callback that
 `build_trainer` adds to every fit); in a multi-process run each rank counts its share and the stage sums them.
-Peak memory: the process's and its finished children's peak RSS (vLLM's engine processes), and the CUDA peak.
+Peak memory: the process's peak RSS during the stage (Linux: the kernel's high-water mark is reset when the stage
+starts, so an earlier stage's fits do not count), its finished children's (vLLM's engine processes), and the CUDA
+peak.
 """
 
 from __future__ import annotations
@@ -38,6 +40,27 @@ class TokenCounter(L.Callback):
         _COUNTS["trained"] += tokens
 
 
+def reset_peak_rss() -> None:
+    """Reset this process's peak-RSS mark to its current RSS (Linux); elsewhere a no-op."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:  # not Linux, or not allowed: the process's peak so far is reported
+        pass
+
+
+def status_kb(field: str = "VmHWM") -> int:
+    """A memory field of /proc/self/status in KiB (VmHWM: peak RSS, VmRSS: now); ru_maxrss where there is none."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 @dataclass
 class StageMeter:
     """Started before a stage, `finish`ed after it: the stage's accounting metrics."""
@@ -46,6 +69,7 @@ class StageMeter:
 
     def __post_init__(self) -> None:
         self.start, self.counts = time.perf_counter(), dict(_COUNTS)
+        reset_peak_rss()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.reset_peak_memory_stats()
 
@@ -55,8 +79,7 @@ class StageMeter:
         wall = time.perf_counter() - self.start
         mine = [_COUNTS[k] - self.counts[k] for k in ("generated", "trained")]
         generated, trained = (sum(part) for part in zip(*distributed.gather_objects(mine)))
-        peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        peak_kb = max(status_kb("VmHWM"), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
         prefix = f"{self.name}/accounting/"
         out = {"wall_s": wall, "generated_tokens": float(generated), "generated_tokens_per_s": generated / wall,
                "trained_tokens": float(trained), "trained_tokens_per_s": trained / wall,
