@@ -12,11 +12,13 @@ whether the job ran in one go, was killed and resumed, or ran on any number of r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -41,9 +43,9 @@ def generate_shards(engine, prompts: Sequence[str], sampling: SamplingConfig, ou
     """Generate `sampling.n` completions per prompt into shard files under `out_dir`; `to_rows(prompt index,
     completions)` makes the rows kept for one prompt. Returns every shard file, in order, on every rank."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     n_shards = -(-len(prompts) // shard_prompts)
     rank, world = distributed.rank(), distributed.world_size()
+    distributed.on_rank_zero(_claim, out_dir, _fingerprint(prompts, sampling, shard_prompts))
     finished = {s for s in range(n_shards) if shard_path(out_dir, s).is_file()}
     if finished and rank == 0:
         log.info("%s: %d of %d shards already written in %s, reused", desc, len(finished), n_shards, out_dir)
@@ -60,6 +62,39 @@ def generate_shards(engine, prompts: Sequence[str], sampling: SamplingConfig, ou
             bar.update(1)
     distributed.barrier()
     return [shard_path(out_dir, s) for s in range(n_shards)]
+
+
+def _fingerprint(prompts: Sequence[str], sampling: SamplingConfig, shard_prompts: int) -> str:
+    digest = hashlib.sha256(json.dumps([asdict(sampling), shard_prompts]).encode())
+    for prompt in prompts:
+        digest.update(prompt.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _claim(out_dir: Path, fingerprint: str) -> None:
+    """Shards in `out_dir` are reused only for the same prompts, sampling and shard size: other leftovers (a
+    changed input) are removed first, so a rerun never mixes two jobs' samples."""
+    stamp = out_dir / "shards.json"
+    if out_dir.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()).get("job") != fingerprint):
+        stale = list(out_dir.glob("shard_*.jsonl"))
+        if stale:
+            log.warning("%s: %d shards of another job (other prompts or sampling) removed", out_dir, len(stale))
+        for path in stale:
+            path.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"job": fingerprint}))
+
+
+class ShardedEngine:
+    """An engine whose `generate` writes resumable shard files under `out_dir` (`streamed_generate`): wrap the
+    engine given to code that generates once per directory (majority-vote references, written tests)."""
+
+    def __init__(self, engine, out_dir: str | Path, shard_prompts: int, desc: str = "generate") -> None:
+        self.engine, self.out_dir, self.shard_prompts, self.desc = engine, Path(out_dir), shard_prompts, desc
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        return streamed_generate(self.engine, prompts, sampling, self.out_dir, self.shard_prompts, self.desc)
 
 
 def streamed_generate(engine, prompts: Sequence[str], sampling: SamplingConfig, out_dir: str | Path | None,
@@ -89,8 +124,6 @@ def iter_rows(paths: Sequence[Path]) -> Iterator[dict]:
 
 def _write_rows(path: Path, rows) -> None:
     """This rank's own shard file, atomically: a killed process leaves no half-written shard behind."""
-    import json
-
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -27,17 +27,18 @@ import torch
 
 from promptcot_pl.analysis.difficulty import difficulty
 from promptcot_pl.config.schema import SelfPlayConfig
-from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.generation import ServedEngine
+from promptcot_pl.generation.streamed import ShardedEngine
 from promptcot_pl.models import load_tokenizer
 from promptcot_pl.modules.dpo import DPOModule
 from promptcot_pl.recipes.context import StageContext, log, mark_done, write_json
-from promptcot_pl.recipes.problems import load_problems
 from promptcot_pl.recipes.fit import export_trained
+from promptcot_pl.recipes.problems import load_problems
 from promptcot_pl.recipes.scoring import score_pairs
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
@@ -59,8 +60,8 @@ def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Probl
     if path.is_file():  # an interrupted round keeps its rollouts
         return read_jsonl(path, Rollout)
     sampling = ctx.cfg.selfplay.rollouts
-    rows = rollouts(engine, fmt, problems, replace(sampling, seed=seed), shard_dir=out / "generated",
-                    shard_prompts=ctx.cfg.engine.shard_prompts)
+    sharded = ShardedEngine(engine, out / "generated", ctx.cfg.engine.shard_prompts, desc=f"rollouts {out.name}")
+    rows = rollouts(sharded, fmt, problems, replace(sampling, seed=seed))
     write_jsonl(path, rows)
     return rows
 

@@ -23,17 +23,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from promptcot_pl.analysis.difficulty import difficulty
+from promptcot_pl.data.encode import encode
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.records import Trace, Triple
+from promptcot_pl.generation.streamed import ShardedEngine
 from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.fit import fit_pairs
 from promptcot_pl.recipes.problems import load_problems
 from promptcot_pl.recipes.solver import solver_model, solver_pairs
-from promptcot_pl.data.encode import encode
-from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.sft.traces import (
-    engine_traces, fit_pair, keep_correct, oracle_traces, released_format, unique_prompts,
+    engine_traces,
+    fit_pair,
+    keep_correct,
+    oracle_traces,
+    released_format,
+    unique_prompts,
 )
 
 
@@ -60,9 +66,9 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
     else:
         teacher = solver_model(ctx.run_dir) if cfg.teacher == "solver" else cfg.teacher
         with ctx.engine(teacher) as engine:
-            traces = engine_traces(engine, ctx.prompt_format("teacher", teacher), student, problems,
-                                   replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped,
-                                   shard_dir=out / "generated", shard_prompts=ctx.cfg.engine.shard_prompts)
+            sharded = ShardedEngine(engine, out / "generated", ctx.cfg.engine.shard_prompts, desc=f"sft/{source} traces")
+            traces = engine_traces(sharded, ctx.prompt_format("teacher", teacher), student, problems,
+                                   replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
     if cfg.filter_correct:
         traces = keep_correct(traces, problems, dropped)
     funnel = {"prompts": len(problems) + dropped["duplicate_prompt"], "traces": len(traces),

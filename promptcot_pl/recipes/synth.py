@@ -23,7 +23,7 @@ from promptcot_pl.data.prompts import parse_marked, prompt_model_prompt
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.data.released import read_concept_rows, to_problem_generation_row
 from promptcot_pl.domains.distinct import item_id
-from promptcot_pl.generation.streamed import generate_shards, iter_rows
+from promptcot_pl.generation.streamed import ShardedEngine, generate_shards, iter_rows
 from promptcot_pl.models.embeddings import Embedder
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
@@ -129,13 +129,14 @@ def _filter(ctx: StageContext, generated: list[dict], sets, seed_problems: list[
     return problems, funnel, dropped
 
 
-def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter) -> list[Problem]:
+def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter, out: Path) -> list[Problem]:
     cfg = ctx.cfg.synth
     if not problems:
         return []
     # math references come from the solver's votes; code tests from the test writer (by default the solver too)
     model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx.run_dir)
-    with ctx.engine(model) as engine:
+    with ctx.engine(model) as served:
+        engine = ShardedEngine(served, out / "targets", ctx.cfg.engine.shard_prompts, desc=f"synth/{out.name} targets")
         if ctx.cfg.domain.name == "code":
             sampling = SamplingConfig(n=cfg.test_calls, temperature=cfg.reference_temperature,
                                       max_new_tokens=cfg.reference_max_new_tokens, seed=ctx.cfg.seed)
@@ -174,7 +175,7 @@ def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], ind
     model = generator_model(ctx, name)
     generated = _generate(ctx, model, sets, out)
     problems, funnel, dropped = _filter(ctx, generated, sets, seed_problems, index)
-    kept = _attach_targets(ctx, problems, dropped)
+    kept = _attach_targets(ctx, problems, dropped, out)
     iteration = int(model.parent.name.removeprefix("iter_")) if model.parent.name.startswith("iter_") else 0
     for problem in kept:  # provenance: which p_θ wrote it, and which filters it passed
         problem.meta.update(generator=name, em_iteration=iteration, filters=list(FUNNEL[1:-1]) + ["target"])

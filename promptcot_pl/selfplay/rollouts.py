@@ -5,25 +5,20 @@ rate.)"""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.records import Problem, Rollout
 from promptcot_pl.distributed import sharded_map
-from promptcot_pl.generation.streamed import streamed_generate
 from promptcot_pl.verify.format import invalid_reason
 from promptcot_pl.verify.rewards import score_batch
 
 
-def rollouts(engine, fmt: PromptFormat, problems: Sequence[Problem], sampling: SamplingConfig,
-             shard_dir: Path | None = None, shard_prompts: int = 256) -> list[Rollout]:
+def rollouts(engine, fmt: PromptFormat, problems: Sequence[Problem], sampling: SamplingConfig) -> list[Rollout]:
     """`sampling.n` rollouts per problem, in problem order, prompted in the policy's format `fmt`; `valid` and
-    `reward` filled in (a thinking policy is graded on the text after its `</think>`). With `shard_dir` the
-    completions are generated in resumable shard files there first (`generation/streamed.py`)."""
-    groups = streamed_generate(engine, [solver_prompt(fmt, p.problem, p.domain) for p in problems], sampling,
-                               shard_dir, shard_prompts, desc="rollouts")
+    `reward` filled in (a thinking policy is graded on the text after its `</think>`)."""
+    groups = engine.generate([solver_prompt(fmt, p.problem, p.domain) for p in problems], sampling)
     flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
     # verification is sharded over the ranks of a multi-process run (sandboxes and sympy are the slow part)
     rewards = sharded_map(lambda part: score_batch([text for text, _ in part], [p for _, p in part], fmt.thinking),

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.formats import PromptFormat, release_layout
 from promptcot_pl.data.records import Problem, Trace
 from promptcot_pl.domains.math_oracle import solve
-from promptcot_pl.generation.streamed import streamed_generate
 from promptcot_pl.verify.format import invalid_reason
 from promptcot_pl.distributed import sharded_map
 from promptcot_pl.verify.rewards import score_batch
@@ -61,15 +59,12 @@ def oracle_traces(problems: Sequence[Problem], student: PromptFormat, dropped: C
 
 
 def engine_traces(engine, teacher_fmt: PromptFormat, student: PromptFormat, problems: Sequence[Problem],
-                  sampling: SamplingConfig, teacher: str, dropped: Counter, shard_dir: Path | None = None,
-                  shard_prompts: int = 256) -> list[Trace]:
+                  sampling: SamplingConfig, teacher: str, dropped: Counter) -> list[Trace]:
     """`sampling.n` traces per problem from a teacher prompted in its own format; format-invalid ones dropped and
-    counted. A thinking teacher's traces are written in the release layout (`<think>\n…</think>` + answer).
-    With `shard_dir` they are generated in resumable shard files there first (`generation/streamed.py`)."""
+    counted. A thinking teacher's traces are written in the release layout (`<think>\n…</think>` + answer)."""
     traces = []
     prompts = [teacher_fmt.prompt(p.domain, problem=p.problem.strip()) for p in problems]
-    for problem, group in zip(problems, streamed_generate(engine, prompts, sampling, shard_dir, shard_prompts,
-                                                          desc="traces")):
+    for problem, group in zip(problems, engine.generate(prompts, sampling)):
         for i, completion in enumerate(group):
             why = invalid_reason(completion.text, problem.domain, truncated=completion.finish_reason == "length",
                                  thinking=teacher_fmt.thinking)
