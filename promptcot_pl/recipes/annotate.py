@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from promptcot_pl import distributed
 from promptcot_pl.annotate import oracle
 from promptcot_pl.annotate.parse import parse_concepts, parse_level, parse_rationale
 from promptcot_pl.config.schema import AnnotateConfig
@@ -28,6 +29,7 @@ from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import write_jsonl
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.data.released import read_eval_rows
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.domains import split_heldout
 from promptcot_pl.domains.distinct import item_id
 from promptcot_pl.generation import build_engine
@@ -97,8 +99,9 @@ def _annotator(ctx: StageContext, name: str, corpus: list[Problem]):
             texts = [p.problem for p in corpus] + [
                 fmt.message("any", text_role="annotate_concepts", problem=p.problem, levels=", ".join(cfg.levels),
                             num_concepts=str(cfg.num_concepts)) for p in corpus[:50]]
-            return EngineAnnotator.of(ctx, str(tiny_model_dir(ctx.cfg.model.tiny, texts, ctx.cfg.model.cache_dir,
-                                                              ctx.cfg.seed)))
+            path = distributed.broadcast(on_rank_zero(tiny_model_dir, ctx.cfg.model.tiny, texts,
+                                                      ctx.cfg.model.cache_dir, ctx.cfg.seed))  # see coldstart
+            return EngineAnnotator.of(ctx, str(path))
     return EngineAnnotator.of(ctx, name)
 
 
@@ -173,7 +176,6 @@ def run(ctx: StageContext) -> dict[str, float]:
     write_jsonl(ctx.stage_dir / "heldout.jsonl", heldout)
     write_jsonl(ctx.stage_dir / "concept_sets.jsonl", [{"concepts": t.concepts, "level": t.level} for t in triples])
     bank = ConceptBank.from_triples(train, Embedder(ctx.cfg.synth.embedding_model, ctx.cfg.model.cache_dir))
-    from promptcot_pl.distributed import on_rank_zero
 
     on_rank_zero(bank.save, ctx.stage_dir / "concept_bank.npz")
     log.info("annotate: %d of %d problems → %d triples (%d train, %d held out), %d concepts in the bank",

@@ -6,10 +6,12 @@ per target token at initialisation and after the fit for both.
 
 from __future__ import annotations
 
+from promptcot_pl import distributed
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example, solver_example
 from promptcot_pl.data.records import Triple
+from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.models import tiny_model_dir
 from promptcot_pl.recipes.context import StageContext, log
 from promptcot_pl.recipes.fit import fit_pairs
@@ -34,7 +36,8 @@ def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
              for pair in pairs for text in pair]
     texts += [text for t in train if t.solution
               for text in solver_example(words["solver"], t.problem, t.solution, t.domain)]
-    path = str(tiny_model_dir(model.tiny, texts, model.cache_dir, ctx.cfg.seed))
+    # built by rank 0 alone: transformers' save_pretrained writes no weights on other torch.distributed ranks
+    path = str(distributed.broadcast(on_rank_zero(tiny_model_dir, model.tiny, texts, model.cache_dir, ctx.cfg.seed)))
     log.info("coldstart: tiny model at %s", path)
     return path, model.rationale_path or path
 
