@@ -176,7 +176,6 @@ def run(ctx: StageContext) -> dict[str, float]:
     write_jsonl(ctx.stage_dir / "heldout.jsonl", heldout)
     write_jsonl(ctx.stage_dir / "concept_sets.jsonl", [{"concepts": t.concepts, "level": t.level} for t in triples])
     bank = ConceptBank.from_triples(train, Embedder(ctx.cfg.synth.embedding_model, ctx.cfg.model.cache_dir))
-
     on_rank_zero(bank.save, ctx.stage_dir / "concept_bank.npz")
     log.info("annotate: %d of %d problems → %d triples (%d train, %d held out), %d concepts in the bank",
              len(triples), len(corpus), len(triples), len(train), len(heldout), len(bank.concepts))
