@@ -122,7 +122,7 @@ class VLLMEngine:
         platform has it (CUDA, ROCm, XPU); otherwise the engine is shut down and rebuilt when next used (the CPU
         build). Either way the next `generate` serves `self.path`, the newest `refresh`. Returns how."""
         if self.asleep:
-            return "asleep"
+            return "still asleep"
         if getattr(self, "llm", None) is not None and self.llm.llm_engine.vllm_config.model_config.enable_sleep_mode:
             self.llm.sleep(level=2)  # weights discarded too: the next checkpoint is loaded on waking
             self.asleep = "sleep"
