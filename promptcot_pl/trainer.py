@@ -35,8 +35,8 @@ from promptcot_pl.models import load_model
 
 
 def training_dtype(cfg: TrainerConfig) -> str:
-    """The storage dtype of a fit's weights and optimizer states: fp32 unless the precision is *-true in half
-    precision (refused at config load for bf16, see config/common.py)."""
+    """The storage dtype of a fit's weights and optimizer states: fp32 unless the precision is bf16-true (allowed
+    only with trainer.bf16_true_optimizer=kahan, checked at config load)."""
     return {"bf16-true": "bfloat16"}.get(cfg.precision, "float32")
 
 

@@ -15,7 +15,6 @@ a [batch, vocab] tensor for every generated step.
 from __future__ import annotations
 
 import gc
-
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,8 +127,7 @@ class HFEngine:
             ids[r, : len(row)] = torch.tensor(row)
             labels[r, len(prompt): len(row)] = torch.tensor(row[len(prompt):], dtype=torch.long)
             mask[r, : len(row)] = 1
-        from promptcot_pl.modules.em import labelled_logprobs  # the lean LM head: no [tokens, vocab] logits
-        from promptcot_pl.modules.head import owner_sums
+        from promptcot_pl.modules.head import labelled_logprobs, owner_sums  # no [tokens, vocab] logits
 
         batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
                  "labels": labels.to(self.device)}

@@ -87,32 +87,24 @@ def _claim(out_dir: Path, fingerprint: str) -> None:
 
 
 class ShardedEngine:
-    """An engine whose `generate` writes resumable shard files under `out_dir` (`streamed_generate`): wrap the
-    engine given to code that generates once per directory (majority-vote references, written tests)."""
+    """An engine whose `generate` goes through `generate_shards` into `out_dir` and reads the completions back,
+    without token ids (their count stays in `n_tokens`). Wrap the engine given to code that generates once per
+    directory: synthesis targets, self-play rollouts, teacher traces."""
 
     def __init__(self, engine, out_dir: str | Path, shard_prompts: int, desc: str = "generate") -> None:
         self.engine, self.out_dir, self.shard_prompts, self.desc = engine, Path(out_dir), shard_prompts, desc
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        return streamed_generate(self.engine, prompts, sampling, self.out_dir, self.shard_prompts, self.desc)
+        def to_rows(i: int, group: list[Completion]) -> list[dict]:
+            return [{"prompt": i, "sample": j, "text": c.text, "finish_reason": c.finish_reason,
+                     "n_tokens": c.n_tokens, "logprob": c.logprob} for j, c in enumerate(group)]
 
-
-def streamed_generate(engine, prompts: Sequence[str], sampling: SamplingConfig, out_dir: str | Path | None,
-                      shard_prompts: int, desc: str = "generate") -> list[list[Completion]]:
-    """`engine.generate(prompts, sampling)` through shard files under `out_dir` (None: directly, nothing written):
-    the completions come back without token ids (their count stays in `n_tokens`)."""
-    if out_dir is None:
-        return engine.generate(prompts, sampling)
-
-    def to_rows(i: int, group: list[Completion]) -> list[dict]:
-        return [{"prompt": i, "sample": j, "text": c.text, "finish_reason": c.finish_reason, "n_tokens": c.n_tokens,
-                 "logprob": c.logprob} for j, c in enumerate(group)]
-
-    groups: list[list[Completion]] = [[] for _ in prompts]
-    for row in iter_rows(generate_shards(engine, prompts, sampling, out_dir, to_rows, shard_prompts, desc)):
-        groups[row["prompt"]].append(Completion(text=row["text"], finish_reason=row["finish_reason"],
-                                                n_tokens=row["n_tokens"], logprob=row["logprob"]))
-    return groups
+        shards = generate_shards(self.engine, prompts, sampling, self.out_dir, to_rows, self.shard_prompts, self.desc)
+        groups: list[list[Completion]] = [[] for _ in prompts]
+        for row in iter_rows(shards):
+            groups[row["prompt"]].append(Completion(text=row["text"], finish_reason=row["finish_reason"],
+                                                    n_tokens=row["n_tokens"], logprob=row["logprob"]))
+        return groups
 
 
 def iter_rows(paths: Sequence[Path]) -> Iterator[dict]:

@@ -2,9 +2,10 @@
 
 vLLM never sits in the training process's autograd path: it reads weights from an HF checkpoint on disk.
 `refresh(dir)` reloads weights in place (`collective_rpc("reload_weights")`, milliseconds) and rebuilds the engine
-when that is not possible (tens of seconds). `sleep()` frees the engine's memory for a fit beside it: vLLM's sleep
-mode where the platform has one, a shutdown otherwise; the next `generate` wakes it with the newest weights. In-place reload is exact only with untied input/output
-embeddings — the tiny model is built untied for this reason; tied checkpoints are always rebuilt.
+when that is not possible (tens of seconds). In-place reload is exact only with untied input/output embeddings —
+the tiny model is built untied for this reason; tied checkpoints are always rebuilt. `sleep()` frees the engine's
+memory for a fit beside it: vLLM's sleep mode where the platform has one, a shutdown otherwise; the next
+`generate` wakes it with the newest weights.
 """
 
 from __future__ import annotations

@@ -14,17 +14,9 @@ import torch
 from transformers import PreTrainedModel
 
 from promptcot_pl.config.schema import OptimConfig
-from promptcot_pl.losses.logprobs import label_positions
-from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB, owner_sums, target_logprobs
+from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB, labelled_logprobs, owner_sums, target_logprobs
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean
-
-
-def labelled_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor],
-                      chunk_mib: int = DEFAULT_CHUNK_MIB) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-prob of every target token of a padded batch, the row it belongs to), via `modules/head.py`."""
-    rows, positions, tokens = label_positions(batch["labels"])
-    return target_logprobs(model, batch, rows, positions, tokens, chunk_mib), rows
 
 
 class RationaleScorer(L.LightningModule):

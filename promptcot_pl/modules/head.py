@@ -18,7 +18,7 @@ import logging
 import torch
 from torch import nn
 
-from promptcot_pl.losses.logprobs import chunked_logprobs
+from promptcot_pl.losses.logprobs import chunked_logprobs, label_positions
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,13 @@ def _full_logits_logprobs(model: nn.Module, inputs: dict, rows: torch.Tensor, po
                                                            device=inputs["input_ids"].device)}
     logits = model(**inputs).logits[rows, positions - first].float()
     return logits.gather(1, tokens[:, None]).squeeze(1) - torch.logsumexp(logits, dim=1)
+
+
+def labelled_logprobs(model: nn.Module, batch: dict[str, torch.Tensor],
+                      chunk_mib: int = DEFAULT_CHUNK_MIB) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-prob of every target token of a padded batch with a `labels` matrix, the row it belongs to)."""
+    rows, positions, tokens = label_positions(batch["labels"])
+    return target_logprobs(model, batch, rows, positions, tokens, chunk_mib), rows
 
 
 def owner_sums(values: torch.Tensor, owners: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,8 +12,7 @@ import torch
 from transformers import PreTrainedModel
 
 from promptcot_pl.config.schema import OptimConfig
-from promptcot_pl.modules.em import labelled_logprobs
-from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB
+from promptcot_pl.modules.head import DEFAULT_CHUNK_MIB, labelled_logprobs
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean
 

@@ -49,7 +49,8 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, tra
     loader = DataLoader(_rank_share(batches), batch_size=None, shuffle=False, collate_fn=collate)
     trainer = build_trainer(trainer_cfg.__class__(**{**trainer_cfg.__dict__, "enable_progress_bar": False}),
                             max_epochs=1, default_root_dir=root_dir)
-    outputs = trainer.predict(RationaleScorer(load_model(model_path, dtype, empty=meta_init(trainer_cfg)), trainer_cfg.logits_chunk_mib), loader)
+    model = load_model(model_path, dtype, empty=meta_init(trainer_cfg))  # empty on FSDP ranks > 0: filled from 0
+    outputs = trainer.predict(RationaleScorer(model, trainer_cfg.logits_chunk_mib), loader)
     if distributed.world_size() > 1:
         outputs = [out for part in distributed.gather_objects([{k: v.cpu() for k, v in o.items()} for o in outputs])
                    for out in part]
