@@ -14,7 +14,22 @@ def test_math_reward_values():
     assert math_reward("... so \\boxed{0.5}", MATH) == 1.0
     assert math_reward("... so \\boxed{0.25}", MATH) == 0.0
     assert math_reward("I do not know", MATH) == 0.0  # no final answer: wrong, not unscorable
-    assert math_reward("\\boxed{9^{9^{9^{9}}}}", MATH) in (None, 0.0)  # undecidable is None, never 1
+    assert math_reward("\\boxed{9^{9^{9^{9}}}}", MATH) == 0.0  # a check that cannot finish is the answer's fault
+
+
+@pytest.mark.parametrize("answer", ["1" * 2000, "\\frac{", "@@ ## ;;", "\\begin{array}", "}{"])
+def test_an_answer_that_cannot_be_checked_scores_0_not_unscorable(answer):
+    """REVIEW M2: a policy answering what the checker cannot read when unsure must be counted wrong."""
+    completion = f"I am not sure. \\boxed{{{answer}}}"
+    assert math_reward(completion, MATH) == 0.0
+    assert score_batch([completion], [MATH]) == [0.0]
+
+
+@pytest.mark.parametrize("reference", ["1" * 2000, "@@ ## ;;"])
+def test_only_a_broken_reference_is_unscorable(reference):
+    problem = Problem(id="r", domain="math", problem="?", answer=reference)
+    assert math_reward("\\boxed{3}", problem) is None
+    assert score_batch(["\\boxed{3}"], [problem]) == [None]
 
 
 def test_code_reward_values():

@@ -26,16 +26,18 @@ TABLE = {
     "unscorable": [NONE] * 8,
     "none_left_out": [PASS] * 3 + [FAIL] + [NONE] * 4,  # 3/4 (None left out, not 3/8): above
     "only_invalid_pass": [BAD_PASS] + [FAIL] * 7,  # 1/8 in window, but no valid chosen
+    "mostly_unscorable": [PASS, FAIL] + [NONE] * 6,  # 1/2 from 2 scored rollouts: too few with min_scored=4
 }
 
 
 def test_window_edges_invalid_and_unscorable_rollouts():
     problems, rollouts = _table(TABLE)
-    pairs, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5), OURS, seed=0)
+    pairs, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5), OURS, seed=0, min_scored=4)
     status = {o.problem_id: (o.status, o.pairs) for o in outcomes}
     assert status == {"quarter": ("kept", 2), "half": ("kept", 3), "zero": ("below_window", 0),
                       "all": ("above_window", 0), "unscorable": ("unscorable", 0),
-                      "none_left_out": ("above_window", 0), "only_invalid_pass": ("no_valid_pair", 0)}
+                      "none_left_out": ("above_window", 0), "only_invalid_pass": ("no_valid_pair", 0),
+                      "mostly_unscorable": ("too_few_scored", 0)}
     rate = {o.problem_id: o.pass_rate for o in outcomes}
     assert rate["none_left_out"] == 0.75 and rate["unscorable"] is None and rate["half"] == 0.5
     by_text = {r.text: r for r in rollouts}
@@ -47,9 +49,15 @@ def test_window_edges_invalid_and_unscorable_rollouts():
     used = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     assert len(used) == len(set(used))  # every rollout in at most one pair
     summary = summarize(outcomes)
-    assert summary["pairs"] == 5 and summary["problems_kept"] == 2 and summary["rollouts_unscorable"] == 12
+    assert summary["pairs"] == 5 and summary["problems_kept"] == 2 and summary["rollouts_unscorable"] == 18
     assert summary["rollouts_invalid"] == 4
     assert released_format(pairs, OURS)[0].keys() == {"source", "prompt", "chosen", "rejected"}
+
+
+def test_two_scored_rollouts_make_a_rate_when_allowed():
+    problems, rollouts = _table({"mostly_unscorable": TABLE["mostly_unscorable"]})
+    pairs, outcomes = build_pairs(problems, rollouts, PassWindow(0.0, 0.5), OURS, min_scored=2)
+    assert outcomes[0].status == "kept" and outcomes[0].pass_rate == 0.5 and len(pairs) == 1
 
 
 def test_the_papers_open_window_drops_exactly_one_half_and_an_inclusive_low_edge_keeps_zero():

@@ -104,7 +104,7 @@ def test_hostile_answer_returns_in_time_and_executes_nothing(hostile):
 def test_a_hung_check_costs_one_timeout_and_the_pool_recovers():
     start = time.monotonic()
     results = check_many([("9^{9^{9^{9}}}", "1"), ("\\frac{1}{2}", "0.5"), ("2\\sqrt{2}", "\\sqrt{8}")], timeout_s=1.0)
-    assert results[1:] == [True, True] and results[0] in (None, False)
+    assert results == [False, True, True]  # the hung check scored the prediction wrong
     assert time.monotonic() - start < 3.0
     assert is_equivalent("\\sqrt{12}", "2\\sqrt{3}") is True  # replacement worker answers
 

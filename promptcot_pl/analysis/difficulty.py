@@ -1,13 +1,18 @@
 """Difficulty of a problem set (SPEC §7): a fixed solver's pass rate (lower = harder) and the mean length of its
 solutions in tokens (longer = harder), from `n` samples per problem through the engine, checked with issue B's
-verifiable rewards (`verify.rewards.score_batch`). Unscorable checks (None) are left out of the pass rate and
-counted, never scored 0."""
+verifiable rewards (`verify.rewards.score_batch`), overall and per difficulty level.
+
+A wrong, missing, overlong or unparsable answer scores 0 (REVIEW M2). Unscorable (None) now means only that the
+reference or the checker failed; such samples are left out of the pass rate and their share is reported beside
+it (`unscorable_share`), so an accuracy never hides how much of the set it covers."""
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
@@ -20,7 +25,29 @@ class Difficulty:
     pass_rate: float  # mean over scorable samples
     mean_tokens: float  # mean generated tokens per solution
     n_problems: int
-    unscorable: int
+    unscorable: int  # samples whose reference or checker failed
+    n_samples: int = 0
+    by_level: dict[str, float] = field(default_factory=dict)  # pass rate per problem level, when problems have one
+
+    @property
+    def unscorable_share(self) -> float:
+        return self.unscorable / self.n_samples if self.n_samples else 0.0
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """`prefix` (the accuracy's key), `prefix/unscorable_share` and `prefix/level_<level>` for MLflow."""
+        out = {prefix: self.pass_rate, f"{prefix}/unscorable_share": self.unscorable_share}
+        out.update({f"{prefix}/level_{level_key(level)}": rate for level, rate in self.by_level.items()})
+        return out
+
+
+def level_key(level: str) -> str:
+    """A level as a metric-name part: "AMC 12" → "amc_12"."""
+    return re.sub(r"[^a-z0-9]+", "_", level.lower()).strip("_") or "none"
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    scored = [v for v in values if v is not None]
+    return statistics.fmean(scored) if scored else float("nan")
 
 
 def difficulty(engine, fmt: PromptFormat, problems: Sequence[Target], texts: Sequence[str],
@@ -31,7 +58,12 @@ def difficulty(engine, fmt: PromptFormat, problems: Sequence[Target], texts: Seq
     completions = [c for group in groups for c in group]
     targets = [p for p, group in zip(problems, groups) for _ in group]
     rewards = score_batch([c.text for c in completions], targets, fmt.thinking)
-    scored = [r for r in rewards if r is not None]
-    return Difficulty(pass_rate=statistics.fmean(scored) if scored else float("nan"),
+    per_level: dict[str, list[float | None]] = defaultdict(list)
+    for problem, reward in zip(targets, rewards):
+        level = getattr(problem, "level", None)
+        if level:
+            per_level[level].append(reward)
+    return Difficulty(pass_rate=_mean(rewards),
                       mean_tokens=statistics.fmean(c.n_tokens for c in completions) if completions else 0.0,
-                      n_problems=len(problems), unscorable=len(rewards) - len(scored))
+                      n_problems=len(problems), unscorable=sum(r is None for r in rewards), n_samples=len(rewards),
+                      by_level={level: _mean(values) for level, values in sorted(per_level.items())})

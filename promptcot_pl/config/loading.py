@@ -138,6 +138,9 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
                           f"got ({sp.pass_low}, {sp.pass_high})")
     if sp.dpo.beta <= 0:
         raise ConfigError(f"{source}: key 'selfplay.dpo.beta': must be > 0")
+    if sp.min_scored_rollouts is not None and not 1 <= sp.min_scored_rollouts <= sp.rollouts.n:
+        raise ConfigError(f"{source}: key 'selfplay.min_scored_rollouts': must lie in [1, selfplay.rollouts.n="
+                          f"{sp.rollouts.n}], got {sp.min_scored_rollouts}")
     if not 0.0 <= sp.dpo.label_smoothing < 0.5:
         raise ConfigError(f"{source}: key 'selfplay.dpo.label_smoothing': must lie in [0, 0.5)")
     if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":

@@ -151,6 +151,9 @@ class SelfPlayConfig:
     pass_high: float = 0.5
     pass_low_inclusive: bool = False
     pass_high_inclusive: bool = True
+    # A problem needs this many scorable rollouts (reward not None) for a pass rate; fewer: left out, counted
+    # (None: half of rollouts.n, rounded up)
+    min_scored_rollouts: int | None = None
     dpo: DPOConfig = field(default_factory=DPOConfig)
     epochs: int = 1
     batch_size: int = 16  # pairs per optimizer step (the paper: 16)
@@ -158,6 +161,10 @@ class SelfPlayConfig:
     # held-out accuracy (the seed's held-out problems, ground-truth answers) before and after every round
     eval: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.6, top_p=0.95))
     eval_limit: int = 200
+
+    @property
+    def min_scored(self) -> int:
+        return self.min_scored_rollouts or -(-self.rollouts.n // 2)
 
 
 @dataclass

@@ -117,11 +117,12 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
             "steps": float(trainer.global_step), **final}
 
 
-def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple]) -> float:
-    """Mean reward over n samples per held-out problem; the same sampling seed every round, so rounds compare."""
+def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple]) -> dict[str, float]:
+    """Mean reward over n samples per held-out problem, with its unscorable share and per level; the same sampling
+    seed every round, so rounds compare."""
     sampling = ctx.cfg.selfplay.eval
     return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
-                      replace(sampling, seed=ctx.cfg.seed)).pass_rate
+                      replace(sampling, seed=ctx.cfg.seed)).metrics("selfplay/accuracy_heldout")
 
 
 def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
@@ -131,7 +132,8 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     engine.serve(policy)
     drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
     table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r)
-    pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r)
+    pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r,
+                                  min_scored=sp.min_scored)
     for p in pairs:
         p.meta["round"] = r
     write_jsonl(out / "pairs.jsonl", pairs)
@@ -153,7 +155,7 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     else:
         log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
     engine.serve(policy)
-    metrics["selfplay/accuracy_heldout"] = _evaluate(ctx, engine, fmt, heldout)
+    metrics.update(_evaluate(ctx, engine, fmt, heldout))
     # relative: the run dir may move
     on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
@@ -182,7 +184,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                 policy = ctx.run_dir / (out / "policy.txt").read_text().strip() if r else policy
                 continue
             if r == 0:
-                metrics = {"selfplay/accuracy_heldout": _evaluate(ctx, engine, fmt, heldout)}
+                metrics = _evaluate(ctx, engine, fmt, heldout)
             else:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r)
             write_json(out / "metrics.json", {"round": r, **metrics})

@@ -96,11 +96,12 @@ def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: i
     return kept
 
 
-def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple]) -> float:
+def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple], key: str) -> dict[str, float]:
+    """Held-out accuracy under `key`, with its unscorable share and per level."""
     fmt = ctx.prompt_format("solver", model)
     with ctx.engine(model) as engine:
         return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
-                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed)).pass_rate
+                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed)).metrics(key)
 
 
 def run(ctx: StageContext) -> dict[str, float]:
@@ -116,9 +117,9 @@ def run(ctx: StageContext) -> dict[str, float]:
         log.info("sft: every source keeps at most %d trace tokens (the smallest source's)", budget)
     before_path = ctx.stage_dir / "accuracy_before.json"
     if not before_path.is_file():
-        write_json(before_path, {"accuracy": _accuracy(ctx, student, heldout[: cfg.eval_limit])})
-    before = json.loads(before_path.read_text())["accuracy"]
-    metrics: dict[str, float] = {"sft/accuracy_heldout_before": before}
+        write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before"))
+    metrics: dict[str, float] = json.loads(before_path.read_text())
+    before = metrics["sft/accuracy_heldout_before"]
     for source, items in traces.items():
         kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items
         length_of = {id(t): n for t, n in zip(items, lengths[source])}
@@ -127,8 +128,11 @@ def run(ctx: StageContext) -> dict[str, float]:
         fit = fit_pairs(ctx, f"{source}/student", student, [fit_pair(fmt, t) for t in kept],
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
                         packing=cfg.packing)
-        after = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit])
-        metrics.update({f"sft/{source}/accuracy_heldout": after, f"sft/{source}/traces": float(len(kept)),
+        accuracy = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit],
+                             f"sft/{source}/accuracy_heldout")
+        after = accuracy[f"sft/{source}/accuracy_heldout"]
+        metrics.update(accuracy)
+        metrics.update({f"sft/{source}/traces": float(len(kept)),
                         f"sft/{source}/trace_tokens": float(sum(length_of[id(t)] for t in kept)),
                         f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"],
                         f"sft/{source}/dropped_too_long": float(fit["dropped"])})

@@ -2,7 +2,8 @@
 
 Per problem: the pass rate is the mean reward over its scorable rollouts (reward None — the checker could not
 decide — is counted and left out, never scored 0; a rollout in a broken format still counts with its reward: a
-missing answer is a failure of the policy). Problems whose pass rate lies in the window are kept (default
+missing answer is a failure of the policy). A problem with fewer than `min_scored` scorable rollouts gets no rate
+("too_few_scored": 1 pass + 1 fail + 6 undecidable is no evidence of a rate of 1/2, REVIEW m18). Problems whose pass rate lies in the window are kept (default
 (0, 1/2]: the release keeps exactly 1/2, the paper's text says "< 1/2"). Invalid rollouts never enter a pair;
 chosen = a valid passing rollout, rejected = a valid failing one, min(#pass, #fail) pairs per problem, each
 rollout used at most once, drawn in a seeded order.
@@ -45,11 +46,11 @@ class ProblemOutcome:
     passed: int
     pass_rate: float | None  # None: no scorable rollout
     pairs: int
-    status: str  # kept | below_window | above_window | unscorable | no_valid_pair
+    status: str  # kept | below_window | above_window | unscorable | too_few_scored | no_valid_pair
 
 
 def build_pairs(problems: Sequence[Problem], rollouts: Sequence[Rollout], window: PassWindow, fmt: PromptFormat,
-                seed: int = 0) -> tuple[list[Pair], list[ProblemOutcome]]:
+                seed: int = 0, min_scored: int = 1) -> tuple[list[Pair], list[ProblemOutcome]]:
     """Pairs whose `prompt` is the rendered prompt the policy answered (`fmt`, its solver format) and whose
     chosen/rejected are its completions as generated."""
     by_problem: dict[str, list[Rollout]] = defaultdict(list)
@@ -67,6 +68,8 @@ def build_pairs(problems: Sequence[Problem], rollouts: Sequence[Rollout], window
         n_pairs = 0
         if rate is None:
             status = "unscorable"
+        elif len(scored) < min_scored:
+            status, rate = "too_few_scored", None
         elif rate not in window:
             status = "below_window" if rate <= window.low else "above_window"
         else:

@@ -2,6 +2,7 @@
 
 math-verify (on sympy and an ANTLR LaTeX grammar) does the parsing and comparison. Its own timeouts use
 `signal.alarm`; they are switched off here because the pool kills this whole process on timeout instead.
+A prediction that does not parse is False, a reference that does not parse None (`verify/math.py`).
 Its plain-expression parser only ever sees digits, operators and parentheses (math-verify's regex), so no
 model text reaches `eval`; the LaTeX parser is a grammar, not Python.
 """
@@ -29,15 +30,24 @@ def main() -> None:
         wrapped = text if _DELIMITED.search(text) else f"${text}$"
         return parse(wrapped, extraction_config=targets, parsing_timeout=None)
 
-    def check(pred: str, ref: str) -> bool | None:
+    def parsed(text: str):
+        """math-verify's parse, or None when it found no expression (it then returns the bare string alone)."""
         try:
-            gold, guess = as_math(ref), as_math(pred)
-            if not gold or not guess:
-                return None
-            return bool(verify(gold, guess, timeout_seconds=None))
-        except (MemoryError, RecursionError, OverflowError, ValueError, TypeError, ArithmeticError):
+            result = as_math(text)
+        except Exception:  # noqa: BLE001 - any parser failure is "no expression", never a crash
             return None
-        except Exception:  # noqa: BLE001 - any parser failure means "cannot decide", never a crash
+        return result if any(not isinstance(e, str) for e in result) else None
+
+    def check(pred: str, ref: str) -> bool | None:
+        gold = parsed(ref)
+        if not gold:
+            return None  # the reference side failed: undecidable
+        guess = parsed(pred)
+        if not guess:
+            return False  # an unparsable prediction is a wrong answer, as in math-verify itself (REVIEW M2)
+        try:
+            return bool(verify(gold, guess, timeout_seconds=None))
+        except Exception:  # noqa: BLE001 - the checker itself failed: undecidable
             return None
 
     check("1", "1")  # warm the parsers before saying ready

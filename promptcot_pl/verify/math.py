@@ -4,8 +4,10 @@
   and the brace-less `\\boxed 5`). Only when the text has no box at all, the fallback is the last
   "final answer is …" / "answer: …" phrase (up to the end of its line). A last box with unbalanced braces gives
   None: falling back to an earlier box could reward an answer the model abandoned.
-- `is_equivalent(pred, ref)` → True / False / None (cannot decide: parse failure, timeout, answer longer than
-  `MAX_ANSWER_CHARS`). Cheap exact cases are decided here (identical after LaTeX-spacing normalisation; both plain
+- `is_equivalent(pred, ref)` → True / False / None. A failure on the prediction's side — empty, longer than
+  `MAX_ANSWER_CHARS`, unparsable, or a check that times out — is False: a policy must not escape a wrong score by
+  answering what cannot be checked (REVIEW M2). None (cannot decide) is kept for the reference's side (missing,
+  overlong, unparsable) and for the checker's own failures. Cheap exact cases are decided here (identical after LaTeX-spacing normalisation; both plain
   numbers, compared as exact fractions). Everything else goes to math-verify (sympy + an ANTLR LaTeX grammar),
   which handles fractions, radicals, π, percentages, degrees, units/`\\text{}`, `x = 5` vs `5`, tuples,
   intervals, sets and multiple answers — in a worker process that is SIGKILLed on timeout and replaced
@@ -28,7 +30,7 @@ from fractions import Fraction
 from promptcot_pl.verify.pool import CRASHED, KillablePool
 
 MAX_ANSWER_CHARS = 1000
-"""Longer "answers" are not competition answers; they are reported as undecidable without parsing."""
+"""Longer "answers" are not competition answers: a prediction this long is wrong, a reference undecidable."""
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _FALLBACK = re.compile(r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is\s*:?|:)\s*([^\n]+)")
@@ -218,9 +220,10 @@ def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers
     results: list[bool | None] = [None] * len(pairs)
     remote: list[int] = []
     for i, (pred, ref) in enumerate(pairs):
-        if not isinstance(pred, str) or not isinstance(ref, str):
-            continue
-        if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS or not pred.strip() or not ref.strip():
+        if not isinstance(ref, str) or len(ref) > MAX_ANSWER_CHARS or not ref.strip():
+            continue  # the reference cannot be checked against: undecidable
+        if not isinstance(pred, str) or len(pred) > MAX_ANSWER_CHARS or not pred.strip():
+            results[i] = False  # no answer, or no competition answer
             continue
         decided = _decide_here(pred, ref)
         if decided is None:
@@ -230,7 +233,9 @@ def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers
     if remote:
         answers = _pool(workers).map([{"pred": pairs[i][0], "ref": pairs[i][1]} for i in remote], timeout_s)
         for i, answer in zip(remote, answers):
-            results[i] = None if answer is CRASHED else answer
+            # a check killed at its timeout (or crashing the worker) ran on the prediction's text: the reference
+            # alone parses quickly (the worker caches it), so it counts against the prediction
+            results[i] = False if answer is CRASHED else answer
     return results
 
 
