@@ -64,3 +64,57 @@ def test_prefix_shared_rows_split_by_target_count_and_length(tiny_dir, math_trip
     assert int(batch["position_ids"][0, second]) == n_prompt
     with pytest.raises(ValueError, match="pair 0 does not fit in 8 tokens"):
         group_by_prompt(tok, pairs, 8, row_tokens=10_000, max_targets=2)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, math_triples, attention):
+    """REVIEW M4: eager attention adds the mask to the scores, so a boolean mask would let siblings see each other."""
+    from promptcot_pl.data.collate import encode_pair, pad_batch
+    from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
+    from promptcot_pl.modules.em import RationaleScorer
+    from promptcot_pl.modules.head import owner_sums
+
+    tok = load_tokenizer(tiny_dir)
+    model = load_model(tiny_dir)
+    model.set_attn_implementation(attention)
+    scorer = RationaleScorer(model)
+    pairs = _candidates(math_triples[:3], k=4)
+    rows = group_by_prompt(tok, pairs, 512, row_tokens=10_000, max_targets=4)
+    assert max(len(r.targets) for r in rows) == 4
+    with torch.no_grad():
+        shared = scorer.predict_step(shared_prefix_batch(rows, tok.pad_token_id), 0)
+        alone = []
+        for prompt, target in pairs:
+            item = encode_pair(tok, prompt, target, 512)
+            item.index = 0
+            alone.append(float(scorer.predict_step(pad_batch([item], tok.pad_token_id), 0)["logprob"][0]))
+    by_index = dict(zip(shared["index"].tolist(), shared["logprob"].tolist()))
+    got = torch.tensor([by_index[i] for i in range(len(pairs))])
+    assert torch.allclose(got, torch.tensor(alone), atol=1e-4, rtol=1e-6)
+    if attention == "eager":  # the check can fail: the raw boolean mask under eager attention leaks
+        batch = shared_prefix_batch(rows, tok.pad_token_id)
+        with torch.no_grad():
+            out = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   position_ids=batch["position_ids"]).last_hidden_state
+            logits = model.lm_head(out[batch["score_row"], batch["score_pos"]]).log_softmax(-1)
+            leaked = logits.gather(1, batch["score_label"][:, None]).squeeze(1)
+            sums, _ = owner_sums(leaked, batch["score_owner"], len(batch["index"]))
+        assert not torch.allclose(sums, shared["logprob"], atol=1e-3)
+
+
+def test_share_prefix_false_gives_plain_rows_and_the_same_dpo_logprobs(tiny_dir):
+    from promptcot_pl.data.preference import encode_preferences, preference_batch
+    from promptcot_pl.modules.dpo import pair_logprobs
+
+    tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir).eval()
+    pairs = [("Problem:\nWhat is 2+2?\nSolution:\n", "It is \\boxed{4}.", "It is \\boxed{5}, surely."),
+             ("Problem:\nWhat is 3+3?\nSolution:\n", "\\boxed{6}", "I think the answer is \\boxed{7}.")]
+    rows, _ = encode_preferences(tok, pairs, max_length=256)
+    shared, plain = preference_batch(rows, tok.pad_token_id), preference_batch(rows, tok.pad_token_id,
+                                                                                share_prefix=False)
+    assert shared["attention_mask"].dim() == 4 and plain["attention_mask"].dim() == 2
+    assert torch.equal(shared["pair_index"], plain["pair_index"])
+    with torch.no_grad():
+        a, b = pair_logprobs(model, shared), pair_logprobs(model, plain)
+    for x, y in zip(a, b):
+        assert torch.allclose(x.double(), y.double(), atol=1e-4)

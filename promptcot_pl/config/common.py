@@ -165,6 +165,10 @@ class TrainerConfig:
     # No-grad scoring batches (E-step candidates, held-out bound, DPO references) hold at most this many token
     # positions (rows × longest row): memory is set by tokens, not by a count of targets of unknown length.
     score_tokens: int = 16384
+    # Score the K candidates of a prompt (and a DPO pair's two completions) in one row, the prompt encoded once,
+    # under a 4-D mask (sdpa reads it as is, eager as an additive mask). false: one target per row with a plain
+    # padding mask, for attention backends that take no dense mask (flash-attention-2, flex).
+    share_prefix: bool = True
     # The memory budget: fits and scoring passes may take this share of each GPU (enforced by
     # torch.cuda.set_per_process_memory_fraction). An engine kept resident beside them
     # (engine.release_during_fits=false) needs engine.gpu_memory_utilization + this ≤ 1, checked at load.

@@ -38,9 +38,13 @@ def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Tripl
     return rows, kept
 
 
-def preference_batch(rows: Sequence[SharedPrefix], pad_id: int, ref: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def preference_batch(rows: Sequence[SharedPrefix], pad_id: int, ref: torch.Tensor | None = None,
+                     share_prefix: bool = True) -> dict[str, torch.Tensor]:
     """`shared_prefix_batch` plus `pair_index` [B] and, when `ref` ([n_pairs, 2]: chosen, rejected) is given,
-    the rows' reference log-probs `ref_chosen` / `ref_rejected`."""
+    the rows' reference log-probs `ref_chosen` / `ref_rejected`. `share_prefix=False`: the chosen and the rejected
+    completion each get a row of their own (the prompt twice; for attention backends without dense masks)."""
+    if not share_prefix:
+        rows = [SharedPrefix(r.prompt_ids, [t], [i]) for r in rows for t, i in zip(r.targets, r.indices)]
     batch = shared_prefix_batch(rows, pad_id)
     pair_index = batch["index"][0::2] // 2
     batch["pair_index"] = pair_index
@@ -54,10 +58,11 @@ class PreferenceDataModule(L.LightningDataModule):
     over the ranks of a multi-process fit (data/sharding.py)."""
 
     def __init__(self, rows: Sequence[SharedPrefix], pad_id: int, batch_size: int,
-                 ref: torch.Tensor | None = None, num_workers: int = 0, seed: int = 0) -> None:
+                 ref: torch.Tensor | None = None, num_workers: int = 0, seed: int = 0,
+                 share_prefix: bool = True) -> None:
         super().__init__()
         self.rows, self.batch_size, self.num_workers, self.seed = list(rows), batch_size, num_workers, seed
-        self.collate = partial(preference_batch, pad_id=pad_id, ref=ref)
+        self.collate = partial(preference_batch, pad_id=pad_id, ref=ref, share_prefix=share_prefix)
 
     def train_dataloader(self) -> DataLoader:
         window = self.trainer.accumulate_grad_batches if self.trainer is not None else 1

@@ -4,8 +4,9 @@ encoding the prompt once instead of K times.
 A row holds the prompt, then several targets one after another. A boolean [B, 1, L, L] attention mask lets every
 target token attend to the prompt and to its own earlier tokens only, and each target's position ids continue from
 the prompt's end, so a target's log-prob is the same as when prompt + target are scored alone (tests check 1e-5).
-transformers' sdpa and eager attention take such a 4-D mask as given; backends that cannot (flash-attention-2)
-score with `share_prefix=False`. The prompt's last position predicts the first token of every target in the row,
+transformers hands such a 4-D mask to the attention function as given: sdpa reads the boolean, eager attention gets
+it as an additive float mask (`modules/head.model_mask`); backends that take no dense mask (flash-attention-2, flex)
+score with `trainer.share_prefix=false`: rows of one target each, which get a plain 2-D padding mask. The prompt's last position predicts the first token of every target in the row,
 so scoring gathers (row, position, label, owner) tuples instead of shifting a label matrix.
 """
 
@@ -55,7 +56,8 @@ def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[st
 
 
 def shared_prefix_batch(rows: Sequence[SharedPrefix], pad_id: int) -> dict[str, torch.Tensor]:
-    """input_ids, position_ids, a boolean [B, 1, L, L] attention mask, and for scoring the flat tuples
+    """input_ids, position_ids, a boolean [B, 1, L, L] attention mask (a [B, L] padding mask when every row holds
+    one target), and for scoring the flat tuples
     `score_row`, `score_pos` (where the logits predicting a target token sit), `score_label` (that token) and
     `score_owner` (which of this batch's targets it belongs to, in `index` order)."""
     width = max(len(r) for r in rows)
@@ -83,10 +85,13 @@ def shared_prefix_batch(rows: Sequence[SharedPrefix], pad_id: int) -> dict[str, 
             index.append(caller_index)
             start = end
         positions[r, start:] = torch.arange(width - start)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    query, key = segments[:, :, None], segments[:, None, :]
-    same = (query == key) | ((key == 0) & (query > 0))
-    return {"input_ids": ids, "position_ids": positions, "attention_mask": (same & causal)[:, None],
+    if all(len(row.targets) == 1 for row in rows):  # plain right-padded rows: any attention backend takes them
+        mask = (segments >= 0).long()
+    else:
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        query, key = segments[:, :, None], segments[:, None, :]
+        mask = (((query == key) | ((key == 0) & (query > 0))) & causal)[:, None]
+    return {"input_ids": ids, "position_ids": positions, "attention_mask": mask,
             "score_row": torch.tensor(score_row), "score_pos": torch.tensor(score_pos),
             "score_label": torch.tensor(score_label), "score_owner": torch.tensor(score_owner),
             "index": torch.tensor(index), "real_tokens": torch.tensor(sum(len(r) for r in rows))}

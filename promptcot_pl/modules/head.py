@@ -41,13 +41,34 @@ def _lean_head(model: nn.Module) -> tuple[nn.Module, nn.Linear, float | None] | 
     return decoder, head, getattr(config, "final_logit_softcapping", None)
 
 
+def model_mask(model: nn.Module, mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The attention mask as this model's attention implementation reads it.
+
+    A 4-D mask (prefix-shared rows) is built boolean (True = may attend). transformers hands a 4-D mask to the
+    attention function unchanged: sdpa reads a boolean as "attend", but eager attention *adds* the mask to the
+    scores, so True/False would become +1/+0 and every target would see its siblings (REVIEW M4). For anything but
+    sdpa the mask becomes additive: 0 where allowed, the dtype's minimum elsewhere. Flash-attention and flex take no
+    dense 4-D mask at all: those need `trainer.share_prefix=false` (one target per row, a 2-D padding mask)."""
+    if mask is None or mask.dim() != 4 or mask.dtype != torch.bool:
+        return mask
+    config = getattr(model, "config", None)
+    implementation = getattr(config, "_attn_implementation", None) or "sdpa"
+    if implementation == "sdpa":
+        return mask
+    if "flash" in implementation or "flex" in implementation:
+        raise ValueError(f"attention implementation {implementation!r} cannot take the 4-D mask of prefix-shared "
+                         "rows; set trainer.share_prefix=false")
+    dtype = next(model.parameters()).dtype
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
 def target_logprobs(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tensor, positions: torch.Tensor,
                     tokens: torch.Tensor, chunk_mib: int = DEFAULT_CHUNK_MIB) -> torch.Tensor:
     """log p(tokens[i] | row rows[i] up to positions[i]) for every i, shape [N], fp32; differentiable.
 
     `batch` holds `input_ids` and optionally `attention_mask` (2-D, or the 4-D mask of prefix-shared rows) and
     `position_ids`."""
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"),
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": model_mask(model, batch.get("attention_mask")),
               "position_ids": batch.get("position_ids"), "use_cache": False}
     lean = _lean_head(model)
     if lean is None:

@@ -3,7 +3,7 @@ In a multi-process run each rank scores its share of the batches and every rank 
 
 Under the same `build_trainer` strategy as every fit, never one candidate per forward pass. By default pairs that
 share a prompt (the K candidates of an EM pair) are scored in prefix-shared rows, the prompt encoded once
-(`data/shared_prefix.py`); `share_prefix=False` scores each pair in its own row of a length-sorted, right-padded
+(`data/shared_prefix.py`); `share_prefix=False` (`trainer.share_prefix`) scores each pair in its own row of a length-sorted, right-padded
 batch. Both are exact for a causal LM; tests check they agree with one-at-a-time scoring to 1e-5.
 """
 
@@ -27,10 +27,13 @@ from promptcot_pl.trainer import build_trainer, meta_init
 
 def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, trainer_cfg: TrainerConfig,
                 max_length: int, dtype: str = "float32", root_dir: str | Path = ".",
-                share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                share_prefix: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(target | prompt) summed over target tokens, number of target tokens), both shaped [len(pairs)].
+    `share_prefix` None: `trainer_cfg.share_prefix`.
     A batch holds at most `trainer_cfg.score_tokens` token positions (rows × its longest row), at least one row."""
     tokenizer = load_tokenizer(model_path)
+    if share_prefix is None:
+        share_prefix = trainer_cfg.share_prefix
     if share_prefix:
         # A row is at most max_length tokens long: attention with an explicit mask grows with the square of the
         # row, so a row holding all K candidates of a long prompt costs more than it saves (measured on CPU).

@@ -105,7 +105,8 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
                        ref_model=load_for_fit(policy, ctx.cfg.trainer) if frozen else None,
                        chunk_mib=ctx.cfg.trainer.logits_chunk_mib)
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
-                                num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_)
+                                num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_,
+                                share_prefix=ctx.cfg.trainer.share_prefix)
     fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
                             logger=ctx.tracker.lightning_logger(fit_run))
