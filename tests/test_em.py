@@ -5,6 +5,7 @@ from functools import partial
 
 import lightning as L
 import pytest
+import torch
 from torch.utils.data import DataLoader
 
 from promptcot_pl.config.schema import OptimConfig, TrainerConfig
@@ -45,6 +46,46 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
     assert float((after - before).mean()) > 50.0  # nats per chosen rationale
     # zero-weight candidates get no direct training signal: they gain far less than the chosen ones
     assert float((other_after - other_before).mean()) < float((after - before).mean()) / 2
+
+
+def test_the_heldout_bound_does_not_depend_on_the_training_k_or_temperature(tmp_path):
+    """REVIEW C3: the held-out bound takes em.eval_k samples at temperature 1 whatever em.k and
+    em.rationale_temperature, so iteration 0 (the cold start) is the same number in all three runs."""
+    debug = str(REPO / "experiments/debug/tiny.yaml")
+    cache = f"model.cache_dir={tmp_path / 'cache'}"
+    runs = {"k2": ["em.k=2"], "k8": ["em.k=8"], "t07": ["em.k=2", "em.rationale_temperature=0.7"]}
+    first = {}
+    for name, overrides in runs.items():
+        promptcot("run", debug, cache, f"run_name={name}", "stages=[seed,coldstart,em]", "em.iterations=1",
+                  "em.compare_frozen=false", "em.no_rationale_baseline=false", *overrides, cwd=tmp_path, check=True)
+        first[name] = json.loads((tmp_path / f"runs/tiny/{name}/em/iter_000/metrics.json").read_text())
+    bound = {name: (m["em/iwae_heldout"], m["em/elbo_heldout"]) for name, m in first.items()}
+    assert bound["k2"] == bound["k8"] == bound["t07"], bound
+    assert all(m["em/heldout_unbounded_pairs"] == 0 for m in first.values())
+
+
+def test_log_q_of_a_sampled_rationale_is_the_engines_sampling_logprob(tiny_dir, math_triples, tmp_path):
+    """REVIEW M1: q_φ is scored on the token ids the engine sampled (through its EOS), so its log q is the
+    proposal's own density: equal to the HF engine's log-prob of the sample (temperature 1)."""
+    from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+    from promptcot_pl.generation.hf import HFEngine
+
+    fmt = default_format("rationale_model")
+    prompts = [rationale_model_example(fmt, t.concepts, t.level, t.problem, "")[0] for t in math_triples[:6]]
+    engine = HFEngine(tiny_dir, EngineConfig(device="cpu", progress=False))
+    groups = engine.generate(prompts, SamplingConfig(n=3, temperature=1.0, max_new_tokens=48, seed=5, logprobs=True))
+    samples = [(prompt, c) for prompt, group in zip(prompts, groups) for c in group]
+    assert any(c.finish_reason == "stop" for _, c in samples) and any(c.finish_reason == "length" for _, c in samples)
+    lq, tokens = score_pairs(tiny_dir, [(prompt, c.token_ids) for prompt, c in samples], trainer_cfg=CPU,
+                             max_length=512, root_dir=tmp_path)
+    engine_lp = torch.tensor([c.logprob for _, c in samples], dtype=torch.float64)
+    assert torch.allclose(lq, engine_lp, atol=1e-4, rtol=0), (lq - engine_lp).abs().max()
+    assert tokens.tolist() == [len(c.token_ids) for _, c in samples]
+    # the text path (decode, strip, re-tokenise, append EOS) is not that density for the cut-off samples
+    text_lq, _ = score_pairs(tiny_dir, [(prompt, c.text.strip()) for prompt, c in samples], trainer_cfg=CPU,
+                             max_length=512, root_dir=tmp_path)
+    cut = torch.tensor([c.finish_reason == "length" for _, c in samples])
+    assert not torch.allclose(text_lq[cut], engine_lp[cut], atol=1e-2)
 
 
 @pytest.mark.slow

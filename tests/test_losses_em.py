@@ -47,6 +47,29 @@ def test_iwae_is_at_least_the_elbo():
     assert torch.all(iwae_bound(lp, lq) >= elbo_estimate(lp, lq) - 1e-9)
 
 
+VALID = torch.tensor([[True, False, False], [False, False, False]])
+
+
+def test_invalid_candidates_weigh_nothing():
+    """Row 0: only candidate 0 is valid, so it wins whatever R says; row 1 has none: all weights 0."""
+    assert em_weights(LP, LQ, selection="best", valid=VALID).tolist() == [[1, 0, 0], [0, 0, 0]]
+    w = em_weights(LP, LQ, selection="softmax", tau=1.0, beta=1.0, valid=VALID)
+    assert w.tolist() == [[1, 0, 0], [0, 0, 0]]
+
+
+def test_the_bound_with_invalid_candidates_counts_them_as_zero_weight():
+    """Row 0: log((e^{−7} + 0 + 0) / 3); ELBO of q restricted to the valid set: −7 + log(1/3); row 1: −inf."""
+    iwae, elbo = iwae_bound(LP, LQ, VALID), elbo_estimate(LP, LQ, VALID)
+    assert float(iwae[0]) == pytest.approx(-7 - math.log(3)) and float(elbo[0]) == pytest.approx(-7 - math.log(3))
+    assert iwae[1] == -math.inf and elbo[1] == -math.inf
+    assert torch.equal(iwae_bound(LP, LQ, torch.ones(2, 3, dtype=torch.bool)), iwae_bound(LP, LQ))
+    torch.manual_seed(0)
+    lp, lq = torch.randn(50, 8) * 3, torch.randn(50, 8) * 3
+    valid = torch.rand(50, 8) > 0.3
+    valid[:, 0] = True
+    assert torch.all(iwae_bound(lp, lq, valid) >= elbo_estimate(lp, lq, valid) - 1e-9)
+
+
 def test_weighted_nll_hand_computed_and_unit_weights_equal_masked_nll():
     """Two rows, vocab 2, uniform logits: every target token has NLL ln 2. Row 0 has 2 target tokens, row 1 has 1.
     With w = (1, 3): (1·2 ln2 + 3·1 ln2) / (1·2 + 3·1) = ln 2; with one-hot weights, only row 1 counts."""

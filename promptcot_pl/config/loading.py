@@ -178,7 +178,7 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
     if cfg.prompts.rationale_model.wording == "release":
         raise ConfigError(f"{source}: key 'prompts.rationale_model.wording': the release has no rationale model q_φ "
                           "(and so no wording for it); use 'ours'")
-    for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k",
+    for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k", "em.eval_k",
                 "em.iterations", "em.batch_size", "em.max_rationale_tokens", "trainer.score_tokens",
                 "trainer.logits_chunk_mib",
                 "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",

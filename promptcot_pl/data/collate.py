@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from promptcot_pl.data.encode import encode
+from promptcot_pl.data.encode import encode, encode_prompt
 
 IGNORE = -100
 
@@ -33,10 +33,16 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, max_length: int) -> Encoded | None:
+def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str | Sequence[int],
+                max_length: int) -> Encoded | None:
     """Prompt + target + EOS with the prompt masked, or None when the whole does not fit in `max_length` tokens
-    (the caller counts such drops)."""
-    ids, boundary = encode(tokenizer, prompt, target)
+    (the caller counts such drops). A target given as token ids (an engine's sample, through its own EOS) is
+    appended to the prompt's ids as it is: what the model generated is what it is scored and trained on."""
+    if isinstance(target, str):
+        ids, boundary = encode(tokenizer, prompt, target)
+    else:
+        prompt_ids = encode_prompt(tokenizer, prompt)
+        ids, boundary = prompt_ids + list(target), len(prompt_ids)
     if len(ids) > max_length or boundary >= len(ids):
         return None
     return Encoded(ids, [IGNORE] * boundary + ids[boundary:])

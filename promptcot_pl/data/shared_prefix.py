@@ -31,18 +31,22 @@ class SharedPrefix:
         return len(self.prompt_ids) + sum(map(len, self.targets))
 
 
-def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int,
-                    row_tokens: int, max_targets: int) -> list[SharedPrefix]:
+def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str | Sequence[int]]],
+                    max_length: int, row_tokens: int, max_targets: int) -> list[SharedPrefix]:
     """Rows of (prompt, targets): pairs with the same prompt share a row until it would exceed `row_tokens` or
     hold `max_targets` (a single prompt + target always fits). Tokenization is `data/encode.py`'s, as in
-    `collate.encode_pair`: a target whose joint tokenisation changes the prompt's ids gets a row of its own."""
+    `collate.encode_pair`: a target whose joint tokenisation changes the prompt's ids gets a row of its own. A
+    target given as token ids (an engine's sample) follows the prompt's ids as it is."""
     rows: list[SharedPrefix] = []
     open_rows: dict[tuple[int, ...], SharedPrefix] = {}
     prompt_ids: dict[str, list[int]] = {}  # each prompt encoded once, not once per candidate
     for i, (prompt, target) in enumerate(pairs):
         if prompt not in prompt_ids:
             prompt_ids[prompt] = encode_prompt(tokenizer, prompt)
-        ids, boundary = encode(tokenizer, prompt, target, prompt_ids=prompt_ids[prompt])
+        if isinstance(target, str):
+            ids, boundary = encode(tokenizer, prompt, target, prompt_ids=prompt_ids[prompt])
+        else:  # token ids as sampled (through their EOS, if any): scored as they are, never re-tokenised
+            ids, boundary = prompt_ids[prompt] + list(target), len(prompt_ids[prompt])
         if len(ids) > max_length:
             raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
         key, target_ids = tuple(ids[:boundary]), ids[boundary:]

@@ -4,8 +4,15 @@ Each iteration t (seeded with seed + t, so a resumed run equals an uninterrupted
   E-step  sample K rationales z_k ~ q_φ(·|c,x) (engine) → score R = log p_θ(z_k,x|c) and log q_φ(z_k|c,x)
           (batched `Trainer.predict`) → selection weights → fit q_φ by weighted NLL (EStepModule)
   M-step  z̃ from the updated q_φ (greedy | sample | the E-step's best) → fit p_θ on c → (z̃, x) (MStepModule)
-  eval    held-out `em/iwae_heldout` (K samples), `em/elbo_heldout`, `em/nll_x_given_z_heldout` (x under p_θ
-          given greedy z from q_φ, per token), logged with step = t; iteration 0 is the cold start.
+  eval    held-out `em/iwae_heldout` and `em/elbo_heldout` from `em.eval_k` samples at temperature 1, top-p 1 —
+          whatever the training K and temperature, so runs that differ in them compare like with like (REVIEW C3) —
+          and `em/nll_x_given_z_heldout` (x under p_θ given greedy z from q_φ, per token), logged with step = t;
+          iteration 0 is the cold start.
+Candidates are the engine's samples as generated: log q_φ is scored on the sampled token ids (through the EOS the
+engine sampled), never on re-tokenised text (REVIEW M1). A candidate cut at `em.max_rationale_tokens`, holding one
+of the markers (it would nest in p_θ's target, m16) or with surrounding whitespace (p_θ's target strips it) has no
+comparable density: it weighs 0 in the E-step and in the bound, and is counted (`em/truncated_share`,
+`em/marker_share`, `em/malformed_share`; `em/heldout_*` for the evaluation samples).
 Outputs: `iter_NNN/{rationale_model,prompt_model}` (HF checkpoints), `iter_NNN/metrics.json` + `DONE`,
 `history.jsonl`, `em_curves.png`, and `baseline/` (p_θ fitted on c → x only) when asked for.
 
@@ -16,8 +23,9 @@ MLflow keys `em_frozen/…`), so one run holds every variant of the paper's EM a
 from __future__ import annotations
 
 import json
+import math
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +39,7 @@ from promptcot_pl.data.encode import encode
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import (
-    problem_given_rationale_example, prompt_model_example, rationale_model_example,
+    MARKERS, problem_given_rationale_example, prompt_model_example, rationale_model_example,
 )
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.sharding import sharded_loader
@@ -61,17 +69,48 @@ def _q(f: Formats, t: Triple, z: str) -> tuple[str, str]:
     return rationale_model_example(f.q, t.concepts, t.level, t.problem, z, t.domain)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A rationale as q_φ sampled it: its decoded text and the engine's token ids (through EOS when finished)."""
+
+    text: str
+    ids: tuple[int, ...]
+    finished: bool
+
+    @property
+    def flaw(self) -> str | None:
+        """Why this sample has no comparable density (None: it is valid)."""
+        if not self.finished:
+            return "truncated"
+        if any(marker in self.text for marker in MARKERS):
+            return "marker"
+        if not self.text.strip() or self.text != self.text.strip():
+            return "malformed"
+        return None
+
+
+FLAWS = ("truncated", "marker", "malformed")
+
+
 def _sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, ctx: StageContext,
-            seed: int) -> list[list[str]]:
-    sampling = SamplingConfig(n=n, temperature=temperature, max_new_tokens=ctx.cfg.em.max_rationale_tokens, seed=seed)
+            seed: int) -> list[list[Candidate]]:
+    sampling = SamplingConfig(n=n, temperature=temperature, top_p=1.0, top_k=0,
+                              max_new_tokens=ctx.cfg.em.max_rationale_tokens, seed=seed)
     prompts = [_q(f, t, "")[0] for t in pairs]
-    return [[c.text.strip() for c in group] for group in engine.generate(prompts, sampling)]
+    return [[Candidate(c.text, tuple(c.token_ids), c.finish_reason == "stop") for c in group]
+            for group in engine.generate(prompts, sampling)]
+
+
+def flaw_shares(zs: list[list[Candidate]], prefix: str) -> dict[str, float]:
+    """The share of candidates with each flaw, as `<prefix>truncated_share`, …"""
+    flat = [z.flaw for group in zs for z in group]
+    return {f"{prefix}{flaw}_share": sum(x == flaw for x in flat) / max(len(flat), 1) for flaw in FLAWS}
 
 
 def _token_budget(ctx: StageContext) -> int:
     """Tokens a (prompt, rationale, problem) sequence may take: the pair's own (checked by `_fitting`) plus the
-    rationale's, twice over — a sampled rationale re-tokenizes from its decoded text, which can take more tokens
-    than the `em.max_rationale_tokens` it was generated with."""
+    rationale's, twice over — p_θ scores a sampled rationale from its decoded text, which its tokenizer may cut
+    into more tokens than the `em.max_rationale_tokens` q_φ generated."""
     return ctx.cfg.data.max_length + 2 * ctx.cfg.em.max_rationale_tokens
 
 
@@ -81,21 +120,42 @@ def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tupl
                            dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
 
-def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], zs: list[list[str]],
-                      extra_p: list[tuple[str, str]] = ()):
-    """[N, K] log p_θ(z,x|c), log q_φ(z|c,x) and their target token counts; with `extra_p`, p_θ's scores of those
-    pairs too, from the same pass (each model is loaded once per scoring pass: REVIEW m19)."""
-    flat = [(t, z) for t, group in zip(pairs, zs) for z in group]
-    lp, p_tokens = _score(ctx, p, [_p(f, t, z) for t, z in flat] + list(extra_p))
-    lq, q_tokens = _score(ctx, q, [_q(f, t, z) for t, z in flat])
-    shape, n = (len(pairs), len(zs[0])), len(flat)
-    scores = lp[:n].view(shape), lq.view(shape), p_tokens[:n].view(shape), q_tokens.view(shape)
-    return (*scores, lp[n:], p_tokens[n:]) if extra_p else scores
+class Scores(NamedTuple):
+    """[N, K] log p_θ(z,x|c), log q_φ(z|c,x), their target token counts, and which candidates are valid (invalid
+    ones are not scored: −inf / 0 there)."""
+
+    lp: torch.Tensor
+    lq: torch.Tensor
+    p_tokens: torch.Tensor
+    q_tokens: torch.Tensor
+    valid: torch.Tensor
 
 
-def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str, float]], optim: OptimConfig,
-         epochs: int, out: Path) -> Path:
-    """Fit `base` on weighted (prompt, target, weight) items and save it to `out` (HF format)."""
+def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple],
+                      zs: list[list[Candidate]], extra_p: list[tuple[str, str]] = ()):
+    """`Scores` of the valid candidates (log q on the sampled ids, log p on the text p_θ would write); with
+    `extra_p`, p_θ's scores of those pairs too, from the same pass (each model is loaded once per scoring pass:
+    REVIEW m19)."""
+    shape = (len(pairs), len(zs[0]))
+    valid = torch.tensor([[z.flaw is None for z in group] for group in zs], dtype=torch.bool).view(shape)
+    flat = [(t, z) for t, group in zip(pairs, zs) for z in group if z.flaw is None]
+    lp, p_tokens = _score(ctx, p, [_p(f, t, z.text) for t, z in flat] + list(extra_p))
+    lq, q_tokens = _score(ctx, q, [(_q(f, t, "")[0], list(z.ids)) for t, z in flat]) if flat else (lp[:0], p_tokens[:0])
+    n = len(flat)
+
+    def place(values: torch.Tensor, fill: float) -> torch.Tensor:
+        full = torch.full(shape, fill, dtype=values.dtype)
+        full[valid] = values
+        return full
+
+    scores = Scores(place(lp[:n], -math.inf), place(lq, 0.0), place(p_tokens[:n], 0), place(q_tokens, 0), valid)
+    return (scores, lp[n:], p_tokens[n:]) if extra_p else scores
+
+
+def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str | list[int], float]],
+         optim: OptimConfig, epochs: int, out: Path) -> Path:
+    """Fit `base` on weighted (prompt, target, weight) items and save it to `out` (HF format); a target is text, or
+    token ids as sampled (the E-step fits q_φ on its own samples' ids)."""
     tokenizer = load_tokenizer(base)
     encoded = []
     for prompt, target, weight in items:
@@ -121,16 +181,29 @@ def _where(ctx: StageContext, path: Path) -> str:
 
 
 def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
-    """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare."""
+    """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare.
+
+    The bound's samples are `em.eval_k` draws at temperature 1, top-p 1 — the q_φ whose log q is scored — never
+    the training K or temperature. A pair none of whose samples is valid has no finite bound: it is left out of the
+    means and counted (`em/heldout_unbounded_pairs`)."""
     em = ctx.cfg.em
     engine.serve(q)
-    zs = _sample(engine, f, heldout, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed)
-    greedy = [g[0] for g in _sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
+    zs = _sample(engine, f, heldout, em.eval_k, 1.0, ctx, seed=ctx.cfg.seed)
+    greedy = [g[0].text.strip() for g in _sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
     x_pairs = [problem_given_rationale_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
                for t, z in zip(heldout, greedy)]
-    lp, lq, _, _, lx, x_tokens = _score_candidates(ctx, f, q, p, heldout, zs, extra_p=x_pairs)
-    return {"em/iwae_heldout": float(iwae_bound(lp, lq).mean()), "em/elbo_heldout": float(elbo_estimate(lp, lq).mean()),
-            "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum())}
+    scores, lx, x_tokens = _score_candidates(ctx, f, q, p, heldout, zs, extra_p=x_pairs)
+    iwae, elbo = iwae_bound(scores.lp, scores.lq, scores.valid), elbo_estimate(scores.lp, scores.lq, scores.valid)
+    bounded = scores.valid.any(dim=1)
+    if not bounded.any():
+        raise ValueError(f"em: no valid rationale among {em.eval_k} samples of any held-out pair (all truncated at "
+                         f"em.max_rationale_tokens={em.max_rationale_tokens} or malformed); raise the limit")
+    if not bounded.all():
+        log.warning("em: %d of %d held-out pairs have no valid rationale among %d samples: left out of the bound",
+                    int((~bounded).sum()), len(heldout), em.eval_k)
+    return {"em/iwae_heldout": float(iwae[bounded].mean()), "em/elbo_heldout": float(elbo[bounded].mean()),
+            "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum()),
+            "em/heldout_unbounded_pairs": float((~bounded).sum()), **flaw_shares(zs, "em/heldout_")}
 
 
 def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, it: int, q: Path, p: Path,
@@ -140,42 +213,53 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
     pairs = train if em.pairs_per_iteration is None else random.Random(ctx.cfg.seed + it).sample(
         train, min(em.pairs_per_iteration, len(train)))
     stats: dict[str, float] = {}
-    winners: list[str] = []
+    winners: list[str | None] = []
     if em.e_step:
         engine.serve(q)
         zs = _sample(engine, f, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
-        lp, lq, p_tok, q_tok = _score_candidates(ctx, f, q, p, pairs, zs)
-        norm = dict(p_tokens=p_tok, q_tokens=q_tok) if em.length_normalize else {}
-        weights = em_weights(lp, lq, selection=em.selection, tau=em.tau, beta=em.beta, **norm)
-        items = [(_q(f, t, z)[0], z, float(w))
+        sc = _score_candidates(ctx, f, q, p, pairs, zs)
+        norm = dict(p_tokens=sc.p_tokens, q_tokens=sc.q_tokens) if em.length_normalize else {}
+        weights = em_weights(sc.lp, sc.lq, selection=em.selection, tau=em.tau, beta=em.beta, valid=sc.valid, **norm)
+        items = [(_q(f, t, "")[0], list(z.ids), float(w))
                  for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
+        if not items:
+            raise ValueError(f"em iteration {it}: no valid rationale among {em.k} samples of any pair "
+                             f"({flaw_shares(zs, '')}); raise em.max_rationale_tokens")
         q = _fit(ctx, EStepModule, q, items, em.e_optim, em.epochs_e, out / "rationale_model")
-        winners = [group[int(row.argmax())] for group, row in zip(zs, weights)]
-        entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1).mean()
-        stats = {"em/reward_mean": float(lp.mean()), "em/reward_best_mean": float(lp.max(dim=1).values.mean()),
-                 "em/weight_entropy": float(entropy) + 0.0}  # + 0.0: one-hot weights give -0.0
+        has_valid = sc.valid.any(dim=1)
+        winners = [group[int(row.argmax())].text if ok else None for group, row, ok in zip(zs, weights, has_valid)]
+        entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1)[has_valid].mean()
+        stats = {"em/reward_mean": float(sc.lp[sc.valid].mean()),
+                 "em/reward_best_mean": float(sc.lp.max(dim=1).values[has_valid].mean()),
+                 "em/weight_entropy": float(entropy) + 0.0,  # + 0.0: one-hot weights give -0.0
+                 "em/pairs_without_valid_candidate": float((~has_valid).sum()), **flaw_shares(zs, "em/")}
     match em.z_mode if em.e_step else "frozen":
         case "frozen":
-            z_tilde = [frozen[t.id] for t in pairs]
+            z_tilde = [frozen.get(t.id) for t in pairs]
         case "best":
             z_tilde = winners
         case mode:
             engine.serve(q)
             temperature = 0.0 if mode == "greedy" else em.z_temperature
-            z_tilde = [g[0] for g in _sample(engine, f, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
-    items = [(*_p(f, t, z), 1.0) for t, z in zip(pairs, z_tilde)]
+            z_tilde = [g[0].text if g[0].flaw is None else None
+                       for g in _sample(engine, f, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
+    # an invalid z̃ (cut off, nested markers) would teach p_θ to write one: that pair sits this M-step out
+    items = [(*_p(f, t, z), 1.0) for t, z in zip(pairs, z_tilde) if z is not None]
+    stats["em/m_step_pairs_dropped"] = float(len(pairs) - len(items))
     p = _fit(ctx, MStepModule, p, items, em.m_optim, em.epochs_m, out / "prompt_model")
     return q, p, stats
 
 
 def _frozen_rationales(ctx: StageContext, engine, f: Formats, q: Path, train: list[Triple]) -> dict[str, str]:
-    """e_step=false: z̃ decoded once (greedy) from the cold-start q_φ and reused by every M-step."""
+    """e_step=false: z̃ decoded once (greedy) from the cold-start q_φ and reused by every M-step (invalid ones —
+    cut off, holding markers — are recorded with their flaw and left out)."""
     path = ctx.stage_dir / "frozen_rationales.jsonl"
     if not path.is_file():
         engine.serve(q)
         zs = _sample(engine, f, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
-        write_jsonl(path, [{"id": t.id, "rationale": g[0]} for t, g in zip(train, zs)])
-    return {row["id"]: row["rationale"] for row in map(json.loads, path.read_text().splitlines())}
+        write_jsonl(path, [{"id": t.id, "rationale": g[0].text, "flaw": g[0].flaw} for t, g in zip(train, zs)])
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {row["id"]: row["rationale"] for row in rows if row.get("flaw") is None}
 
 
 def _baseline(ctx: StageContext, f: Formats, train: list[Triple], heldout: list[Triple]) -> dict[str, float]:

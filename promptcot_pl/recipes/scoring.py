@@ -25,11 +25,12 @@ from promptcot_pl.modules.em import RationaleScorer
 from promptcot_pl.trainer import build_trainer, meta_init
 
 
-def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, trainer_cfg: TrainerConfig,
+def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str | Sequence[int]]], *, trainer_cfg: TrainerConfig,
                 max_length: int, dtype: str = "float32", root_dir: str | Path = ".",
                 share_prefix: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(target | prompt) summed over target tokens, number of target tokens), both shaped [len(pairs)].
-    `share_prefix` None: `trainer_cfg.share_prefix`.
+    `share_prefix` None: `trainer_cfg.share_prefix`. A target given as token ids is scored on exactly those ids
+    (an engine's sample: its log q is the proposal's own density, REVIEW M1), a text target + EOS as tokenised.
     A batch holds at most `trainer_cfg.score_tokens` token positions (rows × its longest row), at least one row."""
     tokenizer = load_tokenizer(model_path)
     if share_prefix is None:
@@ -43,7 +44,7 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str]], *, tra
         rows = []
         for i, (prompt, target) in enumerate(pairs):
             item = encode_pair(tokenizer, prompt, target, max_length)
-            if item is None or item.input_ids[-1] != tokenizer.eos_token_id:
+            if item is None or (isinstance(target, str) and item.input_ids[-1] != tokenizer.eos_token_id):
                 raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
             item.index = i
             rows.append(item)
