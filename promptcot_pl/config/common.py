@@ -23,6 +23,8 @@ class TinyModelConfig:
     # <|im_end|> and <|endoftext|>), "llama3" (BOS, pad = EOS), "sentencepiece" (Llama-2/Mistral: "▁" prefix).
     style: Literal["chatml", "llama3", "sentencepiece"] = "chatml"
     thinking: bool = False  # chatml only: the template opens <think> in the generation prompt (Qwen3-Thinking)
+    # every digit its own token (Qwen2.5, Llama-2 do this): what lets a tiny model learn column arithmetic
+    split_digits: bool = False
 
 
 @dataclass
@@ -72,7 +74,9 @@ class PromptsConfig:
 class DomainConfig:
     """The seed corpus of (concepts, rationale, problem, answer|tests) triples."""
 
-    name: Literal["math", "code"] = "math"
+    # arithmetic: multi-step word problems with worked column arithmetic, which the tiny models learn (the
+    # quickstart's world); math: competition-style families (too hard for a tiny model); code: programming tasks
+    name: Literal["arithmetic", "math", "code"] = "math"
     # "builtin": generate the domain offline; "triples": read our JSONL records from `path`;
     # "promptcot": read the released problem-generation rows (prompt/completion with markers) from `path`.
     source: Literal["builtin", "triples", "promptcot"] = "builtin"

@@ -124,10 +124,13 @@ def _check_values(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: key 'em.tau': must be > 0 for softmax selection")
     if len(cfg.coldstart.optim.betas) != 2:
         raise ConfigError(f"{source}: key 'coldstart.optim.betas': expected two numbers")
-    bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart")]
+    bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart", "no_rationale")]
     if bad or not cfg.synth.generators:
-        raise ConfigError(f"{source}: key 'synth.generators': expected a non-empty list of 'em' and/or 'coldstart', "
-                          f"got {list(cfg.synth.generators)}")
+        raise ConfigError(f"{source}: key 'synth.generators': expected a non-empty list of 'em', 'coldstart' and/or "
+                          f"'no_rationale', got {list(cfg.synth.generators)}")
+    if "no_rationale" in cfg.synth.generators and not cfg.em.no_rationale_baseline:
+        raise ConfigError(f"{source}: key 'synth.generators': 'no_rationale' samples the p_θ fitted on c → x only, "
+                          "which stage em fits when em.no_rationale_baseline is true")
     if not 0.0 < cfg.synth.near_duplicate_threshold < 1.0:
         raise ConfigError(f"{source}: key 'synth.near_duplicate_threshold': must lie in (0, 1)")
     if not 0.0 <= cfg.synth.min_confidence <= 1.0:

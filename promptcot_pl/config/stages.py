@@ -102,6 +102,9 @@ class SynthConfig:
     decontamination_ngram: int = 13  # word n-gram overlap with an evaluation problem drops a problem
     eval_sets: list[str] = field(default_factory=list)  # JSONL files with "problem"; the held-out split always counts
     min_words: int = 5  # shorter problems are degenerate
+    # math: "vote" — the majority of the solver's reference_votes samples (the paper) — or "oracle": the built-in
+    # worlds' reference solver (`domains/math_oracle.py`; statements it cannot read are dropped, counted)
+    references: Literal["vote", "oracle"] = "vote"
     # math: majority vote of the solver over reference_votes samples; code: test_calls test-writer calls
     reference_votes: int = 8
     reference_temperature: float = 0.7

@@ -1,4 +1,7 @@
-"""Built-in seed domains (`math`, `code`) and the train/held-out split of any triple corpus."""
+"""Built-in seed domains (`arithmetic`, `math`, `code`) and the train/held-out split of any triple corpus.
+
+A domain's problems are verified as `math` (a boxed answer) or `code` (unit tests): `verified_as(name)`. The
+arithmetic world's problems are math problems the tiny models can learn to solve (`domains/arithmetic.py`)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,17 @@ import random
 from promptcot_pl.data.records import Triple
 
 
+def verified_as(name: str) -> str:
+    """How a domain's answers are checked: "code" (unit tests) or "math" (a boxed answer)."""
+    return "code" if name == "code" else "math"
+
+
 def build_domain(name: str, n_items: int, seed: int) -> list[Triple]:
     match name:
+        case "arithmetic":
+            from promptcot_pl.domains.arithmetic import build_arithmetic
+
+            return build_arithmetic(n_items, seed)
         case "math":
             from promptcot_pl.domains.math import build_math
 
@@ -17,7 +29,7 @@ def build_domain(name: str, n_items: int, seed: int) -> list[Triple]:
             from promptcot_pl.domains.code import build_code
 
             return build_code(n_items, seed)
-    raise ValueError(f"unknown domain {name!r}; built-in domains are 'math' and 'code'")
+    raise ValueError(f"unknown domain {name!r}; built-in domains are 'arithmetic', 'math' and 'code'")
 
 
 def split_heldout(triples: list[Triple], heldout_fraction: float, seed: int) -> tuple[list[Triple], list[Triple]]:

@@ -241,7 +241,13 @@ SOLVERS: list[tuple[re.Pattern[str], Callable[..., Solved]]] = [(re.compile(p, r
 
 
 def solve(problem: str) -> tuple[str, str] | None:
-    """(worked solution ending in `\\boxed{answer}`, answer) for a recognised problem, else None."""
+    """(worked solution ending in `\\boxed{answer}`, answer) for a recognised problem — of a math family or of the
+    arithmetic world (`domains/arithmetic.py`) — else None."""
+    from promptcot_pl.domains import arithmetic
+
+    solved = arithmetic.solve(problem)
+    if solved is not None:
+        return solved
     text = " ".join(problem.split())
     for pattern, solver in SOLVERS:
         match = pattern.fullmatch(text)

@@ -55,7 +55,7 @@ def tiny_model_dir(cfg: TinyModelConfig, texts: Sequence[str], cache_dir: str | 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
     try:
-        tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.style, cfg.thinking)
+        tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.style, cfg.thinking, cfg.split_digits)
         build_tiny_model(cfg, tokenizer, seed).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)  # atomic: concurrent builders race harmlessly, a killed one leaves no half model

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 THINK_TOKENS = ("<think>", "</think>")
@@ -61,7 +61,9 @@ STYLES = {
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, style: str = "chatml",
-                    thinking: bool = False) -> PreTrainedTokenizerFast:
+                    thinking: bool = False, split_digits: bool = False) -> PreTrainedTokenizerFast:
+    """`split_digits`: every digit is a token of its own, as in Qwen2/Qwen2.5 and Llama-2 (a BPE that merges digit
+    runs gives 47 and 48 unrelated tokens, so column arithmetic cannot be learned digit by digit)."""
     spec = STYLES[style]
     if spec.sentencepiece:
         bpe = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
@@ -75,6 +77,10 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, style: str = "chatml"
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         bpe.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if split_digits:  # after the base split, so a digit keeps the space before it: " 4", "7" for " 47"
+        space = "▁" if spec.sentencepiece else "Ġ"
+        bpe.pre_tokenizer = pre_tokenizers.Sequence([bpe.pre_tokenizer, pre_tokenizers.Split(
+            Regex(f"{space}?[0-9]"), behavior="isolated")])
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(spec.specials),
                                   initial_alphabet=alphabet, show_progress=False)
     bpe.train_from_iterator(texts, trainer=trainer)

@@ -2,7 +2,9 @@
 
 Sets: `seed` (held-out seed problems with their ground-truth targets, up to `analyze.max_problems`) and
 `synth/<generator>` for each generator of stage `synth` (their reference answers or written tests). Per set: the
-fixed solver's pass rate and mean solution length (`analysis/difficulty.py`), mean pairwise embedding distance and
+fixed solver's pass rate and mean solution length (`analysis/difficulty.py`); for the arithmetic world the
+structure the statements realise — level, column steps — and how often references agree with the oracle
+(`analysis/structure.py`); mean pairwise embedding distance and
 distinct-1/2 (`analysis/diversity.py`); between sets: 1 − cos of mean embeddings and an MDS picture.
 Outputs: `table.md`, `metrics.json`, `set_distances.json`, `sets_mds.png` (all MLflow artifacts too).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 
 from promptcot_pl.analysis.difficulty import difficulty
+from promptcot_pl.analysis.structure import structural_difficulty
 from promptcot_pl.analysis.diversity import distinct_n, mean_pairwise_distance, plot_mds, set_distances
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.data.jsonl import read_jsonl
@@ -22,6 +25,8 @@ from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
 
 COLUMNS = (("pass_rate", "solver pass rate ↓ harder", "{:.3f}"), ("mean_tokens", "solution tokens", "{:.1f}"),
+           ("oracle_level", "oracle level ↑", "{:.2f}"), ("oracle_column_steps", "oracle steps ↑", "{:.2f}"),
+           ("oracle_readable", "oracle-readable", "{:.2f}"), ("reference_agreement", "reference = oracle", "{:.2f}"),
            ("pairwise_distance", "pairwise distance ↑", "{:.3f}"), ("distinct_1", "distinct-1", "{:.3f}"),
            ("distinct_2", "distinct-2", "{:.3f}"), ("distance_to_seed", "1 − cos to seed", "{:.4f}"),
            ("n_problems", "problems", "{:d}"))
@@ -63,6 +68,7 @@ def run(ctx: StageContext) -> dict[str, float]:
             hard = difficulty(engine, fmt, problems, texts, sampling)
             embeddings[name] = embed(texts)
             rows[name] = {"pass_rate": hard.pass_rate, "mean_tokens": hard.mean_tokens, "unscorable": hard.unscorable,
+                          "unscorable_share": hard.unscorable_share, **structural_difficulty(problems),
                           "pairwise_distance": mean_pairwise_distance(embeddings[name]),
                           "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                           "n_problems": len(texts)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.released import read_problem_generation_rows
-from promptcot_pl.domains import build_domain, split_heldout
+from promptcot_pl.domains import build_domain, split_heldout, verified_as
 from promptcot_pl.recipes.context import StageContext, log
 
 
@@ -17,7 +17,7 @@ def load_triples(ctx: StageContext) -> list[Triple]:
         case "triples":
             return read_jsonl(domain.path, Triple)[: domain.n_items]
         case "promptcot":
-            return read_problem_generation_rows(domain.path, domain.name)[: domain.n_items]
+            return read_problem_generation_rows(domain.path, verified_as(domain.name))[: domain.n_items]
     raise ValueError(f"domain.source {domain.source!r}")
 
 

@@ -1,8 +1,9 @@
 """Stage `synth` (SPEC §4): concept sets → (z, x) ~ p_θ(·|c) → filters → verifiable targets → `problems.jsonl`.
 
 Concept sets are drawn once (PromptCoT 1.0 sampler over the seed's concept bank) and given to every generator in
-`synth.generators` — `em` (p_θ after the last EM iteration) and/or `coldstart` (p_θ before EM) — so the analyses
-compare their problem sets on the same c. Per generator, under `synth/<generator>/`:
+`synth.generators` — `em` (p_θ after the last EM iteration), `coldstart` (p_θ before EM) and/or `no_rationale`
+(the p_θ stage em fits on c → x alone, `em.no_rationale_baseline`: it writes a problem with no rationale first) —
+so the analyses compare their problem sets on the same c. Per generator, under `synth/<generator>/`:
 `generated.jsonl` (raw outputs), `problems.jsonl` (kept problems with provenance), `funnel.json` (how many
 survived each filter and why the rest were dropped) and, when asked for, `problems_released.jsonl` (PromptCoT's
 problem-generation format). `synth/problems.jsonl` is the first generator's set, the one later stages train on.
@@ -19,10 +20,12 @@ from pathlib import Path
 from promptcot_pl.config.schema import SamplingConfig
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl, write_jsonl
-from promptcot_pl.data.prompts import parse_marked, prompt_model_prompt
+from promptcot_pl.data.prompts import PROBLEM_END, parse_marked, problem_given_rationale_example, prompt_model_prompt
 from promptcot_pl.data.records import Problem, Triple
 from promptcot_pl.data.released import read_concept_rows, to_problem_generation_row
+from promptcot_pl.domains import verified_as
 from promptcot_pl.domains.distinct import item_id
+from promptcot_pl.domains.math_oracle import solve
 from promptcot_pl.generation.streamed import ShardedEngine, generate_shards, iter_rows
 from promptcot_pl.models.embeddings import Embedder
 from promptcot_pl.recipes.context import StageContext, log, write_json
@@ -35,9 +38,11 @@ FUNNEL = ("generated", "parsed", "unique", "near_unique", "not_degenerate", "dec
 
 
 def generator_model(ctx: StageContext, name: str) -> Path:
-    """p_θ of `coldstart`, or of the last finished EM iteration."""
+    """p_θ of `coldstart`, of the last finished EM iteration, or the no-rationale p_θ of stage em."""
     if name == "coldstart":
         return ctx.stage_output("coldstart") / "prompt_model" / "model"
+    if name == "no_rationale":
+        return ctx.stage_output("em") / "baseline" / "prompt_model"
     em = ctx.stage_output("em")
     iterations = sorted(em.glob("iter_*/prompt_model"))
     return iterations[-1] if iterations else ctx.stage_output("coldstart") / "prompt_model" / "model"
@@ -83,7 +88,11 @@ def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]],
     path = out / "generated.jsonl"
     if not path.is_file():
         fmt = ctx.prompt_format("prompt_model", model)
-        prompts = [prompt_model_prompt(fmt, c, level, ctx.cfg.domain.name) for c, level in sets]
+        domain = verified_as(ctx.cfg.domain.name)
+        if out.name == "no_rationale":  # c → x: the prompt opens the problem block, the sample closes it
+            prompts = [problem_given_rationale_example(fmt, c, level, None, "", domain)[0] for c, level in sets]
+        else:
+            prompts = [prompt_model_prompt(fmt, c, level, domain) for c, level in sets]
         with ctx.engine(model) as engine:
             shards = generate_shards(engine, prompts, ctx.cfg.synth.sampling, out / "generated",
                                      lambda i, group: [{"set": i, "sample": j, "text": c.text}
@@ -100,11 +109,16 @@ def _drop(items: list, reasons: list[str | None], dropped: Counter) -> list:
 
 
 def _filter(ctx: StageContext, generated: list[dict], sets, seed_problems: list[str],
-            index: NgramIndex) -> tuple[list[Problem], Counter, Counter]:
+            index: NgramIndex, generator: str = "em") -> tuple[list[Problem], Counter, Counter]:
     """Parsed, deduplicated, non-degenerate, decontaminated problems (targets not attached yet)."""
     cfg = ctx.cfg.synth
     funnel, dropped = Counter(generated=len(generated)), Counter()
-    parsed = [parse_marked(row["text"]) for row in generated]
+    if generator == "no_rationale":  # the problem block alone, up to its end marker
+        parsed = [("", row["text"].split(PROBLEM_END)[0].strip()) if PROBLEM_END in row["text"] else None
+                  for row in generated]
+        parsed = [zx if zx and zx[1] else None for zx in parsed]
+    else:
+        parsed = [parse_marked(row["text"]) for row in generated]
     items = _drop([(row, *zx) if zx else None for row, zx in zip(generated, parsed)],
                   [None if zx else "unparsed" for zx in parsed], dropped)
     funnel["parsed"] = len(items)
@@ -123,8 +137,8 @@ def _filter(ctx: StageContext, generated: list[dict], sets, seed_problems: list[
     problems = []
     for row, z, x in items:
         concepts, level = sets[row["set"]]
-        problems.append(Problem(id=item_id(f"synth-{ctx.cfg.domain.name}", x), domain=ctx.cfg.domain.name, problem=x,
-                                concepts=concepts, level=level, rationale=z, source="synth",
+        problems.append(Problem(id=item_id(f"synth-{ctx.cfg.domain.name}", x), domain=verified_as(ctx.cfg.domain.name),
+                                problem=x, concepts=concepts, level=level, rationale=z or None, source="synth",
                                 meta={"concept_set": row["set"], "sample": row["sample"], "seed": ctx.cfg.seed}))
     return problems, funnel, dropped
 
@@ -133,6 +147,11 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
     cfg = ctx.cfg.synth
     if not problems:
         return []
+    if ctx.cfg.domain.name != "code" and cfg.references == "oracle":
+        references = [solve(p.problem) for p in problems]
+        dropped["oracle_unsolved"] += sum(r is None for r in references)
+        references = [None if r is None else (r[1], 1.0) for r in references]
+        return _with_references(problems, references, dropped, cfg.min_words)
     # math references come from the solver's votes; code tests from the test writer (by default the solver too)
     model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx.run_dir)
     with ctx.engine(model) as served:
@@ -154,12 +173,17 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
         references, reasons = majority_references(engine, ctx.prompt_format("solver", model),
                                                   [p.problem for p in problems], sampling, cfg.min_confidence)
     dropped.update(reasons)
+    return _with_references(problems, references, dropped, cfg.min_words)
+
+
+def _with_references(problems: list[Problem], references: list[tuple[str, float] | None], dropped: Counter,
+                     min_words: int) -> list[Problem]:
     kept = []
     for problem, reference in zip(problems, references):
         if reference is None:
             continue
         problem.answer, problem.meta["reference_confidence"] = reference
-        reason = degenerate_reason(problem.problem, problem.answer, min_words=cfg.min_words)
+        reason = degenerate_reason(problem.problem, problem.answer, min_words=min_words)
         if reason:
             dropped[reason] += 1
             continue
@@ -174,7 +198,7 @@ def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], ind
         return json.loads((out / "funnel.json").read_text())["counts"]
     model = generator_model(ctx, name)
     generated = _generate(ctx, model, sets, out)
-    problems, funnel, dropped = _filter(ctx, generated, sets, seed_problems, index)
+    problems, funnel, dropped = _filter(ctx, generated, sets, seed_problems, index, name)
     kept = _attach_targets(ctx, problems, dropped, out)
     iteration = int(model.parent.name.removeprefix("iter_")) if model.parent.name.startswith("iter_") else 0
     for problem in kept:  # provenance: which p_θ wrote it, and which filters it passed
