@@ -98,3 +98,16 @@ def test_split_digits_gives_every_digit_its_own_token(triples, style):
         assert all(sum(ch.isdigit() for ch in piece) <= 1 for piece in pieces)
     merged = [p for t in triples[:50] for p in plain.convert_ids_to_tokens(plain(t.solution).input_ids)]
     assert any(sum(ch.isdigit() for ch in piece) > 1 for piece in merged)  # without it, BPE merges digit runs
+
+
+def test_structural_difficulty_reads_levels_and_checks_references(triples):
+    from promptcot_pl.analysis.structure import structural_difficulty
+    from promptcot_pl.data.records import Problem as Record
+
+    level3 = [t for t in triples if t.level == "Level 3"][:10]
+    wrong = [Record(id=f"w{i}", domain="math", problem=t.problem, answer=str(int(t.answer) + 1))
+             for i, t in enumerate(level3[:5])]
+    foreign = Record(id="f", domain="math", problem="Find the remainder when $2^{10}$ is divided by $7$.", answer="2")
+    out = structural_difficulty(level3[5:] + wrong + [foreign])
+    assert out["oracle_readable"] == 10 / 11 and out["oracle_level"] == 3.0 and out["oracle_operations"] == 3.0
+    assert out["reference_agreement"] == 0.5  # the five wrong references disagree with the oracle

@@ -34,9 +34,9 @@ class Difficulty:
         return self.unscorable / self.n_samples if self.n_samples else 0.0
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        """`prefix` (the accuracy's key), `prefix/unscorable_share` and `prefix/level_<level>` for MLflow."""
+        """`prefix` (the accuracy's key), `prefix/unscorable_share` and `prefix/<level>` ("level_1" for "Level 1") for MLflow."""
         out = {prefix: self.pass_rate, f"{prefix}/unscorable_share": self.unscorable_share}
-        out.update({f"{prefix}/level_{level_key(level)}": rate for level, rate in self.by_level.items()})
+        out.update({f"{prefix}/{level_key(level)}": rate for level, rate in self.by_level.items()})
         return out
 
 
