@@ -66,6 +66,9 @@ def test_literal_choice_is_checked():
     ("selfplay.dpo.label_smoothing=0.7", "selfplay.dpo.label_smoothing"),
     ("selfplay.batch_size=0", "selfplay.batch_size"),
     ("sft.sources=[seed,web]", "sft.sources"),
+    ("selfplay.min_scored_rollouts=9", "selfplay.min_scored_rollouts"),  # more than rollouts.n = 8
+    ("em.eval_k=0", "em.eval_k"),
+    ("synth.generators=[em,no_rationale]", "synth.generators"),  # with em.no_rationale_baseline=false below
     ("sft.epochs=0", "sft.epochs"),
     # lengths cross-checked at load: nothing may be cut or silently dropped later (defaults: max_length 640,
     # em.max_rationale_tokens 128, the tiny model's 1024 positions)
@@ -84,7 +87,8 @@ def test_literal_choice_is_checked():
     ("trainer.precision=bf16", "trainer.precision"),
 ])
 def test_semantic_errors_name_the_key(override, key):
-    extra = {"prompts.solver.system": ["prompts.solver.style=raw"], "model.tiny.thinking": ["model.tiny.style=llama3"]}
+    extra = {"prompts.solver.system": ["prompts.solver.style=raw"], "model.tiny.thinking": ["model.tiny.style=llama3"],
+             "synth.generators": ["em.no_rationale_baseline=false"]}
     with pytest.raises(ConfigError, match=f"key '{key}'"):
         load_config(None, [override, *extra.get(key, [])])
 
