@@ -146,6 +146,8 @@ def test_a_pruned_trial_under_two_process_ddp_ends_every_rank(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     trials = _study(tmp_path, "prune_ddp").get_trials()
     failures = "\n".join(line for line in (proc.stdout + proc.stderr).splitlines() if "fail" in line.lower())
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"], failures[-3000:]  # the next ran
+    states = [t.state.name for t in trials]
+    # the pruned trial ended on both ranks and the next one ran to its end (finished or pruned by its own values)
+    assert states[:2] == ["COMPLETE", "PRUNED"] and states[2] in ("COMPLETE", "PRUNED"), failures[-3000:]
     assert list(trials[1].intermediate_values) == [1]
     assert proc.stdout.count("study prune_ddp: 3 trials") == 1  # rank 0 reports; rank 1 followed and returned

@@ -131,5 +131,7 @@ def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     mean loss; DPO, the E-step weights and scoring need per-token log-probs, with any upstream gradient, on every
     backend, so this is a small autograd function of its own (tested against the full log-softmax)."""
     if hidden.shape[0] == 0:
-        return hidden.new_zeros(0, dtype=torch.float32) + 0 * weight.sum()  # keeps the graph for an empty batch
+        # an empty batch (a DDP padding row: every label ignored) must still reach every parameter — the decoder
+        # through `hidden`, the head through `weight` — or DDP waits for their gradients on the other ranks
+        return hidden.float().sum(dim=1) * 0 + 0 * weight.sum()
     return _LinearLogprobs.apply(hidden, weight, bias, tokens, chunk, softcap)

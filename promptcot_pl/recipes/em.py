@@ -157,8 +157,8 @@ def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str |
          optim: OptimConfig, epochs: int, out: Path) -> Path:
     """Fit `base` on weighted (prompt, target, weight) items and save it to `out` (HF format); a target is text, or
     token ids as sampled (the E-step fits q_φ on its own samples' ids). In a multi-process run every rank fits on
-    rank 0's items: a fit's step count follows its items, and ranks whose candidates or weights diverged at all
-    would run different numbers of DDP steps and wait on each other for ever."""
+    rank 0's items (cheap: text and ids), so the fit's data — and its DDP step count — cannot differ between ranks
+    even if a candidate's score were to round differently on one."""
     if distributed.world_size() > 1:
         items = distributed.broadcast(items)
     tokenizer = load_tokenizer(base)
