@@ -43,7 +43,6 @@ from promptcot_pl.data.prompts import (
 )
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.sharding import sharded_loader
-from promptcot_pl import distributed
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
 from promptcot_pl.models import load_tokenizer
@@ -156,11 +155,7 @@ def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: li
 def _fit(ctx: StageContext, module_cls, base: Path, items: list[tuple[str, str | list[int], float]],
          optim: OptimConfig, epochs: int, out: Path) -> Path:
     """Fit `base` on weighted (prompt, target, weight) items and save it to `out` (HF format); a target is text, or
-    token ids as sampled (the E-step fits q_φ on its own samples' ids). In a multi-process run every rank fits on
-    rank 0's items (cheap: text and ids), so the fit's data — and its DDP step count — cannot differ between ranks
-    even if a candidate's score were to round differently on one."""
-    if distributed.world_size() > 1:
-        items = distributed.broadcast(items)
+    token ids as sampled (the E-step fits q_φ on its own samples' ids)."""
     tokenizer = load_tokenizer(base)
     encoded = []
     for prompt, target, weight in items:
