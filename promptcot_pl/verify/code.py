@@ -30,6 +30,7 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,8 +38,24 @@ from pathlib import Path
 from typing import Literal
 
 SANDBOX_INIT = Path(__file__).with_name("sandbox_init.py")
+
+
+def _runtime_paths() -> tuple[list[str], list[str]]:
+    """What of this interpreter the sandbox binds read-only into its root (the executable, its library dir with
+    libpython and the standard library), and the installed-package dirs it covers there with an empty mount."""
+    lib = sysconfig.get_config_var("LIBDIR") or ""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    shown = [os.path.realpath(sys.executable)] + [os.path.realpath(p) for p in (lib, stdlib) if p and os.path.isdir(p)]
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+    hidden = {os.path.realpath(sysconfig.get_paths(vars=base)[key]) for key in ("purelib", "platlib")}
+    return sorted(set(shown)), sorted(hidden)
+
+
+_RUNTIME, _RUNTIME_HIDDEN = _runtime_paths()
 Status = Literal["pass", "wrong", "timeout", "error", "memory"]
-_CODE_BLOCK = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
+# A fence line: three or more backticks (or tildes), then an info string whose first word is the language.
+_FENCE = re.compile(r"^[ ]{0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
+PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
 
 
 @dataclass
@@ -60,10 +77,36 @@ class CodeVerdict:
         return [t.status for t in self.tests]
 
 
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """Every fenced block of a Markdown answer as (language, body), in order. Fences pair as CommonMark pairs them:
+    a block closes at the first fence line of the same character at least as long and with no info string, so a
+    ```` ```cpp ```` block's closing fence is never taken for the opening of the next block. An unclosed block runs
+    to the end of the text."""
+    blocks, lines, i = [], text.splitlines(keepends=True), 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i].rstrip("\r\n"))
+        i += 1
+        if opening is None:
+            continue
+        fence, info = opening["fence"], opening["info"].strip()
+        body = []
+        while i < len(lines):
+            closing = _FENCE.match(lines[i].rstrip("\r\n"))
+            i += 1
+            if closing and closing["fence"][0] == fence[0] and len(closing["fence"]) >= len(fence) \
+                    and not closing["info"].strip():
+                break
+            body.append(lines[i - 1])
+        language = info.split()[0].lower() if info else ""
+        blocks.append((language, "".join(body)))
+    return blocks
+
+
 def extract_code(text: str) -> str | None:
-    """The last fenced code block of a model answer (```python … ``` or plain ```), or None."""
-    blocks = _CODE_BLOCK.findall(text)
-    return blocks[-1] if blocks and blocks[-1].strip() else None
+    """The program of a model answer: its last fenced block tagged python (any case: ```` ```Python ````, py,
+    python3) or untagged, or None when there is none or it is empty — a C++ block is never graded as Python."""
+    python = [body for language, body in code_blocks(text) if language in PYTHON_TAGS]
+    return python[-1] if python and python[-1].strip() else None
 
 
 def outputs_match(got: str, expected: str) -> bool:
@@ -106,7 +149,7 @@ def run_tests(code: str, tests: Sequence[dict], timeout_s: float = 5.0, memory_m
         "code": code, "inputs": [str(t["input"]) for t in tests], "timeout_s": timeout_s, "memory_mb": memory_mb,
         "uid": random.randint(200_000, 2_000_000_000), "output_limit": output_limit, "stderr_tail": 2000,
         "file_mb": 16, "tmpfs_mb": 64, "python": os.path.realpath(sys.executable),
-        "python_prefix": os.path.realpath(sys.base_prefix),
+        "runtime": _RUNTIME, "runtime_hidden": _RUNTIME_HIDDEN,
     }
     proc = subprocess.Popen([sys.executable, "-I", "-S", str(SANDBOX_INIT)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,

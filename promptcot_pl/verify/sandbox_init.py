@@ -6,16 +6,18 @@ Steps (as root, the normal case on our machines and CI):
 1. `unshare` new mount, PID, network, IPC and UTS namespaces, then fork: the child is PID 1 of the new PID
    namespace ("init"), so when it exits the kernel kills every process left in the namespace — daemonised
    grandchildren included.
-2. init makes mounts private, puts fresh size-capped tmpfs on /tmp, /var/tmp and /dev/shm (the program's working
-   directory is /tmp/work; all of it vanishes with the namespace), mounts a /proc that shows only the namespace,
-   and covers home directories that are closed to others (e.g. /root) with an empty tmpfs, binding the Python
-   installation back in place when it lives there.
+2. init builds a minimal root on an empty tmpfs and `pivot_root`s into it (`_minimal_root`): /usr and the
+   /bin, /lib… links, the interpreter and its standard library, all read-only; five devices; a /proc that shows
+   only the namespace. The old root is detached: the run directory, the checkout, caches and homes do not exist
+   for the program. Each test gets a fresh size-capped /tmp (its working directory /tmp/work) and /dev/shm.
 3. For each test, init forks a runner: own session, rlimits (CPU, address space, file size, processes, open
    files), no supplementary groups, setgid/setuid to an unprivileged uid chosen for this sandbox, scrubbed
    environment, stdin from the test input file, stdout/stderr to pipes; then it execs `python -I -S` on the
    program. init reads the pipes with a wall-clock deadline and an output cap, then SIGKILLs everything else in
    the namespace (`kill(-1)` from PID 1) before the next test.
-Without root, it tries an unprivileged user namespace for the same isolation; where namespaces are refused it
+Without root, it tries an unprivileged user namespace for the same isolation (the caller maps to uid 1000 inside,
+not 0, so the program holds no capability there and cannot remount the read-only binds); where namespaces are
+refused it
 runs with rlimits and process-group kills only, and says so in `isolation`.
 """
 
@@ -25,14 +27,18 @@ import os
 import resource
 import select
 import signal
-import stat
 import sys
 import time
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_NOATIME, MS_NODIRATIME = 1, 2, 4, 8, 32, 1024, 2048
+MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 4096, 16384, 1 << 18, 1 << 21
+ST_RELATIME = 4096  # statvfs's flag (MS_RELATIME's value differs)
 MNT_DETACH = 2
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}.get(os.uname().machine, 155)
+PR_SET_NO_NEW_PRIVS = 38
+SANDBOX_UID = 1000  # the caller's uid inside a user namespace: not 0, so exec drops every capability
 LIBC = ctypes.CDLL(None, use_errno=True)
 BOOT = ("import builtins, sys\nbuiltins.exit = builtins.quit = sys.exit\nsys.argv = ['prog.py']\n"
         "src = open('prog.py', encoding='utf-8').read()\n"
@@ -64,8 +70,8 @@ def _enter_namespaces(isolation):
         uid, gid = os.geteuid(), os.getegid()
         if _unshare(base | CLONE_NEWUSER):
             _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"0 {uid} 1")
-            _write("/proc/self/gid_map", f"0 {gid} 1")
+            _write("/proc/self/uid_map", f"{SANDBOX_UID} {uid} 1")
+            _write("/proc/self/gid_map", f"{SANDBOX_UID} {gid} 1")
             isolation += ["namespaces:user,mount,pid,net,ipc,uts"]
             return True
     if _unshare(CLONE_NEWNET):
@@ -73,35 +79,70 @@ def _enter_namespaces(isolation):
     return False
 
 
-def _hide_closed_homes(python_prefix):
-    """Cover directories closed to others (e.g. /root) with an empty tmpfs; bind the interpreter back."""
-    parts = python_prefix.strip("/").split("/")
-    for depth in range(1, len(parts)):
-        closed = "/" + "/".join(parts[:depth])
-        if not os.stat(closed).st_mode & stat.S_IXOTH:
-            stage = "/tmp/.python-stage"
-            os.makedirs(stage)
-            _mount(python_prefix, stage, None, MS_BIND | MS_REC)
-            _mount("tmpfs", closed, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-            os.makedirs(python_prefix, exist_ok=True)
-            _mount(stage, python_prefix, None, MS_BIND | MS_REC)
-            _mount(None, python_prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-            LIBC.umount2(stage.encode(), MNT_DETACH)
-            os.rmdir(stage)
-            return
-    for home in ("/root", "/home"):
-        if os.path.isdir(home) and not os.stat(home).st_mode & stat.S_IXOTH:
-            _mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+def _bind_read_only(source, target):
+    """Bind `source` (a file or directory) at `target` in the new root, read-only and nosuid. Inside a user
+    namespace the flags the host mount already has (nodev, noexec, atime) are locked: keep them on the remount."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        open(target, "w").close()
+    _mount(source, target, None, MS_BIND | MS_REC)
+    kept = os.statvfs(source).f_flag
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | (kept & (MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME))
+    if kept & ST_RELATIME:
+        flags |= MS_RELATIME
+    _mount(None, target, None, flags)
 
 
-def _prepare_filesystem(spec, isolation):
+def _minimal_root(spec, isolation):
+    """Build the program's whole filesystem on an empty tmpfs and `pivot_root` into it: the system runtime
+    (/usr and the /bin, /lib… it links to, read-only), the interpreter and its standard library (read-only,
+    site-packages covered), /dev/null-style devices, a /proc of the namespace, and mount points for the
+    per-test /tmp and /dev/shm. Nothing else of the host exists there: no run directories, no checkout, no
+    caches, no home, no /etc; the old root is detached, so no path leads back to it."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    for path in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)
-    _hide_closed_homes(spec["python_prefix"])
-    isolation += ["private /tmp /var/tmp /dev/shm", "private /proc"]
+    new = "/tmp"  # a fresh tmpfs over the host's /tmp (hidden in this namespace) becomes the new root
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = "/" + name
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), new + host)
+        elif os.path.isdir(host):
+            _bind_read_only(host, new + host)
+    for path in spec["runtime"]:  # the interpreter outside /usr (pyenv, conda, a venv with --copies)
+        if not any(path == top or path.startswith(top + "/") for top in ("/usr", "/bin", "/lib", "/lib64")):
+            _bind_read_only(path, new + path)
+    for path in spec["runtime_hidden"]:  # installed packages beside the standard library
+        if os.path.isdir(new + path):
+            _mount("tmpfs", new + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=555")
+    os.makedirs(new + "/dev")
+    for device in ("null", "zero", "full", "random", "urandom"):
+        open(new + "/dev/" + device, "w").close()
+        _mount("/dev/" + device, new + "/dev/" + device, None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, new + "/dev/" + name)
+    for path in ("/proc", "/tmp", "/dev/shm", "/etc"):
+        os.makedirs(new + path, exist_ok=True)
+    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(new)
+    if LIBC.syscall(SYS_PIVOT_ROOT, b".", b".") != 0:  # the old root ends up stacked on the new one …
+        raise OSError(ctypes.get_errno(), "pivot_root")
+    if LIBC.umount2(b".", MNT_DETACH) != 0:  # … and is detached: nothing of the host is reachable any more
+        raise OSError(ctypes.get_errno(), "detach the old root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    isolation += ["minimal read-only root", "private /proc"]
+
+
+def _fresh_tmp(spec, first):
+    """A new, empty, size-capped /tmp and /dev/shm for each test: nothing one test leaves is seen by the next."""
+    for path in ("/tmp", "/dev/shm"):
+        if not first:
+            LIBC.umount2(path.encode(), MNT_DETACH)
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
 
 
 def _drain(open_fds, spec):
@@ -127,6 +168,7 @@ def _run_one(spec, stdin_path, workdir, in_pid_ns, drop_to):
                                (resource.RLIMIT_FSIZE, spec["file_mb"] * 2**20), (resource.RLIMIT_NPROC, 64),
                                (resource.RLIMIT_NOFILE, 64), (resource.RLIMIT_CORE, 0)):
                 resource.setrlimit(res, (value, value))
+            LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary or file capability gives rights back
             if drop_to is not None:
                 os.setgroups([])
                 os.setgid(drop_to)
@@ -216,30 +258,33 @@ def _kill_uid(uid):
 
 
 def _init(spec, isolation, in_pid_ns, was_root):
-    if in_pid_ns:
-        _prepare_filesystem(spec, isolation)
-        workdir = "/tmp/work"
-    else:
-        import tempfile
-
-        workdir = tempfile.mkdtemp(prefix="promptcot-sandbox-")
-    os.makedirs(workdir, exist_ok=True)
-    drop_to = spec["uid"] if was_root else None  # inside a user namespace there is no uid to drop to
+    drop_to = spec["uid"] if was_root else None  # inside a user namespace the caller is already SANDBOX_UID
     if drop_to is not None:
         isolation.append(f"uid {drop_to}")
-        os.chown(workdir, drop_to, drop_to)
-    os.chmod(workdir, 0o700)
-    _write(os.path.join(workdir, "prog.py"), spec["code"])
+    if in_pid_ns:
+        _minimal_root(spec, isolation)
+        isolation.append("fresh /tmp and /dev/shm per test")
     results = []
     for i, stdin_text in enumerate(spec["inputs"]):
-        stdin_path = os.path.join(workdir, f".stdin{i}")
+        if in_pid_ns:
+            _fresh_tmp(spec, first=i == 0)
+            workdir = "/tmp/work"
+            os.makedirs(workdir)
+        else:
+            import tempfile
+
+            workdir = tempfile.mkdtemp(prefix="promptcot-sandbox-")
+        if drop_to is not None:
+            os.chown(workdir, drop_to, drop_to)
+        os.chmod(workdir, 0o700)
+        _write(os.path.join(workdir, "prog.py"), spec["code"])
+        stdin_path = os.path.join(workdir, ".stdin")
         _write(stdin_path, stdin_text)
         results.append(_run_one(spec, stdin_path, workdir, in_pid_ns, drop_to))
-        os.unlink(stdin_path)
-    if not in_pid_ns:
-        import shutil
+        if not in_pid_ns:
+            import shutil
 
-        shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
