@@ -244,3 +244,26 @@ def test_sandbox_needs_no_site_packages():
     assert sys.flags.isolated == 0  # the test process itself is normal; the sandbox runs -I -S
     verdict = run_tests("import sys\nprint(sys.flags.isolated, sys.flags.no_site)", [{"input": "", "output": "1 1"}])
     assert verdict.passed, verdict
+
+
+MIXED = "```cpp\nint main() { return 0; }\n```\nNow in Python:\n```python\nprint(int(input()) * 2)\n```\n"
+
+
+def test_fences_pair_properly_and_only_python_is_graded():
+    """REVIEW M3: a C++ block first no longer makes the prose between the blocks the "program"."""
+    from promptcot_pl.verify.code import code_blocks
+    from promptcot_pl.verify.rewards import code_reward
+    from promptcot_pl.data.records import Problem
+
+    assert code_blocks(MIXED) == [("cpp", "int main() { return 0; }\n"), ("python", "print(int(input()) * 2)\n")]
+    assert extract_code(MIXED) == "print(int(input()) * 2)\n"
+    assert extract_code("```Python\nprint(1)\n```") == "print(1)\n"  # info strings are case-insensitive
+    assert extract_code("```PY3 title=x\nprint(1)\n```") == "print(1)\n"
+    assert extract_code("```python\nprint(1)\n```\nthen\n```cpp\nint x;\n```") == "print(1)\n"  # last *python* block
+    assert extract_code("```cpp\nint x;\n```\nNow in Python: see above.") is None
+    assert extract_code("````python\nprint('```')\n````") == "print('```')\n"  # a longer fence holds a shorter one
+    assert extract_code("~~~python\nprint(2)\n~~~") == "print(2)\n"
+    assert extract_code("```python\nprint(3)\n") == "print(3)\n"  # unclosed: to the end of the answer
+    problem = Problem(id="p", domain="code", problem="double it", tests=[{"input": "4\n", "output": "8"}])
+    assert code_reward(MIXED, problem, timeout_s=5) == 1.0
+    assert code_reward(MIXED.replace("```python", "```rust"), problem, timeout_s=5) == 0.0

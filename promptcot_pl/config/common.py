@@ -191,6 +191,20 @@ class TrainerConfig:
 
 
 @dataclass
+class VerifyConfig:
+    """How rewards are checked (verify/): the code sandbox's limits and the reward canaries."""
+
+    # Wall-clock seconds per unit test of a generated program (SPEC §5 allows 30). CPU time is capped at this + 1.
+    code_timeout_s: float = 30.0
+    # Sandboxes (and math checks) run at once on this process; None: the machine's cores / the processes on it, so
+    # 8 ranks of one node do not run 8 × cores sandboxes and turn correct programs into timeouts (REVIEW M9).
+    workers: int | None = None
+    # Probe the reward with adversarial completions before each self-play round and each SFT / evaluate run; the
+    # stage refuses to start if any is rewarded (verify/canaries.py).
+    canaries: bool = True
+
+
+@dataclass
 class TrackingConfig:
     """MLflow store. `MLFLOW_TRACKING_URI` in the environment wins over `uri`."""
 

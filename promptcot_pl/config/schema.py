@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from promptcot_pl.config.common import (
     DataConfig, DomainConfig, EngineConfig, ModelConfig, OptimConfig, PromptsConfig, RoleFormat, SamplingConfig,
     TinyModelConfig,
-    TrackingConfig, TrainerConfig,
+    TrackingConfig, TrainerConfig, VerifyConfig,
 )
 from promptcot_pl.config.stages import (
     AnalyzeConfig, AnnotateConfig, ColdStartConfig, DPOConfig, EMConfig, EvaluateConfig, SelfPlayConfig, SFTConfig,
@@ -28,7 +28,7 @@ STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyz
 # cache ignores them (recipes/stage_cache.py). Everything else — precision, accumulation, clipping, determinism
 # included — changes results. (N processes compute what one does, so devices and strategy are how-to-run.)
 HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
-              "engine.release_during_fits",
+              "engine.release_during_fits", "verify.workers",
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
               "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
               "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar",
@@ -53,6 +53,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)
     em: EMConfig = field(default_factory=EMConfig)
@@ -66,6 +67,6 @@ class ExperimentConfig:
 
 __all__ = [
     "TinyModelConfig", "ModelConfig", "PromptsConfig", "RoleFormat", "DomainConfig", "DataConfig", "OptimConfig", "SamplingConfig",
-    "EngineConfig", "TrainerConfig", "TrackingConfig", "ColdStartConfig", "EMConfig", "SolverConfig",
+    "EngineConfig", "VerifyConfig", "TrainerConfig", "TrackingConfig", "ColdStartConfig", "EMConfig", "SolverConfig",
     "HOW_TO_RUN", "SynthConfig", "AnalyzeConfig", "DPOConfig", "SelfPlayConfig", "SFTConfig", "AnnotateConfig", "EvaluateConfig", "STAGE_NAMES", "ExperimentConfig"
 ]

@@ -47,6 +47,28 @@ class StageContext:
 
         return PromptFormat(role, cfg, load_tokenizer(model), where=str(model))
 
+    def rewards(self) -> Any:
+        """The stage's reward function (`verify.*` settings): every reward a stage computes goes through it."""
+        from promptcot_pl.verify.rewards import Rewards
+
+        return Rewards.from_config(self.cfg.verify)
+
+    def check_rewards(self, rewards: Any, problems: Any, thinking: bool, where: str, step: int | None = None) -> dict:
+        """The reward canaries (verify/canaries.py) on `problems`, logged as `canary/*` on this stage's run (at
+        `step` when given); raises RewardHackable — the stage does not start — if any canary is rewarded.
+        Nothing (an empty dict) with `verify.canaries=false`."""
+        if not self.cfg.verify.canaries:
+            return {}
+        from promptcot_pl.verify.canaries import RewardHackable, probe, check
+
+        try:
+            metrics = check(rewards, problems, thinking, where)
+        except RewardHackable:
+            self.tracker.log_metrics(self.run_id, probe(rewards, problems, thinking)[0], step=step or 0)
+            raise
+        self.tracker.log_metrics(self.run_id, metrics, step=step or 0)
+        return metrics
+
     def triples_dir(self) -> Path:
         """Where the (c, z, x) triples and their train/held-out split are: stage `annotate`'s output when the
         experiment annotates a corpus, else stage `seed`'s."""

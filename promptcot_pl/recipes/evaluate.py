@@ -14,6 +14,7 @@ Outputs: `<set>/samples.jsonl` (every sample with its reward), `metrics.json`.
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from promptcot_pl.config.schema import SamplingConfig
@@ -23,7 +24,6 @@ from promptcot_pl.data.released import read_eval_rows
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.verify.format import invalid_reason
-from promptcot_pl.verify.rewards import score_batch
 
 
 def evaluated_model(ctx: StageContext) -> str:
@@ -49,23 +49,28 @@ def run(ctx: StageContext) -> dict[str, float]:
     sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
     sets = {Path(path).stem: read_eval_rows(path)[: cfg.limit] for path in cfg.sets}
-    metrics: dict[str, float] = {}
+    rewards = ctx.rewards()
+    metrics: dict[str, float] = ctx.check_rewards(rewards, [p for rows in sets.values() for p in rows],
+                                                  fmt.thinking, "evaluate")
     with ctx.engine(model) as engine:
         for name, problems in sets.items():
             groups = engine.generate([solver_prompt(fmt, p.problem, p.domain) for p in problems], sampling)
             flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
-            rewards = score_batch([c.text for _, _, c in flat], [p for p, _, _ in flat], fmt.thinking)
-            scored = [r for r in rewards if r is not None]
+            judge = replace(rewards, programs=0, timed_out=0)
+            scores = judge.score([c.text for _, _, c in flat], [p for p, _, _ in flat], fmt.thinking)
+            scored = [r for r in scores if r is not None]
             code = all(p.domain == "code" for p in problems)
             key = f"evaluate/{name}/{'pass_at_1' if code else 'accuracy'}"
             metrics[key] = statistics.fmean(scored) if scored else float("nan")
-            metrics[f"evaluate/{name}/unscorable_share"] = (len(rewards) - len(scored)) / max(len(rewards), 1)
+            metrics[f"evaluate/{name}/unscorable_share"] = (len(scores) - len(scored)) / max(len(scores), 1)
+            if judge.timeout_share() is not None:
+                metrics[f"evaluate/{name}/code_timeout_share"] = judge.timeout_share()
             metrics[f"evaluate/{name}/problems"] = float(len(problems))
-            metrics[f"evaluate/{name}/samples"] = float(len(rewards))
+            metrics[f"evaluate/{name}/samples"] = float(len(scores))
             write_jsonl(ctx.stage_dir / name / "samples.jsonl", [
                 {"problem_id": p.id, "sample": i, "text": c.text, "reward": r, "finish_reason": c.finish_reason,
                  "invalid": invalid_reason(c.text, p.domain, c.finish_reason == "length", fmt.thinking)}
-                for (p, i, c), r in zip(flat, rewards)])
+                for (p, i, c), r in zip(flat, scores)])
             log.info("evaluate/%s: %s %.4f over %d problems × %d samples (unscorable %.3f)", name, key.rsplit("/")[-1],
                      metrics[key], len(problems), cfg.n, metrics[f"evaluate/{name}/unscorable_share"])
     write_json(ctx.stage_dir / "metrics.json", {"model": str(model), **metrics})

@@ -44,6 +44,7 @@ from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 from promptcot_pl.selfplay.rollouts import rollouts
 from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
+from promptcot_pl.verify.rewards import Rewards
 
 
 def window(sp: SelfPlayConfig) -> PassWindow:
@@ -55,13 +56,13 @@ def _draw(problems: list[Problem], n: int, seed: int) -> list[Problem]:
 
 
 def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Problem], out: Path,
-              seed: int) -> list[Rollout]:
+              seed: int, rewards: Rewards) -> list[Rollout]:
     path = out / "rollouts.jsonl"
     if path.is_file():  # an interrupted round keeps its rollouts
         return read_jsonl(path, Rollout)
     sampling = ctx.cfg.selfplay.rollouts
     sharded = ShardedEngine(engine, out / "generated", ctx.cfg.engine.shard_prompts, desc=f"rollouts {out.name}")
-    rows = rollouts(sharded, fmt, problems, replace(sampling, seed=seed))
+    rows = rollouts(sharded, fmt, problems, replace(sampling, seed=seed), rewards)
     write_jsonl(path, rows)
     return rows
 
@@ -118,21 +119,23 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
             "steps": float(trainer.global_step), **final}
 
 
-def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple]) -> dict[str, float]:
+def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple], rewards: Rewards) -> dict[str, float]:
     """Mean reward over n samples per held-out problem, with its unscorable share and per level; the same sampling
     seed every round, so rounds compare."""
     sampling = ctx.cfg.selfplay.eval
     return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
-                      replace(sampling, seed=ctx.cfg.seed)).metrics("selfplay/accuracy_heldout")
+                      replace(sampling, seed=ctx.cfg.seed), rewards).metrics("selfplay/accuracy_heldout")
 
 
 def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
-           heldout: list[Triple], r: int) -> tuple[Path, dict[str, float]]:
+           heldout: list[Triple], r: int, rewards: Rewards, canaries: dict[str, float]) -> tuple[Path, dict[str, float]]:
     sp, out = ctx.cfg.selfplay, ctx.stage_dir / f"round_{r:03d}"
+    drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
+    # every round's reward is probed on that round's problems (round 1's was, before the engine started)
+    canaries = canaries if r == 1 else ctx.check_rewards(rewards, drawn, fmt.thinking, f"selfplay round {r}", step=r)
     out.mkdir(parents=True, exist_ok=True)
     engine.serve(policy)
-    drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
-    table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r)
+    table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r, rewards=rewards)
     pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r,
                                   min_scored=sp.min_scored)
     for p in pairs:
@@ -142,8 +145,11 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     write_jsonl(out / "outcomes.jsonl", [o.__dict__ for o in outcomes])
     counts = summarize(outcomes)
     scored = [x.reward for x in table if x.reward is not None]
-    metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()}
+    metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()} | canaries
     metrics["selfplay/rollout_pass_rate"] = sum(scored) / len(scored) if scored else float("nan")
+    programs = [x for x in table if "timeout" in x.meta and any(p.domain == "code" for p in drawn)]
+    if programs:
+        metrics["selfplay/code_timeout_share"] = sum(bool(x.meta["timeout"]) for x in programs) / len(programs)
     log.info("selfplay round %d: %d problems × %d rollouts, pass rate %.3f → %d problems in window %s → %d pairs "
              "(%s)", r, len(drawn), sp.rollouts.n, metrics["selfplay/rollout_pass_rate"],
              counts.get("problems_kept", 0), window(sp), counts["pairs"],
@@ -156,25 +162,36 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     else:
         log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
     engine.serve(policy)
-    metrics.update(_evaluate(ctx, engine, fmt, heldout))
+    metrics.update(_evaluate(ctx, engine, fmt, heldout, rewards))
     # relative: the run dir may move
     on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
 
 
 def _with_targets(problems: list[Problem]) -> list[Problem]:
-    return [p for p in problems if (p.answer if p.domain == "math" else p.tests)]
+    """Problems a reward can be trusted on: math with an answer, code with tests whose expected outputs are not
+    all the same (one constant print would pass them all: the `prints_first_output` canary)."""
+    return [p for p in problems
+            if (p.answer if p.domain == "math" else p.tests and len({t["output"].strip() for t in p.tests}) > 1)]
 
 
 def run(ctx: StageContext) -> dict[str, float]:
     sp = ctx.cfg.selfplay
     problems_path, problems = load_problems(ctx, ctx.cfg.selfplay.problems)
-    problems = _with_targets(problems)
+    loaded, problems = len(problems), _with_targets(problems)
+    if len(problems) < loaded:
+        log.info("selfplay: %d of %d problems left out (no answer, no tests, or tests a constant print passes)",
+                 loaded - len(problems), loaded)
     if not problems:
         raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
     heldout = read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[: sp.eval_limit]
     policy = Path(solver_model(ctx.run_dir))
     fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
+    rewards = ctx.rewards()
+    first = next((r for r in range(1, sp.rounds + 1) if not (ctx.stage_dir / f"round_{r:03d}" / "DONE").is_file()), None)
+    # the reward is probed before the engine starts: a hackable reward stops the stage before any work
+    canaries = ctx.check_rewards(rewards, _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + 1), fmt.thinking,
+                                 "selfplay round 1", step=1) if first == 1 else {}
     history_path = ctx.stage_dir / "history.jsonl"
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
     ctx.curves.update(k for h in history for k in h if k != "round")  # logged per round before a restart
@@ -185,9 +202,9 @@ def run(ctx: StageContext) -> dict[str, float]:
                 policy = ctx.run_dir / (out / "policy.txt").read_text().strip() if r else policy
                 continue
             if r == 0:
-                metrics = _evaluate(ctx, engine, fmt, heldout)
+                metrics = _evaluate(ctx, engine, fmt, heldout, rewards)
             else:
-                policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r)
+                policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
             write_json(out / "metrics.json", {"round": r, **metrics})
             mark_done(out / "DONE")
             history.append({"round": r, **metrics})

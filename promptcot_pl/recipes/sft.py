@@ -70,7 +70,7 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
             traces = engine_traces(sharded, ctx.prompt_format("teacher", teacher), student, problems,
                                    replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
     if cfg.filter_correct:
-        traces = keep_correct(traces, problems, dropped)
+        traces = keep_correct(traces, problems, dropped, ctx.rewards())
     funnel = {"prompts": len(problems) + dropped["duplicate_prompt"], "traces": len(traces),
               "dropped": dict(sorted(dropped.items()))}
     write_json(out / "funnel.json", funnel)
@@ -101,7 +101,7 @@ def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple], key: 
     fmt = ctx.prompt_format("solver", model)
     with ctx.engine(model) as engine:
         return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
-                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed)).metrics(key)
+                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed), ctx.rewards()).metrics(key)
 
 
 def run(ctx: StageContext) -> dict[str, float]:
@@ -110,6 +110,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     train, heldout = read_jsonl(seed_dir / "train.jsonl", Triple), read_jsonl(seed_dir / "heldout.jsonl", Triple)
     student = _student(ctx, train)
     fmt = ctx.prompt_format("solver", student)
+    # the reward that filters traces and grades the students, probed before anything runs
+    metrics: dict[str, float] = ctx.check_rewards(ctx.rewards(), heldout, fmt.thinking, "sft")
     traces = {source: _traces(ctx, source, ctx.stage_dir / source, fmt) for source in cfg.sources}
     lengths = {s: [len(encode(fmt.tokenizer, *fit_pair(fmt, t))[0]) for t in ts] for s, ts in traces.items()}
     budget = min(sum(v) for v in lengths.values())
@@ -118,7 +120,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     before_path = ctx.stage_dir / "accuracy_before.json"
     if not before_path.is_file():
         write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before"))
-    metrics: dict[str, float] = json.loads(before_path.read_text())
+    metrics.update(json.loads(before_path.read_text()))
     before = metrics["sft/accuracy_heldout_before"]
     for source, items in traces.items():
         kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items

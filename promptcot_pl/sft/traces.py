@@ -24,7 +24,7 @@ from promptcot_pl.data.records import Problem, Trace
 from promptcot_pl.domains.math_oracle import solve
 from promptcot_pl.verify.format import invalid_reason
 from promptcot_pl.distributed import sharded_map
-from promptcot_pl.verify.rewards import score_batch
+from promptcot_pl.verify.rewards import Rewards
 
 
 def unique_prompts(problems: Sequence[Problem], dropped: Counter) -> list[Problem]:
@@ -80,13 +80,15 @@ def engine_traces(engine, teacher_fmt: PromptFormat, student: PromptFormat, prob
     return traces
 
 
-def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: Counter) -> list[Trace]:
+def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: Counter,
+                 rewards: Rewards | None = None) -> list[Trace]:
     """Traces whose answer matches the problem's reference; traces of problems without one are kept."""
     by_id = {p.id: p for p in problems}
     checkable = [t for t in traces if by_id[t.problem_id].answer or by_id[t.problem_id].tests]
     # sharded over the ranks of a multi-process run
-    scores = sharded_map(lambda part: score_batch([t.completion for t in part], [by_id[t.problem_id] for t in part],
-                                                  thinking=any("</think>" in t.completion for t in part)),
+    rewards = rewards or Rewards()
+    scores = sharded_map(lambda part: rewards.score([t.completion for t in part], [by_id[t.problem_id] for t in part],
+                                                    thinking=any("</think>" in t.completion for t in part)),
                          checkable)
     rewards = dict(zip(map(id, checkable), scores))
     kept = []

@@ -139,7 +139,7 @@ def _judge(raw: dict, expected: str, timeout_s: float) -> TestResult:
     return TestResult("wrong", seconds, stderr, "output differs from the expected output")
 
 
-def run_tests(code: str, tests: Sequence[dict], timeout_s: float = 5.0, memory_mb: int = 512) -> CodeVerdict:
+def run_tests(code: str, tests: Sequence[dict], timeout_s: float = 30.0, memory_mb: int = 512) -> CodeVerdict:
     """Run `code` on every test's input in the sandbox; `passed` only if all tests pass."""
     if not tests:
         raise ValueError("run_tests needs at least one test")
@@ -172,7 +172,7 @@ def run_tests(code: str, tests: Sequence[dict], timeout_s: float = 5.0, memory_m
     return CodeVerdict(all(r.status == "pass" for r in results), results, report["isolation"])
 
 
-def run_many(jobs: Sequence[tuple[str, Sequence[dict]]], timeout_s: float = 5.0, memory_mb: int = 512,
+def run_many(jobs: Sequence[tuple[str, Sequence[dict]]], timeout_s: float = 30.0, memory_mb: int = 512,
              workers: int | None = None) -> list[CodeVerdict]:
     """`run_tests` for many (code, tests) jobs, `workers` sandboxes at a time (default: CPU count)."""
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:

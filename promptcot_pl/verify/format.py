@@ -22,9 +22,10 @@ _THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
 
 def final_text(text: str, thinking: bool = False) -> str | None:
-    """The part of a completion that is graded: a thinking model's text after the first `</think>` (None when it
-    never closed its thoughts), else the whole text."""
-    if not thinking:
+    """The part of a completion that is graded: the text after the first `</think>` for a thinking model or any
+    completion that uses a think block (None when the thoughts never close), else the whole text. An answer
+    inside the thoughts is never graded (a reward canary checks this)."""
+    if not thinking and "<think>" not in text and "</think>" not in text:
         return text
     head, sep, tail = text.partition("</think>")
     return tail if sep else None

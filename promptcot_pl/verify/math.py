@@ -38,6 +38,12 @@ _SPACING = re.compile(r"\\left|\\right|\\displaystyle|\\[!,;:> ]|~")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+")
 _PLAIN = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 _SLASH = re.compile(r"(-?\d+)/(\d+)")
+# Hedges: math-verify reads `a \lor b`, `a \to b`, `a \\ b`, `a \mid b`, `a = b` as their last side, so
+# "\boxed{4 \lor 3}" equals 3 (measured, math-verify 0.9). A prediction using one of these where the reference does
+# not is not one answer: it is wrong (the reward canaries probe exactly this, verify/canaries.py).
+_HEDGE = re.compile(r"\\(?:lor|vee|mid|to|rightarrow|Rightarrow|implies|longrightarrow|cup|text\{\s*\(?or)(?![A-Za-z])"
+                    r"|\\\\|\bor\b")
+_NAMED = re.compile(r"\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*")  # x, a_1, \theta, f(x)
 _FRAC = re.compile(r"(-?)\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d))")  # \frac{12}{5}, \frac12 (one digit each)
 
 
@@ -215,6 +221,20 @@ def _close_pool() -> None:
         _POOL.close()
 
 
+def hedged(pred: str, ref: str) -> bool:
+    """Whether `pred` offers several answers where `ref` is one: a disjunction, an arrow, a line break, or an
+    equation whose left sides are not a name (`x = 3` is an answer; `4 = 3` and `x = 4 = 3` are not). A reference
+    with several parts ("2, 3", a tuple, an interval) is left to math-verify: "x=2 or x=3" is how one answers it."""
+    if "," in ref or ";" in ref:
+        return False
+    if _HEDGE.search(pred) and not _HEDGE.search(ref):
+        return True
+    if "=" in pred and "=" not in ref:
+        sides = re.split(r"(?<![<>!\\])=", pred)
+        return len(sides) > 2 or not _NAMED.fullmatch(sides[0])
+    return False
+
+
 def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers: int | None = None) -> list[bool | None]:
     """`is_equivalent` for many (pred, ref) pairs, spread over `workers` killable processes."""
     results: list[bool | None] = [None] * len(pairs)
@@ -224,6 +244,9 @@ def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers
             continue  # the reference cannot be checked against: undecidable
         if not isinstance(pred, str) or len(pred) > MAX_ANSWER_CHARS or not pred.strip():
             results[i] = False  # no answer, or no competition answer
+            continue
+        if hedged(pred, ref):
+            results[i] = False
             continue
         decided = _decide_here(pred, ref)
         if decided is None:
