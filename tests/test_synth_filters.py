@@ -62,6 +62,31 @@ def test_decontamination_removes_a_planted_copy_of_an_eval_problem():
     assert index.contaminated("what is 2 + 2")  # shorter than n: equal word sequences
     assert not index.contaminated("What is 2+3?")
     assert not any(index.contaminated(t) for t in DISTINCT)
+    # REVIEW m15: a short evaluation problem embedded in a longer one is caught too (as a word sequence)
+    assert index.contaminated("Alice asks Bob: what is 2 + 2? He answers after a while, and she checks it.")
+    assert not index.contaminated("Alice asks Bob what 2 + 2 is, and she checks it.")
+
+
+def test_seed_train_and_sft_seed_prompts_are_decontaminated_against_eval_sets(tmp_path):
+    from dataclasses import dataclass
+
+    from promptcot_pl.config import load_config
+    from promptcot_pl.domains import build_domain
+    from promptcot_pl.recipes.problems import decontaminated
+
+    triples = build_domain("arithmetic", 40, seed=0)
+    leaked = [triples[3].problem, " ".join(triples[7].problem.split()[:6])]  # one whole, one short prefix
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text("".join(f'{{"problem": {t!r}}}\n'.replace("'", '"') for t in leaked))
+
+    @dataclass
+    class Ctx:
+        cfg: object
+
+    ctx = Ctx(load_config(None, [f"synth.eval_sets=[{evals}]"]))
+    kept, dropped = decontaminated(ctx, triples, "seed")
+    assert triples[3] not in kept and triples[7] not in kept and dropped >= 2
+    assert decontaminated(Ctx(load_config(None, [])), triples, "seed") == (triples, 0)
 
 
 @pytest.mark.parametrize("text, reason", [

@@ -35,6 +35,7 @@ from promptcot_pl.domains.distinct import item_id
 from promptcot_pl.generation import build_engine
 from promptcot_pl.models import tiny_model_dir
 from promptcot_pl.models.embeddings import Embedder
+from promptcot_pl.recipes.problems import decontaminated
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.synth.concepts import ConceptBank
 
@@ -171,6 +172,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         raise ValueError(f"annotate: {len(triples)} of {len(corpus)} problems annotated (see "
                          f"{ctx.stage_dir / 'funnel.json'}); coldstart needs at least 2")
     train, heldout = split_heldout(triples, ctx.cfg.domain.heldout_fraction, ctx.cfg.seed)
+    train, contaminated = decontaminated(ctx, train, "annotate")  # training on an evaluation problem is a leak
     write_jsonl(ctx.stage_dir / "triples.jsonl", triples)
     write_jsonl(ctx.stage_dir / "train.jsonl", train)
     write_jsonl(ctx.stage_dir / "heldout.jsonl", heldout)
@@ -181,7 +183,7 @@ def run(ctx: StageContext) -> dict[str, float]:
              len(triples), len(corpus), len(triples), len(train), len(heldout), len(bank.concepts))
     metrics = {"annotate/problems": float(len(corpus)), "annotate/triples": float(len(triples)),
                "annotate/n_train": float(len(train)), "annotate/n_heldout": float(len(heldout)),
-               "annotate/concepts": float(len(bank.concepts))}
+               "annotate/concepts": float(len(bank.concepts)), "annotate/train_contaminated": float(contaminated)}
     for name in cfg.annotators:
         metrics[f"annotate/{name}/annotated"] = float(annotated[name])
         metrics.update({f"annotate/{name}/failed_{k}": float(v) for k, v in failures[name].items()})

@@ -5,9 +5,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptcot_pl.data.jsonl import read_jsonl
+from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl
 from promptcot_pl.data.records import Problem, Triple
-from promptcot_pl.recipes.context import StageContext
+from promptcot_pl.recipes.context import StageContext, log
+
+
+def eval_set_problems(paths: list[str]) -> list[str]:
+    """The problem statements of the evaluation files `synth.eval_sets` (JSONL rows with a string "problem")."""
+    texts = []
+    for path in paths:
+        for lineno, row in iter_json_rows(path):
+            if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
+                raise ValueError(f"{path}:{lineno}: an evaluation row needs a string field 'problem'")
+            texts.append(row["problem"])
+    return texts
+
+
+def decontaminated(ctx: StageContext, items: list, where: str) -> tuple[list, int]:
+    """`items` (records with a `problem`) without those that overlap an evaluation problem of `synth.eval_sets`
+    (word n-grams, `synth.decontamination_ngram`; short ones as a whole); (kept, dropped count), logged."""
+    if not ctx.cfg.synth.eval_sets:
+        return items, 0
+    from promptcot_pl.synth.filters import NgramIndex
+
+    index = NgramIndex(eval_set_problems(ctx.cfg.synth.eval_sets), ctx.cfg.synth.decontamination_ngram)
+    kept = [item for item in items if not index.contaminated(item.problem)]
+    if len(kept) < len(items):
+        log.info("%s: %d of %d problems overlap an evaluation set (synth.eval_sets) and are left out", where,
+                 len(items) - len(kept), len(items))
+    return kept, len(items) - len(kept)
 
 
 def load_problems(ctx: StageContext, source: str) -> tuple[Path, list[Problem]]:

@@ -31,7 +31,7 @@ from promptcot_pl.generation.streamed import ShardedEngine
 from promptcot_pl.recipes.coldstart import base_models
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.fit import fit_pairs
-from promptcot_pl.recipes.problems import load_problems
+from promptcot_pl.recipes.problems import decontaminated, load_problems
 from promptcot_pl.recipes.solver import solver_model, solver_pairs
 from promptcot_pl.sft.traces import (
     engine_traces,
@@ -60,7 +60,8 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
     cfg = ctx.cfg.sft
     dropped: Counter = Counter()
     _, problems = load_problems(ctx, source)
-    problems = unique_prompts(problems, dropped)[: cfg.max_prompts]
+    problems, dropped["contaminated"] = decontaminated(ctx, unique_prompts(problems, dropped), f"sft/{source}")
+    problems = problems[: cfg.max_prompts]
     if cfg.teacher == "oracle":
         traces = oracle_traces(problems, student, dropped)
     else:

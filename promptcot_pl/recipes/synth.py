@@ -28,6 +28,7 @@ from promptcot_pl.domains.distinct import item_id
 from promptcot_pl.domains.math_oracle import solve
 from promptcot_pl.generation.streamed import ShardedEngine, generate_shards, iter_rows
 from promptcot_pl.models.embeddings import Embedder
+from promptcot_pl.recipes.problems import eval_set_problems
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.solver import solver_model
 from promptcot_pl.synth.concepts import ConceptBank, ConceptSampler
@@ -73,13 +74,8 @@ def concept_sets(ctx: StageContext, train: list[Triple]) -> list[tuple[list[str]
 
 def eval_problems(ctx: StageContext) -> list[str]:
     """Every evaluation problem synthesis must not copy: the seed's held-out split plus `synth.eval_sets`."""
-    texts = [t.problem for t in read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)]
-    for path in ctx.cfg.synth.eval_sets:
-        for lineno, row in iter_json_rows(path):
-            if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
-                raise ValueError(f"{path}:{lineno}: an evaluation row needs a string field 'problem'")
-            texts.append(row["problem"])
-    return texts
+    return ([t.problem for t in read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)]
+            + eval_set_problems(ctx.cfg.synth.eval_sets))
 
 
 def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]], out: Path) -> list[dict]:

@@ -90,23 +90,25 @@ def degenerate_reason(problem: str, answer: str | None = None, min_words: int = 
 
 
 class NgramIndex:
-    """Word n-grams of the evaluation problems, to test a generated problem for overlap."""
+    """Word n-grams of the evaluation problems, to test a generated problem for overlap. An evaluation problem
+    shorter than n words is matched as a whole: a text that contains its words in order, anywhere, is
+    contaminated (REVIEW m15: "what is 2 + 3?" embedded in a longer problem used to pass)."""
 
     def __init__(self, eval_texts: Iterable[str], n: int) -> None:
         self.n = n
         self.grams: set[tuple[str, ...]] = set()
-        self.short: set[tuple[str, ...]] = set()
+        self.short: dict[int, set[tuple[str, ...]]] = {}  # word count → the short problems of that length
         for text in eval_texts:
             w = words(text)
-            if len(w) < n:
-                self.short.add(tuple(w))
+            if 0 < len(w) < n:
+                self.short.setdefault(len(w), set()).add(tuple(w))
             self.grams.update(_ngrams(w, n))
 
     def contaminated(self, text: str) -> bool:
         w = words(text)
-        if len(w) < self.n:
-            return tuple(w) in self.short
-        return any(g in self.grams for g in _ngrams(w, self.n))
+        if any(g in self.grams for g in _ngrams(w, self.n)):
+            return True
+        return any(g in short for size, short in self.short.items() for g in _ngrams(w, size))
 
 
 def _ngrams(w: Sequence[str], n: int) -> Iterable[tuple[str, ...]]:
