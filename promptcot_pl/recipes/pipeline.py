@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import nullcontext
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from promptcot_pl.config.schema import HOW_TO_RUN, STAGE_NAMES
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.accounting import StageMeter
 from promptcot_pl.recipes.context import StageContext, log, write_json
+from promptcot_pl.recipes.run_lock import run_lock
 from promptcot_pl.recipes.stage_cache import StageCache
 from promptcot_pl.tracking import Tracker
 
@@ -133,6 +135,14 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
     except ValueError as err:
         raise ConfigError(str(err)) from None
     run_dir = run_dir_of(cfg)
+    # one writer per run directory (rank 0 writes for all ranks of a multi-process run)
+    with run_lock(run_dir) if distributed.is_zero() else nullcontext():
+        return _run_locked(cfg, run_dir, stages, force, parent_run_id, report, cache)
+
+
+def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | None, force: bool,
+                parent_run_id: str | None, report: Callable[[int, Mapping[str, float]], None] | None,
+                cache: StageCache | None) -> dict[str, float]:
     saved = run_dir / "config.yaml"
     if saved.is_file():
         _check_same_experiment(cfg, saved)
