@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from promptcot_pl.config import ConfigError
     from promptcot_pl.data.jsonl import JsonlError
+    from promptcot_pl.recipes.run_lock import RunDirectoryBusy
+    from promptcot_pl.tracking import TrackingUnavailable
 
     try:
         match args.verb:
@@ -237,12 +239,23 @@ def main(argv: list[str] | None = None) -> int:
                 return _check(args.files)
             case "ui":
                 return _ui(args)
+    except RunDirectoryBusy as err:
+        print(f"promptcot: {err}", file=sys.stderr)
+        return 2
     except ConfigError as err:
         print(f"promptcot: config error: {err}", file=sys.stderr)
+        return 2
+    except TrackingUnavailable as err:
+        print(f"promptcot: {err}", file=sys.stderr)
         return 2
     except (JsonlError, FileNotFoundError) as err:
         print(f"promptcot: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an unwritable run directory, a full disk: name the path, not a traceback
+        where = " → ".join(str(f) for f in (err.filename, err.filename2) if f) or "(no path given by the system)"
+        print(f"promptcot: cannot write {where}: {err.strerror or err}. Files a stage finished are kept (each is "
+              "written to a temporary name, then renamed); fix the cause and rerun the same command.", file=sys.stderr)
+        return 1
     return 0
 
 

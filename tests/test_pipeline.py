@@ -2,14 +2,18 @@
 
 import json
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, promptcot
+from tests.conftest import REPO, _descendants, promptcot
 
 pytestmark = pytest.mark.slow
 DEBUG = str(REPO / "experiments/debug/tiny.yaml")
@@ -120,31 +124,98 @@ def test_settings_of_a_stage_that_never_started_may_change(finished, tmp_path):
     assert refused.returncode == 2 and "synth.n_concept_sets: 12 → 5" in refused.stderr
 
 
-def test_kill_during_coldstart_then_rerun_finishes_without_redoing_seed(tmp_path):
-    cache = f"model.cache_dir={tmp_path / 'cache'}"
-    args = ["run", DEBUG, cache, "coldstart.epochs=40", "run_name=killed"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen([sys.executable, "-m", "promptcot_pl", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    run_dir = tmp_path / "runs/tiny/killed"
-    checkpoint = run_dir / "coldstart/rationale_model/checkpoints/last.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert checkpoint.is_file(), "the fit never wrote a checkpoint"
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (run_dir / "coldstart/DONE").exists()
-    seed_stamp = (run_dir / "seed/triples.jsonl").stat().st_mtime_ns
+STAGES = ["seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft"]
+# Values that measure the machine, not the method: compared by presence and step, not by value.
+TIMING = re.compile(r"/accounting/|_per_s$|wall|rss|seconds|_time")
 
-    resumed = promptcot(*args, cwd=tmp_path, check=True)
-    assert "stage seed: already done" in resumed.stdout
-    assert "coldstart/rationale_model: resuming from" in resumed.stdout
-    assert (run_dir / "seed/triples.jsonl").stat().st_mtime_ns == seed_stamp
-    assert (run_dir / "coldstart/DONE").is_file()
-    steps = json.loads((run_dir / "coldstart/rationale_model/metrics.json").read_text())["steps"]
-    assert steps == 40 * 12  # 96 train triples / batch 8 = 12 steps per epoch, all of them done once
+
+def _run_until_killed(args: list[str], cwd: Path, stage: str, delay: float) -> bool:
+    """Start `promptcot *args`, SIGKILL its process tree `delay` s after its log says `stage` started. True if the
+    stage had started and was still unfinished (no DONE) when the kill landed."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "promptcot_pl", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    started = threading.Event()
+
+    def watch():  # keeps draining the pipe after the marker, so the run never blocks on a full pipe
+        for line in proc.stdout:
+            if f"stage {stage}: starting" in line:
+                started.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert started.wait(300) or proc.poll() is not None, f"stage {stage} never started"
+    time.sleep(delay)
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    return started.is_set() and not (cwd / "runs/tiny/main" / stage / "DONE").exists()
+
+
+def _histories(cwd: Path) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """(run name, metric) → [(step, value)] of every run in the store, each history sorted by step."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    out = {}
+    for run in client.search_runs([experiment.experiment_id]):
+        for key in run.data.metrics:
+            points = client.get_metric_history(run.info.run_id, key)
+            out[(run.info.run_name, key)] = sorted((m.step, m.value) for m in points)
+    return out
+
+
+def _histories_runs(cwd: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow/mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+
+
+def test_kill_9_inside_every_stage_then_rerun_equals_the_uninterrupted_run(finished, tmp_path):
+    """Chaos: one `kill -9` inside each stage of the debug pipeline (watching the log for the stage's start, then a
+    random delay within the stage's uninterrupted wall time), each time rerunning the same command — which
+    resumes the killed stage and is killed in the next. The DONE metrics must equal the uninterrupted run's
+    exactly (same seed, CPU, deterministic resume: any difference is a resume bug, not noise) and every MLflow
+    curve must have the same points — one per step, none doubled — with the same values (timings aside)."""
+    base_cwd = finished[0]
+    base = base_cwd / "runs/tiny/main"
+    wall = {s: json.loads((base / s / "accounting.json").read_text())[f"{s}/accounting/wall_s"] for s in STAGES}
+    args = ["run", DEBUG, f"model.cache_dir={tmp_path / 'cache'}"]
+    rng = random.Random(0)
+    killed = {}
+    for stage in STAGES:
+        for attempt in range(3):
+            if (tmp_path / "runs/tiny/main" / stage / "DONE").exists():
+                break  # it finished before the kill landed (a sub-second stage): no second chance in this run
+            delay = rng.uniform(0.05, 0.7) * wall[stage] / 2 ** attempt
+            if _run_until_killed(args, tmp_path, stage, delay):
+                killed[stage] = round(delay, 2)
+                break
+    final = promptcot(*args, cwd=tmp_path, check=True)
+    assert "stage seed: already done" in final.stdout
+    assert set(killed) == set(STAGES), f"kills inside {killed}; finished before the kill: {set(STAGES) - set(killed)}"
+    for stage in STAGES:
+        assert json.loads((tmp_path / "runs/tiny/main" / stage / "DONE").read_text()) == \
+            json.loads((base / stage / "DONE").read_text()), stage
+    ours, theirs = _histories(tmp_path), _histories(base_cwd)
+    assert set(ours) == set(theirs)
+    for key, points in theirs.items():
+        mine = ours[key]
+        assert [s for s, _ in mine] == [s for s, _ in points], f"{key}: steps differ (a doubled or lost point)"
+        if not TIMING.search(key[1]):
+            assert [v for _, v in mine] == [v for _, v in points], key
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    parents = [r for r in runs if r.info.run_name == "tiny/main"]
+    state = json.loads((tmp_path / "runs/tiny/main/tracking.json").read_text())
+    assert [r.info.run_id for r in parents] == [state["runs"]["parent"]]  # the same parent through 9 processes
+    assert len(runs) == len(_histories_runs(base_cwd)) and all(r.info.status == "FINISHED" for r in runs)
 
 
 def test_every_fit_beside_an_engine_runs_with_the_engine_asleep(finished):

@@ -213,3 +213,7 @@ class TrackingConfig:
     artifact_location: str = "mlflow/artifacts"
     # MLflow experiment name (None: the experiment's `name`).
     experiment: str | None = None
+    # A tracking server (http[s]://) that cannot be reached: false (default) runs on and keeps what it would have
+    # logged in <run_dir>/tracking_outbox.jsonl, sent when the server answers again (at the latest when the run
+    # ends, or by a rerun); true stops the run before any work with an error naming the server.
+    strict: bool = False

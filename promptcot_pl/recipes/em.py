@@ -319,11 +319,13 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
             metrics.update(evaluate(ctx, engine, f, q, p, heldout))
         else:
             metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, f, q, p, heldout)
+        # the curve point goes out before DONE: a kill in between re-logs it on rerun (the tracker drops the
+        # repeat), while the other order would lose it
+        ctx.log_step({k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()}, step=it)
         write_json(out / "metrics.json", {"iteration": it, **metrics})
         mark_done(out / "DONE")
         history.append({"iteration": it, **metrics})
         write_jsonl(history_path, history)
-        ctx.log_step({k.replace("em/", metric_prefix, 1): v for k, v in metrics.items()}, step=it)
         # a sweep's pruner sees the main variant's iterations 1..N (iteration 0, the cold start, is the same for
         # every trial of an EM sweep, and Optuna's pruners judge a trial by its best value so far)
         if ctx.report is not None and metric_prefix == "em/" and it > 0:

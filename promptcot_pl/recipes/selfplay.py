@@ -205,11 +205,11 @@ def run(ctx: StageContext) -> dict[str, float]:
                 metrics = _evaluate(ctx, engine, fmt, heldout, rewards)
             else:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
+            ctx.log_step(metrics, step=r)  # before DONE, as in EM: a repeat is dropped, a loss is not recoverable
             write_json(out / "metrics.json", {"round": r, **metrics})
             mark_done(out / "DONE")
             history.append({"round": r, **metrics})
             write_jsonl(history_path, history)
-            ctx.log_step(metrics, step=r)
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
             log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])
