@@ -28,7 +28,7 @@ STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyz
 # cache ignores them (recipes/stage_cache.py). Everything else — precision, accumulation, clipping, determinism
 # included — changes results. (N processes compute what one does, so devices and strategy are how-to-run.)
 HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
-              "engine.release_during_fits", "verify.workers",
+              "engine.release_during_fits", "verify.workers", "verify.canaries",
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
               "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
               "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar",

@@ -64,9 +64,11 @@ class StageContext:
         try:
             metrics = check(rewards, problems, thinking, where)
         except RewardHackable:
-            self.tracker.log_metrics(self.run_id, probe(rewards, problems, thinking)[0], step=step or 0)
+            if self.tracker is not None:
+                self.tracker.log_metrics(self.run_id, probe(rewards, problems, thinking)[0], step=step or 0)
             raise
-        self.tracker.log_metrics(self.run_id, metrics, step=step or 0)
+        if self.tracker is not None:
+            self.tracker.log_metrics(self.run_id, metrics, step=step or 0)
         return metrics
 
     def triples_dir(self) -> Path:
