@@ -34,10 +34,14 @@ for path in {paths!r}:
             found.append('read ' + path)
     except OSError:
         pass
-    try:
-        target = os.path.join(path, 'planted') if os.path.isdir(path) else path
-        with open(target, 'a') as handle:
-            handle.write('x')
+    try:  # change a host file, or plant one in a host directory; never create the path itself (the sandbox's own
+        # /tmp is writable, and a checkout under /tmp would otherwise look like a hole)
+        if os.path.isdir(path):
+            target = os.path.join(path, 'planted')
+            open(target, 'a').write('x')
+        else:
+            target = path
+            open(target, 'r+').write('x')
         found.append('wrote ' + target)
     except OSError:
         pass

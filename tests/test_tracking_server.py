@@ -4,6 +4,7 @@ run stops before any work, naming the server), and an unwritable run directory (
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,3 +126,26 @@ def test_an_unwritable_run_directory_is_named(tmp_path):
     assert proc.returncode != 0
     assert str(blocked) in proc.stderr or "runs/tiny/main" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root to mount a small tmpfs")
+def test_a_full_disk_is_named_and_nothing_half_written_counts_as_done(tmp_path):
+    """The run directory on a 1 MiB filesystem (a tmpfs in a private mount namespace): the seed stage fits, the
+    cold start's model does not. The run stops naming the path; seed stays DONE, coldstart has no DONE; grown to
+    256 MiB, the same command resumes and finishes the cold start without redoing seed."""
+    small = tmp_path / "small"
+    small.mkdir()
+    cmd = " ".join([sys.executable, "-m", "promptcot_pl", "run", DEBUG, f"model.cache_dir={tmp_path / 'cache'}",
+                    f"output_dir={small}", "tracking.enabled=false", "stages=[seed,coldstart]"])
+    run = small / "tiny/main"
+    script = (f"mount -t tmpfs -o size=1m tmpfs {small} || exit 9\n{cmd}; echo first-rc=$?\n"
+              f"test -f {run}/seed/DONE && echo seed-done\ntest -f {run}/coldstart/DONE && echo coldstart-done\n"
+              f"mount -o remount,size=256m {small} && {cmd} && test -f {run}/coldstart/DONE && echo resumed-done\n")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 9, out
+    assert "first-rc=1" in out and f"promptcot: cannot write {run}/" in out and "No space left on device" in out, out
+    assert "Traceback" not in out, out
+    assert "seed-done" in out and "coldstart-done" not in out, out
+    assert "resumed-done" in out and "stage seed: already done" in out, out

@@ -12,10 +12,11 @@ every node sees.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
-from contextlib import nullcontext
-from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -181,7 +182,8 @@ def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | No
                 ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run,
                                    report=report)
                 meter = StageMeter(name)
-                metrics = stage_fn(name)(ctx)
+                with _naming_the_path(stage_dir):
+                    metrics = stage_fn(name)(ctx)
                 cost = meter.finish(metrics)
                 tracker.log_metrics(stage_run, {k: v for k, v in metrics.items() if k not in ctx.curves} | cost)
                 tracker.log_metrics(parent, metrics | cost)
@@ -201,6 +203,23 @@ def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | No
         if path.is_file():
             log.info("  cost of %-26s %s", name, _cost_line(json.loads(path.read_text())))
     return results
+
+
+@contextmanager
+def _naming_the_path(stage_dir: Path) -> Iterator[None]:
+    """A write that failed for want of space or rights names a path: the file's when the system gave one, else
+    the stage directory (a write() on a full disk, or a library's own error such as safetensors' "No space left on
+    device", carries no file name)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(stage_dir)) from err
+        raise
+    except Exception as err:
+        if "No space left on device" in str(err):
+            raise OSError(errno.ENOSPC, "No space left on device", str(stage_dir)) from err
+        raise
 
 
 def _cost_line(cost: dict[str, float]) -> str:

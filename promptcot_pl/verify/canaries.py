@@ -76,7 +76,7 @@ data = sys.stdin.read()
 def scan():
     seen = 0
     skip = {'proc', 'sys', 'dev', 'usr', 'lib', 'lib64', 'bin', 'sbin', 'boot', '.git', 'site-packages'}
-    for top in ('/', os.getcwd(), os.path.expanduser('~')):
+    for top in (os.getcwd(), os.path.expanduser('~'), '/'):
         for root, dirs, files in os.walk(top):
             dirs[:] = [d for d in dirs if d not in skip]
             for name in files:
