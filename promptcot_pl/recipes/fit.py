@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,15 @@ from promptcot_pl.modules import SFTModule
 from promptcot_pl.recipes.context import StageContext, log, write_json
 from promptcot_pl.recipes.pruning import ReportToPruner
 from promptcot_pl.trainer import build_trainer, full_state_dict, load_for_fit
+
+
+def intact_checkpoint(path: Path) -> bool:
+    """Whether a Lightning checkpoint was written to the end: a torch zip archive whose central directory (written
+    last) is there, or a sharded (FSDP / DCP) directory whose `.metadata` (written after the shards) and
+    Lightning's `meta.pt` (written after that) are."""
+    if path.is_dir():
+        return (path / ".metadata").is_file() and zipfile.is_zipfile(path / "meta.pt")
+    return zipfile.is_zipfile(path)
 
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
@@ -59,6 +69,12 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
         callbacks.append(pruning)
     trainer = build_trainer(cfg.trainer, max_epochs=epochs, default_root_dir=out_dir,
                             logger=ctx.tracker.lightning_logger(fit_run), callbacks=callbacks)
+    if last.exists() and not intact_checkpoint(last):
+        # Lightning writes last.ckpt through a temporary file that is *copied* onto it when /tmp is another
+        # filesystem: a kill or a full disk mid-copy leaves a truncated file that would crash every rerun
+        log.warning("%s/%s: %s is incomplete (cut while being written): the fit starts over", ctx.stage_dir.name,
+                    name, last)
+        shutil.rmtree(last) if last.is_dir() else last.unlink()
     resume = str(last) if last.exists() else None
     if resume:
         log.info("%s/%s: resuming from %s", ctx.stage_dir.name, name, last)
