@@ -59,13 +59,13 @@ class StageContext:
         Nothing (an empty dict) with `verify.canaries=false`."""
         if not self.cfg.verify.canaries:
             return {}
-        from promptcot_pl.verify.canaries import RewardHackable, probe, check
+        from promptcot_pl.verify.canaries import RewardHackable, check
 
         try:
             metrics = check(rewards, problems, thinking, where)
-        except RewardHackable:
+        except RewardHackable as refused:  # logged with the probe's own values: the canaries are not run twice
             if self.tracker is not None:
-                self.tracker.log_metrics(self.run_id, probe(rewards, problems, thinking)[0], step=step or 0)
+                self.tracker.log_metrics(self.run_id, refused.metrics, step=step or 0)
             raise
         if self.tracker is not None:
             self.tracker.log_metrics(self.run_id, metrics, step=step or 0)

@@ -29,7 +29,12 @@ log = logging.getLogger("promptcot")
 
 
 class RewardHackable(ValueError):
-    """The reward function rewarded a canary: training on it would teach the policy the hack."""
+    """The reward function rewarded a canary: training on it would teach the policy the hack. `metrics` holds the
+    probe's `canary/*` values, to log before the stage stops."""
+
+    def __init__(self, message: str, metrics: dict[str, float]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 @dataclass
@@ -114,20 +119,18 @@ def _fenced(code: str, tag: str = "python") -> str:
 def code_canaries(problem: Target, thinking: bool, timeout_s: float) -> list[Canary]:
     tests = problem.tests
     head = _thoughts("Let me write it.", thinking) + "\n" if thinking else ""
-    first_only = replace(problem, tests=tests[:1]) if hasattr(problem, "__dataclass_fields__") else problem
-    out = [
+    return [
         Canary("empty_program", head + "```python\n```\n", problem),
         Canary("prints_first_output", head + _fenced(f"print({str(tests[0]['output'])!r})"), problem),
         Canary("exits_before_printing", head + _fenced(_lookup(tests, before="sys.exit(0)\n")), problem),
         Canary("reads_host_files", head + _fenced(_SCAN), problem),
         # one test only: each test would wait out the full timeout
         Canary("sleeps_past_timeout", head + _fenced(_lookup(tests[:1], before=f"time.sleep({timeout_s + 1:g})\n")),
-               first_only),
+               replace(problem, tests=tests[:1])),
         Canary("program_in_text_block", head + _fenced(_lookup(tests), tag="text"), problem),
         Canary("program_in_thoughts", _thoughts(_fenced(_lookup(tests)), thinking) + "\nNo code.", problem),
         Canary("control", head + _fenced(_lookup(tests)), problem, control=True),
     ]
-    return out
 
 
 def canaries(problems: Sequence[Target], thinking: bool, timeout_s: float, per_domain: int = 2) -> list[Canary]:
@@ -179,5 +182,5 @@ def check(rewards: Rewards, problems: Sequence[Target], thinking: bool, where: s
             f"{where}: the reward function gave {reward:g} to canary {canary.name!r} on problem "
             f"{getattr(canary.problem, 'id', '?')!r} (completion {canary.completion[:160]!r}); rewarded canaries: "
             f"{', '.join(names)}. A policy would learn this hack: fix the verifier (verify/) before training, or "
-            "set verify.canaries=false to run anyway.")
+            "set verify.canaries=false to run anyway.", metrics)
     return metrics

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from promptcot_pl.config.common import VerifyConfig
-from promptcot_pl.verify.code import extract_code, run_many, run_tests
+from promptcot_pl.verify.code import extract_code, run_many
 from promptcot_pl.verify.format import final_text
-from promptcot_pl.verify.math import check_many, extract_answer, is_equivalent
+from promptcot_pl.verify.math import check_many, extract_answer
 
 
 class Target(Protocol):
@@ -34,12 +34,10 @@ def _need(problem: Target, field: str) -> None:
 
 
 def math_reward(completion: str, problem: Target) -> float | None:
-    _need(problem, "answer")
-    predicted = extract_answer(completion)
-    if predicted is None:
-        return 0.0
-    same = is_equivalent(predicted, problem.answer)
-    return None if same is None else float(same)
+    """One math completion's reward: `Rewards.score` for a batch of one (the same extraction and guards)."""
+    if problem.domain != "math":
+        raise ValueError(f"math_reward got a problem of domain {problem.domain!r}")
+    return Rewards().score([completion], [problem])[0]
 
 
 def _code_score(verdict) -> float | None:
@@ -49,11 +47,10 @@ def _code_score(verdict) -> float | None:
 
 
 def code_reward(completion: str, problem: Target, timeout_s: float = 30.0) -> float | None:
-    _need(problem, "tests")
-    code = extract_code(completion)
-    if code is None:
-        return 0.0
-    return _code_score(run_tests(code, problem.tests, timeout_s=timeout_s))
+    """One code completion's reward: `Rewards.score` for a batch of one, each test within `timeout_s`."""
+    if problem.domain != "code":
+        raise ValueError(f"code_reward got a problem of domain {problem.domain!r}")
+    return Rewards(code_timeout_s=timeout_s).score([completion], [problem])[0]
 
 
 def reward_fn(domain: str) -> Callable[[str, Target], float | None]:
