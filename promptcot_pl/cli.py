@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
     try:
         run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
     finally:
-        _destroy_process_group()
+        distributed.shutdown()
     return 0
 
 
@@ -157,21 +157,11 @@ def _sweep(args: argparse.Namespace) -> int:
         try:
             study = run_sweep(sweep, experiment, args.n_trials, args.storage)
         finally:
-            _destroy_process_group()
+            distributed.shutdown()
     if distributed.is_zero():
         print(f"study {sweep.study_name}: {len(study.trials)} trials")
         print(report(study))
     return 0
-
-
-def _destroy_process_group() -> None:
-    from promptcot_pl import distributed
-
-    if distributed.launched():
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _check(files: list[str]) -> int:

@@ -69,6 +69,14 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """Leave the process group (idempotent). A gloo process that simply exits can close its sockets while a peer's
+    background thread still reads from them, and the peer aborts with SIGABRT after a run that succeeded (seen in
+    CI); destroying the group is the documented way out."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def on_rank_zero(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """Call `fn` on rank 0 only, between two barriers: before it, so that every rank has finished looking at the
     files `fn` changes (a rank that lags behind must not see a later state than the others — that is how ranks

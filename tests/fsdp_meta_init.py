@@ -43,4 +43,4 @@ if __name__ == "__main__":
     if distributed.is_zero():
         with open(out, "w") as handle:
             json.dump({**report, "empty_by_rank": flags, "steps": trainer.global_step}, handle)
-    distributed.barrier()
+    distributed.shutdown()

@@ -36,4 +36,4 @@ if __name__ == "__main__":
     if distributed.is_zero():
         with open(out, "w") as handle:
             json.dump(groups, handle)
-    distributed.barrier()
+    distributed.shutdown()

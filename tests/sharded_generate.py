@@ -30,4 +30,4 @@ if __name__ == "__main__":
     if distributed.is_zero():
         with open(out, "w") as handle:
             json.dump(results, handle)
-    distributed.barrier()
+    distributed.shutdown()
