@@ -24,13 +24,14 @@ import lightning as L
 import torch
 from tiny_model import DEFAULT_CACHE, bench_model, race
 
-from promptcot_pl.config.schema import DPOConfig, OptimConfig, TrainerConfig
-from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
+from promptcot_pl.config import OptimConfig, TrainerConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules.dpo import DPOModule
-from promptcot_pl.recipes.scoring import score_pairs
+from promptcot_pl.runner.scoring import score_pairs
+from promptcot_pl.stages.selfplay.config import DPOConfig
+from promptcot_pl.stages.selfplay.data import PreferenceDataModule, encode_preferences
+from promptcot_pl.stages.selfplay.module import DPOModule
 from promptcot_pl.trainer import build_trainer
 
 # raw prompts (the release's math instruction, no chat template): TRL is given the same strings

@@ -16,10 +16,10 @@ import time
 
 from tiny_model import DEFAULT_CACHE, bench_model
 
-from promptcot_pl.config.schema import TrainerConfig
+from promptcot_pl.config import TrainerConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example
-from promptcot_pl.recipes.scoring import score_pairs
+from promptcot_pl.runner.scoring import score_pairs
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import time
 
 from tiny_model import DEFAULT_CACHE, bench_model
 
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.generation import build_engine

@@ -39,8 +39,8 @@ def train(model, args) -> tuple[float, int]:
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from promptcot_pl.config.schema import OptimConfig, TrainerConfig
-    from promptcot_pl.modules import SFTModule
+    from promptcot_pl.config import OptimConfig, TrainerConfig
+    from promptcot_pl.modules import WeightedNLLModule
     from promptcot_pl.trainer import build_trainer
 
     params = sum(p.numel() for p in model.parameters())
@@ -60,7 +60,7 @@ def train(model, args) -> tuple[float, int]:
     cfg = TrainerConfig(strategy="fsdp", precision="32-true" if args.smoke else "bf16-mixed",
                         activation_checkpointing=True, enable_progress_bar=False, devices="1")
     trainer = build_trainer(cfg, max_epochs=1, default_root_dir=tempfile.mkdtemp(), callbacks=[Clock()])
-    trainer.fit(SFTModule(model, OptimConfig(lr=1e-5, scheduler="constant", warmup_ratio=0.0)), loader)
+    trainer.fit(WeightedNLLModule(model, OptimConfig(lr=1e-5, scheduler="constant", warmup_ratio=0.0)), loader)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     times.append(time.perf_counter())

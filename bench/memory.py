@@ -1,5 +1,5 @@
 """Peak memory and speed of the log-prob paths at Qwen's 151,936-token vocabulary (issue K, REVIEW C2): ours
-(`modules/head.py`: the LM head and log-softmax on target positions only, in chunks) against the naive path (the
+(`models/head.py`: the LM head and log-softmax on target positions only, in chunks) against the naive path (the
 model's full `[tokens, vocabulary]` logits, then a log-softmax / cross-entropy over them), on three workloads:
 
 - scoring:  E-step scoring of K = 8 rationale candidates per prompt, prefix-shared rows, no grad;
@@ -81,12 +81,11 @@ def _step(workload: str, path: str, model, batch, optimizer):
     """One step; returns the number of target tokens it scored or trained on."""
     import torch
 
-    from promptcot_pl.config.schema import DPOConfig
     from promptcot_pl.losses import gathered_sequence_logprobs, masked_nll
     from promptcot_pl.losses.dpo import dpo_loss
-    from promptcot_pl.modules.dpo import pair_logprobs
-    from promptcot_pl.modules.em import RationaleScorer
-    from promptcot_pl.modules.sft import SFTModule
+    from promptcot_pl.modules import SequenceScorer, WeightedNLLModule
+    from promptcot_pl.stages.selfplay.config import DPOConfig
+    from promptcot_pl.stages.selfplay.module import pair_logprobs
 
     def full_logits():
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -95,14 +94,14 @@ def _step(workload: str, path: str, model, batch, optimizer):
     if workload == "scoring":
         with torch.no_grad():
             if path == "ours":
-                RationaleScorer(model).predict_step(batch, 0)
+                SequenceScorer(model).predict_step(batch, 0)
             else:
                 gathered_sequence_logprobs(full_logits(), batch["score_row"], batch["score_pos"], batch["score_label"],
                                            batch["score_owner"], len(batch["index"]))
         return len(batch["score_label"])
     if workload == "sft":
         if path == "ours":
-            total, n = SFTModule(model, None).forward(batch)
+            total, n = WeightedNLLModule(model, None).forward(batch)
             loss = total / n
         else:
             loss, n = masked_nll(full_logits(), batch["labels"])

@@ -1,4 +1,4 @@
-"""SFT training throughput and padding waste: our fit (`SFTModule` on exactly packed rows, Lightning) versus TRL's
+"""SFT training throughput and padding waste: our fit (`WeightedNLLModule` on exactly packed rows, Lightning) versus TRL's
 `SFTTrainer` (padded batches, its default; completion-only loss) on the same tiny model, data, batch size and
 epochs, measured in one run. Prints tokens/s, padding waste and the ratio.
 
@@ -22,12 +22,12 @@ import lightning as L
 import torch
 from tiny_model import DEFAULT_CACHE, bench_model, race
 
-from promptcot_pl.config.schema import OptimConfig, TrainerConfig
-from promptcot_pl.data.datamodule import PairDataModule
+from promptcot_pl.config import OptimConfig, TrainerConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import solver_example
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules import SFTModule
+from promptcot_pl.modules import WeightedNLLModule
+from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.trainer import build_trainer
 
 # raw prompts (the release's math instruction, no chat template): TRL is given the same strings
@@ -45,7 +45,7 @@ def ours(model_dir, pairs, batch_size: int, epochs: int, max_length: int, packin
     data.setup()
     if packing:  # the same number of examples per optimizer step as the padded contenders
         data.batch_size = max(1, round(batch_size * len(pairs) / len(data.train_items)))
-    module = SFTModule(load_model(model_dir), OptimConfig(lr=LR, warmup_ratio=0.0, scheduler="constant"))
+    module = WeightedNLLModule(load_model(model_dir), OptimConfig(lr=LR, warmup_ratio=0.0, scheduler="constant"))
     trainer = build_trainer(TrainerConfig(enable_progress_bar=False, log_every_n_steps=1000), max_epochs=epochs,
                             default_root_dir=tempfile.mkdtemp())
     trainer.limit_val_batches = 0

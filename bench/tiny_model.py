@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from promptcot_pl.config.schema import TinyModelConfig
+from promptcot_pl.config import TinyModelConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.data.records import Triple

@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from promptcot_pl.config.schema import STAGE_NAMES  # dataclasses only: cheap
+from promptcot_pl.config import STAGE_NAMES  # dataclasses only: cheap
 
 EPILOG = """examples:
   promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
@@ -22,6 +22,7 @@ EPILOG = """examples:
   promptcot sweep sweeps/em.yaml --n-trials 4               # an Optuna study; run it in several shells to parallelise
   promptcot sweep --report sweeps/em.yaml                   # the best trials so far
   promptcot check experiments/*.yaml sweeps/*.yaml          # validate experiment and sweep files
+  promptcot report runs/sft_compare/seed0 runs/sft_compare/seed1 --diff sft/seed/accuracy_heldout sft/synth/accuracy_heldout
   promptcot ui                                              # MLflow UI on http://127.0.0.1:5000
 """
 
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptcot", description="PromptCoT 2.0 experiments with Lightning, "
                                      "Optuna and MLflow.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,sweep,check,ui}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,sweep,check,report,ui}")
 
     run = verbs.add_parser("run", help="run an experiment's stages in order (resumes a finished or killed run)",
                            description="Run every stage of EXPERIMENT in order. Overrides are KEY=VALUE with dotted "
@@ -60,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
 
     check = verbs.add_parser("check", help="validate experiment and sweep files without running them")
     check.add_argument("files", nargs="+", help="experiment or sweep YAML files")
+
+    rep = verbs.add_parser("report", help="compare finished runs: mean ± std of their metrics and curves",
+                           description="Compare finished run directories (seeds, variants, sweep trials) from what "
+                           "their stages wrote (<stage>/DONE, <stage>/history.jsonl): mean ± sample std of final "
+                           "metrics, paired differences, per-step curves. Metric names take fnmatch wildcards.")
+    rep.add_argument("runs", nargs="+", help="run directories, e.g. runs/quickstart/seed0 runs/quickstart/seed1")
+    rep.add_argument("--metric", action="append", default=[], metavar="NAME",
+                     help="final metric (repeatable; e.g. 'selfplay/accuracy_*'); default: all that every run has")
+    rep.add_argument("--diff", action="append", nargs=2, default=[], metavar=("A", "B"),
+                     help="paired per-run difference B − A of two final metrics (repeatable)")
+    rep.add_argument("--curve", action="append", default=[], metavar="NAME",
+                     help="per-step metric (EM iteration, self-play round), e.g. 'em*/iwae_heldout' (repeatable)")
+    rep.add_argument("--png", default=None, help="plot the curves (mean ± std band) to this file")
+    rep.add_argument("--json", default=None, help="also write the numbers as JSON to this file")
 
     ui = verbs.add_parser("ui", help="open the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
@@ -100,7 +115,8 @@ def _setup_logging() -> None:
 
 
 def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
-    from promptcot_pl.config import STAGE_NAMES, ConfigError, load_config
+    from promptcot_pl.config import STAGE_NAMES, ConfigError
+    from promptcot_pl.experiment import load_config
 
     if stages and stages[0] not in STAGE_NAMES:
         raise ConfigError(f"unknown stage {stages[0]!r}; stages are {', '.join(STAGE_NAMES)}")
@@ -115,7 +131,7 @@ def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
             _relaunch(int(cfg.trainer.devices))
     _setup_logging()
     distributed.init()
-    from promptcot_pl.recipes.pipeline import run_pipeline
+    from promptcot_pl.pipeline import run_pipeline
 
     try:
         run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
@@ -146,9 +162,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     sweep, experiment = load_sweep(args.sweep)
     _setup_logging()
-    from promptcot_pl.sweeps.study import open_study, report, run_sweep
-
     from promptcot_pl import distributed
+    from promptcot_pl.sweeps.study import open_study, report, run_sweep
 
     if args.report:
         study = open_study(sweep, args.storage)
@@ -165,7 +180,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _check(files: list[str]) -> int:
-    from promptcot_pl.config import ConfigError, load_config
+    from promptcot_pl.config import ConfigError
+    from promptcot_pl.experiment import load_config
     from promptcot_pl.models.format_check import check_formats
     from promptcot_pl.sweeps.config import load_sweep
 
@@ -196,8 +212,31 @@ def _budget(cfg) -> str:
             f"sequences ≤ {cfg.data.max_length} tokens")
 
 
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from promptcot_pl.reports.report import Run, plot, report
+
+    runs = [Run.read(path) for path in args.runs]
+    try:
+        text, numbers = report(runs, args.metric, [tuple(d) for d in args.diff], args.curve)
+    except KeyError as err:
+        print(f"promptcot report: {err.args[0]}", file=sys.stderr)
+        return 2
+    print(text)
+    if args.png:
+        if not numbers["curves"]:
+            print("promptcot report: --png plots curves; name them with --curve", file=sys.stderr)
+            return 2
+        print(f"\nplot: {plot(numbers['curves'], args.png, len(runs))}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(numbers, handle, indent=1)
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
-    from promptcot_pl.config.schema import TrackingConfig
+    from promptcot_pl.config import TrackingConfig
     from promptcot_pl.tracking import tracking_uri
 
     cfg = TrackingConfig()
@@ -214,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from promptcot_pl.config import ConfigError
     from promptcot_pl.data.jsonl import JsonlError
-    from promptcot_pl.recipes.run_lock import RunDirectoryBusy
+    from promptcot_pl.runner.run_lock import RunDirectoryBusy
     from promptcot_pl.tracking import TrackingUnavailable
 
     try:
@@ -227,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _sweep(args)
             case "check":
                 return _check(args.files)
+            case "report":
+                return _report(args)
             case "ui":
                 return _ui(args)
     except RunDirectoryBusy as err:

@@ -30,7 +30,7 @@ from transformers import PreTrainedModel
 
 from promptcot_pl import distributed
 from promptcot_pl.accounting import TokenCounter
-from promptcot_pl.config.schema import TrainerConfig
+from promptcot_pl.config import TrainerConfig
 from promptcot_pl.models import load_model
 
 

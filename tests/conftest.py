@@ -24,7 +24,7 @@ def math_triples():
 @pytest.fixture(scope="session")
 def tiny_dir(math_triples, tmp_path_factory):
     """A tiny model + tokenizer trained on a small math corpus (built once per test session)."""
-    from promptcot_pl.config.schema import TinyModelConfig
+    from promptcot_pl.config import TinyModelConfig
     from promptcot_pl.data.formats import default_format
     from promptcot_pl.data.prompts import prompt_model_example, rationale_model_example, solver_example
     from promptcot_pl.models import tiny_model_dir

@@ -13,10 +13,10 @@ if __name__ == "__main__":
     import torch
 
     from promptcot_pl import distributed
-    from promptcot_pl.config.schema import OptimConfig, TrainerConfig
-    from promptcot_pl.data.datamodule import PairDataModule
+    from promptcot_pl.config import OptimConfig, TrainerConfig
     from promptcot_pl.models import load_model, load_tokenizer
-    from promptcot_pl.modules import SFTModule
+    from promptcot_pl.modules import WeightedNLLModule
+    from promptcot_pl.modules.data import PairDataModule
     from promptcot_pl.trainer import build_trainer, full_state_dict, load_for_fit
 
     distributed.init()
@@ -38,7 +38,7 @@ if __name__ == "__main__":
     pairs = [(f"Problem:\nWhat is {a} + 1?\nSolution:\n", f"{a + 1}") for a in range(8)]
     data = PairDataModule(load_tokenizer(model_dir), pairs, pairs[:2], batch_size=4, max_length=64)
     trainer = build_trainer(cfg, max_epochs=None, max_steps=1, default_root_dir=f"{out}.root", callbacks=[Compare()])
-    trainer.fit(SFTModule(model, OptimConfig(lr=1e-3)), datamodule=data)
+    trainer.fit(WeightedNLLModule(model, OptimConfig(lr=1e-3)), datamodule=data)
     flags = distributed.gather_objects(empty)
     if distributed.is_zero():
         with open(out, "w") as handle:

@@ -11,10 +11,10 @@ if __name__ == "__main__":
     import lightning as L
 
     from promptcot_pl import distributed
-    from promptcot_pl.config.schema import OptimConfig, TrainerConfig
-    from promptcot_pl.data.datamodule import PairDataModule
+    from promptcot_pl.config import OptimConfig, TrainerConfig
     from promptcot_pl.models import load_model, load_tokenizer
-    from promptcot_pl.modules import SFTModule
+    from promptcot_pl.modules import WeightedNLLModule
+    from promptcot_pl.modules.data import PairDataModule
     from promptcot_pl.modules.optim import clean_name
     from promptcot_pl.trainer import build_trainer
 
@@ -32,7 +32,7 @@ if __name__ == "__main__":
     data = PairDataModule(load_tokenizer(model_dir), pairs, pairs[:2], batch_size=4, max_length=64)
     trainer = build_trainer(TrainerConfig(strategy=strategy, enable_progress_bar=False), max_epochs=None,
                             max_steps=1, default_root_dir=f"{out}.root", callbacks=[Record()])
-    trainer.fit(SFTModule(load_model(model_dir), OptimConfig(lr=1e-3, weight_decay=0.1)), datamodule=data)
+    trainer.fit(WeightedNLLModule(load_model(model_dir), OptimConfig(lr=1e-3, weight_decay=0.1)), datamodule=data)
     if distributed.is_zero():
         with open(out, "w") as handle:
             json.dump(groups, handle)

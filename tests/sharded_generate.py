@@ -19,7 +19,7 @@ SETTINGS = {
 
 if __name__ == "__main__":
     from promptcot_pl import distributed
-    from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+    from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine
 
     distributed.init()

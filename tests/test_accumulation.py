@@ -7,13 +7,13 @@ import lightning as L
 import pytest
 import torch
 
-from promptcot_pl.config.schema import DPOConfig, OptimConfig, TrainerConfig
-from promptcot_pl.data.datamodule import PairDataModule
-from promptcot_pl.data.preference import PreferenceDataModule, encode_preferences
+from promptcot_pl.config import OptimConfig, TrainerConfig
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules import SFTModule
-from promptcot_pl.modules.dpo import DPOModule
-from promptcot_pl.modules.em import EStepModule
+from promptcot_pl.modules import WeightedNLLModule
+from promptcot_pl.modules.data import PairDataModule
+from promptcot_pl.stages.selfplay.config import DPOConfig
+from promptcot_pl.stages.selfplay.data import PreferenceDataModule, encode_preferences
+from promptcot_pl.stages.selfplay.module import DPOModule
 from promptcot_pl.trainer import build_trainer
 
 # lengths from 1 to ~60 target tokens: micro-batch means of means would weight tokens very unequally
@@ -46,19 +46,19 @@ def _assert_same(a: dict, b: dict) -> None:
         assert (a[name] - b[name]).abs().max() / scale < 1e-5, name
 
 
-@pytest.mark.parametrize("module_cls", [SFTModule, EStepModule])
-def test_one_batch_of_8_equals_4_accumulated_micro_batches_of_2(tiny_dir, tmp_path, module_cls):
+@pytest.mark.parametrize("weighted", [False, True], ids=["sft", "e_step"])
+def test_one_batch_of_8_equals_4_accumulated_micro_batches_of_2(tiny_dir, tmp_path, weighted):
     tok = load_tokenizer(tiny_dir)
     optim = OptimConfig(lr=1e-3, scheduler="constant", warmup_ratio=0.0)
 
     def run(batch_size, accumulate):
         torch.manual_seed(0)
         data = PairDataModule(tok, PAIRS, PAIRS[:2], batch_size=batch_size, max_length=256, seed=3)
-        if module_cls is EStepModule:  # weighted: the E-step's softmax weights, here 1, 2, 3, …
+        if weighted:  # the E-step's softmax weights, here 1, 2, 3, …
             data.setup()
             for i, item in enumerate(data.train_items):
                 item.weight = 1.0 + i
-        return _step_grads(module_cls(load_model(tiny_dir), optim), data, accumulate, tmp_path / f"{batch_size}")
+        return _step_grads(WeightedNLLModule(load_model(tiny_dir), optim), data, accumulate, tmp_path / f"{batch_size}")
 
     whole, accumulated = run(8, 1), run(2, 4)
     _assert_same(whole, accumulated)

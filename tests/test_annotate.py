@@ -10,14 +10,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from promptcot_pl.annotate import oracle
-from promptcot_pl.annotate.parse import parse_concepts, parse_level, parse_rationale
-from promptcot_pl.config.schema import AnnotateConfig, RoleFormat
+from promptcot_pl.config import RoleFormat
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.records import Problem
 from promptcot_pl.domains import build_domain
 from promptcot_pl.domains import math as math_domain
-from promptcot_pl.recipes.annotate import EngineAnnotator, annotate
+from promptcot_pl.stages.annotate import oracle
+from promptcot_pl.stages.annotate.config import AnnotateConfig
+from promptcot_pl.stages.annotate.loop import EngineAnnotator, annotate
+from promptcot_pl.stages.annotate.parse import parse_concepts, parse_level, parse_rationale
 from tests.conftest import REPO, ScriptedEngine, promptcot
 
 LEVELS = ["AMC 8", "AMC 12", "AIME"]

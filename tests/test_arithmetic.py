@@ -9,7 +9,13 @@ import pytest
 
 from promptcot_pl.domains import build_domain
 from promptcot_pl.domains.arithmetic import (
-    LEVELS, Problem, column_steps, parse_problem, solve, statement, structure,
+    LEVELS,
+    Problem,
+    column_steps,
+    parse_problem,
+    solve,
+    statement,
+    structure,
 )
 from promptcot_pl.domains.math_oracle import solve as math_oracle_solve
 from promptcot_pl.verify.rewards import math_reward
@@ -101,8 +107,8 @@ def test_split_digits_gives_every_digit_its_own_token(triples, style):
 
 
 def test_structural_difficulty_reads_levels_and_checks_references(triples):
-    from promptcot_pl.analysis.structure import structural_difficulty
     from promptcot_pl.data.records import Problem as Record
+    from promptcot_pl.stages.analyze.structure import structural_difficulty
 
     level3 = [t for t in triples if t.level == "Level 3"][:10]
     wrong = [Record(id=f"w{i}", domain="math", problem=t.problem, answer=str(int(t.answer) + 1))

@@ -74,9 +74,9 @@ def test_the_file_reading_canary_would_pass_outside_the_sandbox(tmp_path):
 def test_a_stage_with_a_lax_reward_refuses_to_start(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from promptcot_pl.config import load_config
-    from promptcot_pl.recipes.context import StageContext
-    from promptcot_pl.recipes.pipeline import run_pipeline
+    from promptcot_pl.experiment import load_config
+    from promptcot_pl.pipeline import run_pipeline
+    from promptcot_pl.runner.context import StageContext
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -1,4 +1,4 @@
-"""The lean log-prob path (`losses.chunked_logprobs`, `modules/head.py`) equals the full-logits reference in values
+"""The lean log-prob path (`losses.chunked_logprobs`, `models/head.py`) equals the full-logits reference in values
 and gradients, at any chunk size, on a model with a real-size vocabulary and on the soft-capped / fallback heads."""
 
 import pytest
@@ -7,7 +7,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from promptcot_pl.losses import token_logprobs
 from promptcot_pl.losses.logprobs import chunked_logprobs, label_positions
-from promptcot_pl.modules.head import _lean_head, chunk_rows, target_logprobs
+from promptcot_pl.models.head import _lean_head, chunk_rows, target_logprobs
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])

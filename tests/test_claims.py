@@ -3,7 +3,7 @@ claimed sign in every seed — and "not measured" when a run lacks the inputs.""
 
 import json
 
-from promptcot_pl.analysis.claims import CLAIMS, Run, main, measure
+from promptcot_pl.reports.claims import CLAIMS, Run, main, measure
 
 
 def _run(root, name, em_gain, frozen_gap, selfplay_gain):

@@ -1,6 +1,6 @@
 import torch
 
-from promptcot_pl.data.collate import IGNORE, encode_pair, pack_examples, pad_batch, packed_batch
+from promptcot_pl.data.collate import IGNORE, encode_pair, pack_examples, packed_batch, pad_batch
 from promptcot_pl.losses import masked_nll, token_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
 

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from promptcot_pl.synth.concepts import ConceptBank, ConceptSampler
+from promptcot_pl.data.concepts import ConceptBank, ConceptSampler
 
 SETS = [["a", "b"], ["a", "b"], ["a", "c"], ["b", "d"]]
 LEVELS = ["AMC 8", "AMC 8", "AMC 8", "AIME"]

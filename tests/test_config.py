@@ -1,6 +1,7 @@
 import pytest
 
-from promptcot_pl.config import ConfigError, ExperimentConfig, flatten, load_config, to_yaml
+from promptcot_pl.config import ConfigError, flatten, to_yaml
+from promptcot_pl.experiment import ExperimentConfig, load_config
 from tests.conftest import REPO, promptcot
 
 SHIPPED = sorted((REPO / "experiments").rglob("*.yaml"))
@@ -166,7 +167,8 @@ def test_help_lists_verbs_and_imports_no_heavy_library(tmp_path):
 
 
 def test_memory_budget_and_renamed_keys_are_checked_at_load():
-    from promptcot_pl.config import ConfigError, load_config
+    from promptcot_pl.config import ConfigError
+    from promptcot_pl.experiment import load_config
 
     resident = ["engine.backend=vllm", "engine.release_during_fits=false", "engine.gpu_memory_utilization=0.5"]
     with pytest.raises(ConfigError, match=r"engine.gpu_memory_utilization.*trainer.memory_fraction"):

@@ -7,7 +7,8 @@ import sympy as sp
 
 from promptcot_pl.domains import build_domain, split_heldout
 from promptcot_pl.domains.code_families import FAMILIES as CODE_FAMILIES
-from promptcot_pl.domains.math import FAMILIES as MATH_FAMILIES, LEVELS
+from promptcot_pl.domains.math import FAMILIES as MATH_FAMILIES
+from promptcot_pl.domains.math import LEVELS
 
 NUMBER = re.compile(r"\d+")
 

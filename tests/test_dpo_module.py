@@ -4,11 +4,12 @@ frozen-reference modes give the same loss on the same batch."""
 import pytest
 import torch
 
-from promptcot_pl.config.schema import DPOConfig, OptimConfig
-from promptcot_pl.data.preference import encode_preferences, preference_batch
+from promptcot_pl.config import OptimConfig
 from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules.dpo import DPOModule, pair_logprobs
+from promptcot_pl.stages.selfplay.config import DPOConfig
+from promptcot_pl.stages.selfplay.data import encode_preferences, preference_batch
+from promptcot_pl.stages.selfplay.module import DPOModule, pair_logprobs
 
 PAIRS = [(f"Problem:\nWhat is {a} + {b}?\nSolution:\n", f"The answer is $\\boxed{{{a + b}}}$.",
           f"Add: {a}+{b}. The answer is $\\boxed{{{a * b + 1}}}$.") for a, b in [(2, 3), (10, 7), (4, 4)]]
@@ -70,8 +71,8 @@ def test_precomputed_and_frozen_reference_give_the_same_loss(tiny_dir, setup):
 def test_training_raises_the_margin(tiny_dir, setup, tmp_path):
     import lightning as L
 
-    from promptcot_pl.config.schema import TrainerConfig
-    from promptcot_pl.data.preference import PreferenceDataModule
+    from promptcot_pl.config import TrainerConfig
+    from promptcot_pl.stages.selfplay.data import PreferenceDataModule
     from promptcot_pl.trainer import build_trainer
 
     tokenizer, rows, _ = setup

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from promptcot_pl.config.schema import OptimConfig, TrainerConfig
+from promptcot_pl.config import OptimConfig, TrainerConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import rationale_model_example
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules.em import EStepModule
-from promptcot_pl.recipes.scoring import score_pairs
+from promptcot_pl.modules import WeightedNLLModule
+from promptcot_pl.runner.scoring import score_pairs
 from tests.conftest import REPO, kill_when, promptcot
 
 CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
@@ -33,7 +33,7 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
         item = encode_pair(tok, prompt, target, 512)
         item.weight = weight
         items.append(item)
-    module = EStepModule(load_model(tiny_dir), OptimConfig(lr=3e-3, warmup_ratio=0.0))
+    module = WeightedNLLModule(load_model(tiny_dir), OptimConfig(lr=3e-3, warmup_ratio=0.0), loss_name="em/e_loss")
     from promptcot_pl.trainer import build_trainer
 
     trainer = build_trainer(CPU, max_epochs=3, default_root_dir=tmp_path)
@@ -67,7 +67,7 @@ def test_the_heldout_bound_does_not_depend_on_the_training_k_or_temperature(tmp_
 def test_log_q_of_a_sampled_rationale_is_the_engines_sampling_logprob(tiny_dir, math_triples, tmp_path):
     """REVIEW M1: q_φ is scored on the token ids the engine sampled (through its EOS), so its log q is the
     proposal's own density: equal to the HF engine's log-prob of the sample (temperature 1)."""
-    from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+    from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine
 
     fmt = default_format("rationale_model")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from promptcot_pl.config import load_config
 from promptcot_pl.data.released import read_eval_rows
-from promptcot_pl.recipes import evaluate
-from promptcot_pl.recipes.context import StageContext
+from promptcot_pl.experiment import load_config
+from promptcot_pl.runner.context import StageContext
+from promptcot_pl.stages.evaluate import loop as evaluate
 from tests.conftest import REPO, ScriptedEngine, promptcot
 
 DATA = Path(__file__).parent / "data"

@@ -6,9 +6,15 @@ texts included); `encode` round-trips and is what generation continues from."""
 import pytest
 import torch
 
-from promptcot_pl.config.schema import RoleFormat, TinyModelConfig
+from promptcot_pl.config import RoleFormat, TinyModelConfig
 from promptcot_pl.data.encode import encode, encode_prompt
-from promptcot_pl.data.formats import PromptFormat, default_format, release_layout, unwrap_problem, user_message
+from promptcot_pl.data.formats import (
+    PromptFormat,
+    default_format,
+    release_layout,
+    unwrap_problem,
+    user_message,
+)
 from promptcot_pl.data.prompts import prompt_model_prompt, rationale_model_example, solver_prompt
 from promptcot_pl.models import load_model, load_tokenizer, stop_ids, tiny_model_dir
 
@@ -96,7 +102,7 @@ def test_encode_round_trips_once_bos_and_is_what_generation_continues_from(style
         if style == "sentencepiece":  # encoding the target alone would give it a "▁" prefix
             assert tok(target, add_special_tokens=False).input_ids != ids[boundary:-1]
     # generation continues from exactly encode's prompt ids (a second BOS would change every logit)
-    from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+    from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation import build_engine
 
     prompt = solver_prompt(default_format("solver", tok), PROBLEM)

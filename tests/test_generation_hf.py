@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.generation import build_engine
 from promptcot_pl.generation.hf import plan_batches

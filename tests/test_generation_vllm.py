@@ -6,13 +6,13 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed (extra .[vllm] 
 
 import lightning as L  # noqa: E402
 
-from promptcot_pl.config.schema import EngineConfig, OptimConfig, SamplingConfig, TrainerConfig  # noqa: E402
-from promptcot_pl.data.datamodule import PairDataModule  # noqa: E402
-from promptcot_pl.data.formats import default_format
+from promptcot_pl.config import EngineConfig, OptimConfig, SamplingConfig, TrainerConfig  # noqa: E402
+from promptcot_pl.data.formats import default_format  # noqa: E402
 from promptcot_pl.data.prompts import rationale_model_example  # noqa: E402
 from promptcot_pl.generation import build_engine  # noqa: E402
 from promptcot_pl.models import load_model, load_tokenizer  # noqa: E402
-from promptcot_pl.modules import SFTModule  # noqa: E402
+from promptcot_pl.modules import WeightedNLLModule  # noqa: E402
+from promptcot_pl.modules.data import PairDataModule  # noqa: E402
 from promptcot_pl.trainer import build_trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_refresh_serves_new_weights(engines, tiny_dir, math_triples, tmp_path):
     L.seed_everything(0, verbose=False)
     pairs = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in math_triples[:64]]
     data = PairDataModule(load_tokenizer(tiny_dir), pairs, pairs[:8], batch_size=8, max_length=256)
-    module = SFTModule(load_model(tiny_dir), OptimConfig(lr=5e-3, warmup_ratio=0.0))
+    module = WeightedNLLModule(load_model(tiny_dir), OptimConfig(lr=5e-3, warmup_ratio=0.0))
     trainer = build_trainer(TrainerConfig(enable_progress_bar=False, accelerator="cpu"), max_epochs=1,
                             default_root_dir=tmp_path, max_steps=8)
     trainer.fit(module, datamodule=data)

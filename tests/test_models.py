@@ -2,7 +2,7 @@ import os
 
 import torch
 
-from promptcot_pl.config.schema import TinyModelConfig
+from promptcot_pl.config import TinyModelConfig
 from promptcot_pl.models import load_model, load_tokenizer, tiny_model_dir
 
 

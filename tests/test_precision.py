@@ -5,24 +5,24 @@ would round nearly all of them away, and `bf16-true` is refused at load, naming 
 import pytest
 import torch
 
-from promptcot_pl.config import ConfigError, load_config
-from promptcot_pl.config.schema import OptimConfig, TrainerConfig
-from promptcot_pl.data.datamodule import PairDataModule
+from promptcot_pl.config import ConfigError, OptimConfig, TrainerConfig
+from promptcot_pl.experiment import load_config
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules import SFTModule
+from promptcot_pl.modules import WeightedNLLModule
+from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.trainer import build_trainer, training_dtype
 
 PAIRS = [(f"Problem:\nWhat is {a} + {b}?\nSolution:\n", f"The answer is {a + b}.") for a in range(8) for b in range(4)]
 
 
-class PlainAdamW(SFTModule):
+class PlainAdamW(WeightedNLLModule):
     """The reference the recipes used before: torch's AdamW on whatever dtype the weights are stored in."""
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.model.parameters(), lr=self.optim.lr)
 
 
-def _changed_share(bf16_dir, storage: str, tmp_path, precision: str = "bf16-mixed", module=SFTModule) -> float:
+def _changed_share(bf16_dir, storage: str, tmp_path, precision: str = "bf16-mixed", module=WeightedNLLModule) -> float:
     """Share of the checkpoint's weights that moved after 10 steps at lr 1e-6, compared in the storage dtype the
     fit keeps (and exports: fits save their own dtype, so the next fit starts from the same). Under Kahan summation
     a weight is its stored value plus its compensation: updates below bf16's resolution wait there, not lost."""

@@ -2,11 +2,15 @@ import json
 
 import pytest
 
+from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.jsonl import JsonlError, read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import parse_concepts, parse_marked, prompt_model_example, render_marked
 from promptcot_pl.data.records import ConceptSet, Pair, Problem, Rollout, Trace, Triple
-from promptcot_pl.data.formats import default_format
-from promptcot_pl.data.released import read_concept_rows, read_problem_generation_rows, to_problem_generation_row
+from promptcot_pl.data.released import (
+    read_concept_rows,
+    read_problem_generation_rows,
+    to_problem_generation_row,
+)
 
 SAMPLES = [
     Triple(id="t1", domain="math", concepts=["gcd", "lcm"], level="AIME", rationale="z", problem="x",

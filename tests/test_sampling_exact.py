@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.generation import build_engine
 from promptcot_pl.models import load_model, load_tokenizer

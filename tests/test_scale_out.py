@@ -157,7 +157,7 @@ def test_fsdp_fit_writes_shards_resumes_after_kill_and_exports_a_full_model(runs
     import torch
     from transformers import AutoModelForCausalLM
 
-    from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+    from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine
 
     model = AutoModelForCausalLM.from_pretrained(fit_dir / "model")
@@ -170,7 +170,7 @@ def test_fsdp_fit_writes_shards_resumes_after_kill_and_exports_a_full_model(runs
 
 
 def test_generation_sharded_over_two_ranks_equals_one_process(tiny_dir, tmp_path):
-    from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+    from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine
 
     out = tmp_path / "sharded.json"

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from promptcot_pl.config.schema import TrainerConfig
+from promptcot_pl.config import TrainerConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.recipes.scoring import score_pairs
+from promptcot_pl.runner.scoring import score_pairs
 
 CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
 ONE_ROW = TrainerConfig(accelerator="cpu", enable_progress_bar=False, score_tokens=1)  # a batch per sequence
@@ -71,13 +71,13 @@ def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, m
     """REVIEW M4: eager attention adds the mask to the scores, so a boolean mask would let siblings see each other."""
     from promptcot_pl.data.collate import encode_pair, pad_batch
     from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
-    from promptcot_pl.modules.em import RationaleScorer
-    from promptcot_pl.modules.head import owner_sums
+    from promptcot_pl.models.head import owner_sums
+    from promptcot_pl.modules import SequenceScorer
 
     tok = load_tokenizer(tiny_dir)
     model = load_model(tiny_dir)
     model.set_attn_implementation(attention)
-    scorer = RationaleScorer(model)
+    scorer = SequenceScorer(model)
     pairs = _candidates(math_triples[:3], k=4)
     rows = group_by_prompt(tok, pairs, 512, row_tokens=10_000, max_targets=4)
     assert max(len(r.targets) for r in rows) == 4
@@ -103,8 +103,8 @@ def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, m
 
 
 def test_share_prefix_false_gives_plain_rows_and_the_same_dpo_logprobs(tiny_dir):
-    from promptcot_pl.data.preference import encode_preferences, preference_batch
-    from promptcot_pl.modules.dpo import pair_logprobs
+    from promptcot_pl.stages.selfplay.data import encode_preferences, preference_batch
+    from promptcot_pl.stages.selfplay.module import pair_logprobs
 
     tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir).eval()
     pairs = [("Problem:\nWhat is 2+2?\nSolution:\n", "It is \\boxed{4}.", "It is \\boxed{5}, surely."),

@@ -1,10 +1,10 @@
 """PromptCoT pair construction on a hand-made rollout table: window edges, unscorable and invalid rollouts,
 min(#pass, #fail) pairs per problem."""
 
-from promptcot_pl.data.records import Problem, Rollout
-from promptcot_pl.config.schema import RoleFormat
+from promptcot_pl.config import RoleFormat
 from promptcot_pl.data.formats import PromptFormat
-from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
+from promptcot_pl.data.records import Problem, Rollout
+from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 
 OURS = PromptFormat("solver", RoleFormat("raw", "ours"))  # "Problem:\n…\nSolution:\n", no template
 

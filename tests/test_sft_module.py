@@ -2,12 +2,12 @@ import lightning as L
 import pytest
 import torch
 
-from promptcot_pl.config.schema import OptimConfig, TrainerConfig
-from promptcot_pl.data.datamodule import PairDataModule
+from promptcot_pl.config import OptimConfig, TrainerConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import rationale_model_example
 from promptcot_pl.models import load_model, load_tokenizer
-from promptcot_pl.modules import SFTModule
+from promptcot_pl.modules import WeightedNLLModule
+from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.trainer import build_trainer
 
 
@@ -17,7 +17,7 @@ def test_fit_lowers_heldout_nll_and_changes_weights(tiny_dir, math_triples, tmp_
     pairs = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in math_triples]
     data = PairDataModule(load_tokenizer(tiny_dir), pairs[:140], pairs[140:], batch_size=8, max_length=256,
                           packing=packing)
-    module = SFTModule(load_model(tiny_dir), OptimConfig(lr=3e-3, warmup_ratio=0.1))
+    module = WeightedNLLModule(load_model(tiny_dir), OptimConfig(lr=3e-3, warmup_ratio=0.1))
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer = build_trainer(TrainerConfig(enable_progress_bar=False, accelerator="cpu"), max_epochs=2,
                             default_root_dir=tmp_path)
@@ -33,7 +33,7 @@ def test_fit_lowers_heldout_nll_and_changes_weights(tiny_dir, math_triples, tmp_
 def test_scheduler_warms_up_then_decays(tiny_dir, math_triples, tmp_path):
     pairs = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in math_triples[:64]]
     data = PairDataModule(load_tokenizer(tiny_dir), pairs, pairs[:8], batch_size=8, max_length=256)
-    module = SFTModule(load_model(tiny_dir), OptimConfig(lr=1e-3, warmup_ratio=0.25, scheduler="linear"))
+    module = WeightedNLLModule(load_model(tiny_dir), OptimConfig(lr=1e-3, warmup_ratio=0.25, scheduler="linear"))
     lrs = []
 
     class Record(L.Callback):

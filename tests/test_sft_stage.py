@@ -8,7 +8,7 @@ import pytest
 
 from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.records import Trace
-from promptcot_pl.recipes.sft import _within_budget
+from promptcot_pl.stages.sft.loop import _within_budget
 from tests.conftest import REPO, promptcot
 
 DEBUG = str(REPO / "experiments/debug/tiny.yaml")

@@ -4,10 +4,16 @@ check and the real math checker); the oracle teacher is the real domain solver."
 
 from collections import Counter
 
-from promptcot_pl.config.schema import RoleFormat, SamplingConfig
+from promptcot_pl.config import RoleFormat, SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.records import Problem
-from promptcot_pl.sft.traces import engine_traces, keep_correct, oracle_traces, released_format, unique_prompts
+from promptcot_pl.stages.sft.traces import (
+    engine_traces,
+    keep_correct,
+    oracle_traces,
+    released_format,
+    unique_prompts,
+)
 from tests.conftest import ScriptedEngine
 
 OURS = PromptFormat("solver", RoleFormat("raw", "ours"))  # "Problem:\n…\nSolution:\n", no template

@@ -86,7 +86,7 @@ def test_paper_recipes_pass_promptcot_check():
     proc = subprocess.run([sys.executable, "-m", "promptcot_pl", "check", *recipes], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("ok ") == len(recipes)
-    from promptcot_pl.config import load_config
+    from promptcot_pl.experiment import load_config
 
     for path in recipes:  # the paper's settings (SPEC §3–6)
         cfg = load_config(path)

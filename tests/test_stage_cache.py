@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from promptcot_pl.config import ConfigError, load_config
-from promptcot_pl.recipes.pipeline import run_pipeline
-from promptcot_pl.recipes.stage_cache import StageCache, stage_digest
+from promptcot_pl.config import ConfigError
+from promptcot_pl.experiment import load_config
+from promptcot_pl.pipeline import run_pipeline
+from promptcot_pl.runner.stage_cache import StageCache, stage_digest
 from tests.conftest import REPO
 
 DEBUG = REPO / "experiments/debug/tiny.yaml"
@@ -21,7 +22,7 @@ def _cfg(tmp_path, *overrides):
 def test_resume_and_the_cache_share_one_list_of_how_to_run_keys(tmp_path):
     """How a run runs (processes, logging, checkpoint cadence) neither splits the cache nor blocks a resume; what
     it computes (precision, accumulation, clipping) does both (REVIEW M15: `trainer.*` was all resumable)."""
-    from promptcot_pl.recipes.pipeline import _check_same_experiment, _save_config, run_dir_of
+    from promptcot_pl.pipeline import _check_same_experiment, _save_config, run_dir_of
 
     base = _cfg(tmp_path)
     saved = run_dir_of(base) / "config.yaml"

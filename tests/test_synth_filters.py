@@ -3,8 +3,14 @@ output parsing."""
 
 import pytest
 
-from promptcot_pl.synth.filters import NgramIndex, degenerate_reason, exact_duplicates, jaccard, near_duplicates
-from promptcot_pl.synth.test_writer import parse_test
+from promptcot_pl.data.filters import (
+    NgramIndex,
+    degenerate_reason,
+    exact_duplicates,
+    jaccard,
+    near_duplicates,
+)
+from promptcot_pl.stages.synth.test_writer import parse_test
 
 DISTINCT = [
     "Let $a=50$ and $b=60$. Find the sum of their greatest common divisor and least common multiple.",
@@ -70,9 +76,9 @@ def test_decontamination_removes_a_planted_copy_of_an_eval_problem():
 def test_seed_train_and_sft_seed_prompts_are_decontaminated_against_eval_sets(tmp_path):
     from dataclasses import dataclass
 
-    from promptcot_pl.config import load_config
     from promptcot_pl.domains import build_domain
-    from promptcot_pl.recipes.problems import decontaminated
+    from promptcot_pl.experiment import load_config
+    from promptcot_pl.runner.problems import decontaminated
 
     triples = build_domain("arithmetic", 40, seed=0)
     leaked = [triples[3].problem, " ".join(triples[7].problem.split()[:6])]  # one whole, one short prefix

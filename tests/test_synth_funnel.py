@@ -2,11 +2,11 @@
 provenance, and the counts add up."""
 
 
-from promptcot_pl.config.schema import ExperimentConfig
+from promptcot_pl.data.filters import NgramIndex
 from promptcot_pl.data.prompts import render_marked
-from promptcot_pl.recipes.context import StageContext
-from promptcot_pl.recipes.synth import FUNNEL, _filter
-from promptcot_pl.synth.filters import NgramIndex
+from promptcot_pl.experiment import ExperimentConfig
+from promptcot_pl.runner.context import StageContext
+from promptcot_pl.stages.synth.loop import FUNNEL, _filter
 
 SEED = ["What is the sum of the digits of $7^{12}$?"]
 EVAL = ["Let $r$ and $s$ be the roots of $x^{2} + 7 x = 0$. Find $r^2+s^2$ without solving the equation first."]

@@ -3,9 +3,9 @@ confidence drops) and written unit tests (broken JSON dropped with a counted rea
 fails are not kept). The engine is a scripted stand-in for a model: what is under test is what happens to its
 outputs, with the real math checker and the real sandbox."""
 
-from promptcot_pl.config.schema import RoleFormat, SamplingConfig
+from promptcot_pl.config import RoleFormat, SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
-from promptcot_pl.synth.targets import majority_references, written_tests
+from promptcot_pl.stages.synth.targets import majority_references, written_tests
 from tests.conftest import ScriptedEngine
 
 

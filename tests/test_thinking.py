@@ -7,14 +7,15 @@ from collections import Counter
 
 import pytest
 
-from promptcot_pl.config.schema import RoleFormat, SamplingConfig, TinyModelConfig
+from promptcot_pl.config import RoleFormat, SamplingConfig, TinyModelConfig
 from promptcot_pl.data.encode import encode
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.records import Problem
 from promptcot_pl.models import load_tokenizer, tiny_model_dir
-from promptcot_pl.selfplay.pairs import PassWindow, build_pairs, released_format
-from promptcot_pl.selfplay.rollouts import rollouts
-from promptcot_pl.sft.traces import engine_traces, fit_pair, released_format as sft_rows
+from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released_format
+from promptcot_pl.stages.selfplay.rollouts import rollouts
+from promptcot_pl.stages.sft.traces import engine_traces, fit_pair
+from promptcot_pl.stages.sft.traces import released_format as sft_rows
 from promptcot_pl.verify.format import invalid_reason
 from tests.conftest import ScriptedEngine
 

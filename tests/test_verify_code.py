@@ -251,9 +251,9 @@ MIXED = "```cpp\nint main() { return 0; }\n```\nNow in Python:\n```python\nprint
 
 def test_fences_pair_properly_and_only_python_is_graded():
     """REVIEW M3: a C++ block first no longer makes the prose between the blocks the "program"."""
+    from promptcot_pl.data.records import Problem
     from promptcot_pl.verify.code import code_blocks
     from promptcot_pl.verify.rewards import code_reward
-    from promptcot_pl.data.records import Problem
 
     assert code_blocks(MIXED) == [("cpp", "int main() { return 0; }\n"), ("python", "print(int(input()) * 2)\n")]
     assert extract_code(MIXED) == "print(int(input()) * 2)\n"

@@ -1,10 +1,24 @@
 """Settings every stage shares: the model, data, trainer, generation engine, optimizer, sampling and tracking.
-(Part of the typed experiment configuration; `schema.py` composes it.)"""
+(Part of the typed experiment configuration; `promptcot_pl/experiment.py` composes them with each stage's own
+settings, `stages/<stage>/config.py`.)"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft", "evaluate")
+"""Pipeline stages, in the order they run."""
+
+# Keys that say how to run, not what to compute: a resumed run may change them (pipeline.py) and the stage
+# cache ignores them (runner/stage_cache.py). Everything else — precision, accumulation, clipping, determinism
+# included — changes results. (N processes compute what one does, so devices and strategy are how-to-run.)
+HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
+              "engine.release_during_fits", "verify.workers", "verify.canaries",
+              "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+              "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
+              "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar",
+              "trainer.logits_chunk_mib", "trainer.score_tokens", "trainer.memory_fraction")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from promptcot_pl.config.schema import PromptsConfig, RoleFormat
+from promptcot_pl.config import PromptsConfig, RoleFormat
 
 TEXTS_FILE = Path(__file__).with_name("prompt_texts.yaml")
 ROLES = ("prompt_model", "rationale_model", "solver", "teacher", "test_writer", "annotator")

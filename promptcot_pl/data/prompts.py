@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.data.records import Triple
 
 RATIONALE_BEGIN = "<!-- BEGIN RATIONALE -->"
 RATIONALE_END = "<!-- END RATIONALE -->"
@@ -111,3 +112,17 @@ def solver_prompt(fmt: PromptFormat, problem: str, domain: str = "math") -> str:
 def solver_example(fmt: PromptFormat, problem: str, solution: str, domain: str = "math") -> tuple[str, str]:
     """x → solution."""
     return solver_prompt(fmt, problem, domain), fmt.completion_target(solution.strip())
+
+
+# Whole training sets of (prompt, target) pairs, one per conditional
+
+def prompt_pairs(fmt: PromptFormat, triples: list[Triple]) -> list[tuple[str, str]]:
+    return [prompt_model_example(fmt, t.concepts, t.level, t.rationale, t.problem, t.domain) for t in triples]
+
+
+def rationale_pairs(fmt: PromptFormat, triples: list[Triple]) -> list[tuple[str, str]]:
+    return [rationale_model_example(fmt, t.concepts, t.level, t.problem, t.rationale, t.domain) for t in triples]
+
+
+def solver_pairs(fmt: PromptFormat, triples: list[Triple]) -> list[tuple[str, str]]:
+    return [solver_example(fmt, t.problem, t.solution, t.domain) for t in triples if t.solution]

@@ -7,16 +7,15 @@
                            {"problem", "answer" | "solution" | "tests", "level"?}    → Problem (bare statement)
 Extra fields in released rows are ignored (the releases carry their own metadata); missing or mistyped
 required fields are errors naming file:line and field. The release's self-play pairs and SFT rows are written by
-their stages (`selfplay/pairs.py`, `sft/traces.py`), which know the policy's prompt format.
+their stages (`stages/selfplay/pairs.py`, `stages/sft/traces.py`), which know the policy's prompt format.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
-
-import json
 
 from promptcot_pl.data.formats import PromptFormat, unwrap_problem, user_message
 from promptcot_pl.data.jsonl import JsonlError, iter_json_rows

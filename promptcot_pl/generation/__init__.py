@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.generation.engine import Completion, DataParallelEngine, Engine, ServedEngine
 
 
@@ -20,9 +20,8 @@ def build_engine(cfg: EngineConfig, model_path: str | Path, dtype: str = "float3
 
             return HFEngine(model_path, cfg, dtype)
         case "vllm":
-            from promptcot_pl.generation.vllm_engine import VLLMEngine
-
             from promptcot_pl import distributed
+            from promptcot_pl.generation.vllm_engine import VLLMEngine
 
             engine = VLLMEngine(model_path, cfg, dtype, seed)
             return DataParallelEngine(engine) if distributed.world_size() > 1 else engine

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.config import SamplingConfig
 
 FinishReason = Literal["stop", "length"]
 

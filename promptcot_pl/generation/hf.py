@@ -24,7 +24,7 @@ from transformers import GenerationConfig
 
 from promptcot_pl import distributed
 from promptcot_pl.accounting import count_generated
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.generation.engine import Completion
@@ -127,7 +127,7 @@ class HFEngine:
             ids[r, : len(row)] = torch.tensor(row)
             labels[r, len(prompt): len(row)] = torch.tensor(row[len(prompt):], dtype=torch.long)
             mask[r, : len(row)] = 1
-        from promptcot_pl.modules.head import labelled_logprobs, owner_sums  # no [tokens, vocab] logits
+        from promptcot_pl.models.head import labelled_logprobs, owner_sums  # no [tokens, vocab] logits
 
         batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
                  "labels": labels.to(self.device)}

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from promptcot_pl import distributed
-from promptcot_pl.config.schema import SamplingConfig
+from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.jsonl import iter_json_rows
 from promptcot_pl.generation.engine import Completion
 

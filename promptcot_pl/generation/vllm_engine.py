@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from promptcot_pl.config.schema import EngineConfig, SamplingConfig
+from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.generation.engine import Completion
 

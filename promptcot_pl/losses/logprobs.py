@@ -1,6 +1,6 @@
 """Pure functions from logits and prompt-masked labels to token log-probs, sequence log-probs and NLL, and
 `chunked_logprobs`: the same log-probs from hidden states and the LM head's weight, a chunk of positions at a time
-(what every fit and scoring pass uses: `modules/head.py`; the logits-based functions are its reference).
+(what every fit and scoring pass uses: `models/head.py`; the logits-based functions are its reference).
 
 Labels follow the Hugging Face convention: position t's label is the token at t, -100 where no loss is taken;
 logits at t predict the token at t+1, so both are shifted by one here.

@@ -10,7 +10,11 @@ again when the stage loads it.
 
 from __future__ import annotations
 
-from promptcot_pl.config.schema import ExperimentConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
+    from promptcot_pl.experiment import ExperimentConfig
+
 
 BUILT = ("tiny", "oracle", "solver")  # built by the project, or resolved to one of the others
 

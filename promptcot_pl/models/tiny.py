@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from promptcot_pl.config.schema import TinyModelConfig
+from promptcot_pl.config import TinyModelConfig
 from promptcot_pl.models.tokenizer_styles import stop_ids, train_tokenizer
 
 

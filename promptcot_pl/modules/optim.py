@@ -16,7 +16,7 @@ import torch
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import get_parameter_names
 
-from promptcot_pl.config.schema import OptimConfig
+from promptcot_pl.config import OptimConfig
 
 NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]  # transformers.Trainer's
 _WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")

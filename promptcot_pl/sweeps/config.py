@@ -15,8 +15,8 @@ from typing import Any, Literal
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from promptcot_pl.config import ConfigError, load_config
-from promptcot_pl.config.loading import check_keys, read_yaml
+from promptcot_pl.config import ConfigError, check_keys, read_yaml
+from promptcot_pl.experiment import load_config
 
 
 @dataclass
@@ -76,7 +76,7 @@ class SweepConfig:
     grace_period: int | None = None  # seconds without a heartbeat before that (None: 2 × interval)
     max_retry: int = 2
     output_dir: str = "runs"  # trial run directories: <output_dir>/<study>/trial_NNNN
-    # trials whose settings for a stage are equal share it (<output_dir>/<study>/stage_cache, recipes/stage_cache.py)
+    # trials whose settings for a stage are equal share it (<output_dir>/<study>/stage_cache, runner/stage_cache.py)
     share_stages: bool = True
 
     def trial_overrides(self, params: dict[str, Any]) -> list[str]:

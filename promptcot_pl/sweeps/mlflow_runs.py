@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 
-from promptcot_pl.config.schema import TrackingConfig
+from promptcot_pl.config import TrackingConfig
 from promptcot_pl.sweeps.config import SweepConfig
 
 log = logging.getLogger("promptcot")

@@ -8,7 +8,7 @@ Fresh SQLite stores (MLflow's and Optuna's) are created under a file lock: two w
 otherwise both run the schema migrations. A retry reuses the failed trial's run directory
 `<output_dir>/<study>/trial_NNNN`, so finished stages are skipped and an interrupted fit resumes. Stages whose
 settings do not vary between trials (the seed set and cold start of an EM sweep) run once and are shared
-(`recipes/stage_cache.py`; `share_stages: false` turns that off).
+(`runner/stage_cache.py`; `share_stages: false` turns that off).
 Several workers = the same command in several processes or machines on one storage (`load_if_exists`). Under
 `torchrun` one worker spans all its processes: rank 0 runs the study, every rank runs each trial (`_follow`).
 
@@ -29,7 +29,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from promptcot_pl import distributed
-from promptcot_pl.config import load_config
+from promptcot_pl.experiment import load_config
 from promptcot_pl.sweeps.config import ParamSpec, SweepConfig
 from promptcot_pl.sweeps.mlflow_runs import log_plots, study_run_id, tag_trial_runs
 
@@ -98,8 +98,8 @@ def sample_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[s
 
 
 class _Reporter:
-    """Passes the objective's intermediate values to Optuna — once per EM iteration (`recipes/em.py`), or once per
-    epoch of the fit whose held-out NLL is the objective (`recipes/pruning.py`) — and stops the trial when the
+    """Passes the objective's intermediate values to Optuna — once per EM iteration (`stages/em/loop.py`), or once per
+    epoch of the fit whose held-out NLL is the objective (`runner/pruning.py`) — and stops the trial when the
     pruner says so.
 
     In a multi-process trial every rank calls it at the same points (every rank runs the same stage code): rank 0
@@ -150,8 +150,8 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
 
 
 def _run_trial(sweep: SweepConfig, cfg, study_run: str | None, reporter: _Reporter) -> dict[str, float]:
-    from promptcot_pl.recipes.pipeline import run_pipeline
-    from promptcot_pl.recipes.stage_cache import StageCache
+    from promptcot_pl.pipeline import run_pipeline
+    from promptcot_pl.runner.stage_cache import StageCache
 
     cache = StageCache(Path(sweep.output_dir) / sweep.study_name / "stage_cache") if sweep.share_stages else None
     return run_pipeline(cfg, parent_run_id=study_run, report=reporter, cache=cache)

@@ -1,1 +1,0 @@
-"""Analyses and plots (matplotlib, Agg backend: no display needed)."""

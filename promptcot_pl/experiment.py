@@ -1,0 +1,253 @@
+"""An experiment: the typed `ExperimentConfig` that composes the shared areas (`config/common.py`) and every
+stage's settings (`stages/<stage>/config.py`), and its loading with the checks that span areas.
+
+`promptcot run EXPERIMENT.yaml [a.b=c ...]` and `promptcot check` call `load_config`. Every problem of a file is
+reported at once, each blamed on the file or override that set the key (`config/loading.py`). The dataclasses
+hold the defaults; YAML files and overrides only change them. A field exists only because some code reads it.
+This module sits above the stages (it imports their configs); stages get the loaded config through their
+`StageContext` and never import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptcot_pl.config.common import (
+    STAGE_NAMES,
+    DataConfig,
+    DomainConfig,
+    EngineConfig,
+    ModelConfig,
+    PromptsConfig,
+    SamplingConfig,
+    TrackingConfig,
+    TrainerConfig,
+    VerifyConfig,
+)
+from promptcot_pl.config.loading import Problems, load_structured
+from promptcot_pl.stages.analyze.config import AnalyzeConfig
+from promptcot_pl.stages.annotate.config import AnnotateConfig
+from promptcot_pl.stages.coldstart.config import ColdStartConfig
+from promptcot_pl.stages.em.config import EMConfig
+from promptcot_pl.stages.evaluate.config import EvaluateConfig
+from promptcot_pl.stages.selfplay.config import SelfPlayConfig
+from promptcot_pl.stages.sft.config import SFTConfig
+from promptcot_pl.stages.solver.config import SolverConfig
+from promptcot_pl.stages.synth.config import SynthConfig
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: `promptcot run EXPERIMENT.yaml [a.b=c ...]`."""
+
+    # Experiment name (None: the YAML file's stem); the run directory is `<output_dir>/<name>/<run_name>`.
+    name: str | None = None
+    run_name: str = "main"
+    output_dir: str = "runs"
+    seed: int = 0
+    # default: the built-in pipeline (annotate replaces seed for a corpus of problems; evaluate needs eval files)
+    stages: list[str] = field(default_factory=lambda: [s for s in STAGE_NAMES if s not in ("annotate", "evaluate")])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    coldstart: ColdStartConfig = field(default_factory=ColdStartConfig)
+    em: EMConfig = field(default_factory=EMConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The typed experiment config for `path` (may be None: defaults only) plus dotlist `overrides`; raises
+    `ConfigError` listing every problem found."""
+    cfg, problems = load_structured(ExperimentConfig, path, overrides)
+    if cfg.name is None:
+        cfg.name = Path(path).stem if path is not None else "experiment"
+    _check_values(cfg, problems)
+    problems.raise_if_any()
+    return cfg
+
+
+def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
+    """Checks that types alone cannot express; each error names the key."""
+    unknown = [s for s in cfg.stages if s not in STAGE_NAMES]
+    if unknown:
+        problems.add(f"key 'stages': unknown stage {unknown[0]!r}; stages are {list(STAGE_NAMES)}")
+    order = [STAGE_NAMES.index(s) for s in cfg.stages if s in STAGE_NAMES]
+    if order != sorted(set(order)):
+        problems.add(f"key 'stages': stages must be unique and in pipeline order {list(STAGE_NAMES)}")
+    if not 0.0 < cfg.domain.heldout_fraction < 1.0:
+        problems.add("key 'domain.heldout_fraction': must lie in (0, 1)")
+    if cfg.domain.source != "builtin" and not cfg.domain.path:
+        problems.add(f"key 'domain.path': required when domain.source={cfg.domain.source!r}")
+    tiny = cfg.model.tiny
+    if tiny.num_heads < 1 or tiny.hidden_size % tiny.num_heads:
+        problems.add("key 'model.tiny.num_heads': must divide model.tiny.hidden_size")
+    if cfg.em.z_mode == "best" and not cfg.em.e_step:
+        problems.add("key 'em.z_mode': 'best' takes the E-step's winner, but em.e_step is false")
+    if cfg.em.selection == "softmax" and cfg.em.tau <= 0:
+        problems.add("key 'em.tau': must be > 0 for softmax selection")
+    if len(cfg.coldstart.optim.betas) != 2:
+        problems.add("key 'coldstart.optim.betas': expected two numbers")
+    bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart", "no_rationale")]
+    if bad or not cfg.synth.generators:
+        problems.add(f"key 'synth.generators': expected a non-empty list of 'em', 'coldstart' and/or "
+                          f"'no_rationale', got {list(cfg.synth.generators)}")
+    if "no_rationale" in cfg.synth.generators and not cfg.em.no_rationale_baseline:
+        problems.add("key 'synth.generators': 'no_rationale' samples the p_θ fitted on c → x only, "
+                          "which stage em fits when em.no_rationale_baseline is true")
+    if not 0.0 < cfg.synth.near_duplicate_threshold < 1.0:
+        problems.add("key 'synth.near_duplicate_threshold': must lie in (0, 1)")
+    if not 0.0 <= cfg.synth.min_confidence <= 1.0:
+        problems.add("key 'synth.min_confidence': must lie in [0, 1]")
+    sp = cfg.selfplay
+    if not 0.0 <= sp.pass_low < sp.pass_high <= 1.0:
+        problems.add(f"key 'selfplay.pass_high': the window needs 0 <= pass_low < pass_high <= 1, "
+                          f"got ({sp.pass_low}, {sp.pass_high})")
+    if sp.dpo.beta <= 0:
+        problems.add("key 'selfplay.dpo.beta': must be > 0")
+    if sp.min_scored_rollouts is not None and not 1 <= sp.min_scored_rollouts <= sp.rollouts.n:
+        problems.add(f"key 'selfplay.min_scored_rollouts': must lie in [1, selfplay.rollouts.n="
+                          f"{sp.rollouts.n}], got {sp.min_scored_rollouts}")
+    if not 0.0 <= sp.dpo.label_smoothing < 0.5:
+        problems.add("key 'selfplay.dpo.label_smoothing': must lie in [0, 0.5)")
+    if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
+        problems.add(f"key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
+                          f"selfplay.dpo.loss is {sp.dpo.loss!r}")
+    devices = cfg.trainer.devices
+    if not (devices == "auto" or devices.isdigit() and int(devices) >= 1):
+        problems.add(f"key 'trainer.devices': expected a number of processes (>= 1) or 'auto', "
+                          f"got {devices!r}")
+    if cfg.trainer.num_nodes < 1 or cfg.trainer.accumulate_grad_batches < 1:
+        problems.add("key 'trainer.num_nodes' and 'trainer.accumulate_grad_batches' must be >= 1")
+    bad = [x for x in cfg.sft.sources if x not in ("synth", "seed")]
+    if bad or not cfg.sft.sources or len(set(cfg.sft.sources)) != len(cfg.sft.sources):
+        problems.add(f"key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "
+                          f"'seed', got {list(cfg.sft.sources)}")
+    _check_lengths(cfg, problems)
+    _check_sampling(cfg, problems)
+    device = cfg.engine.device
+    if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device)):
+        problems.add(f"key 'engine.device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if cfg.trainer.precision == "bf16-true" and cfg.trainer.bf16_true_optimizer != "kahan":
+        problems.add(f"key 'trainer.precision': bf16-true keeps master weights and AdamW states in "
+                          "bf16, where updates at the paper's learning rates (1e-6 to 8e-5) round away; use "
+                          f"trainer.precision=bf16-mixed (fp32 masters, bf16 compute) with model.dtype="
+                          f"{cfg.model.dtype} for inference, or opt in with trainer.bf16_true_optimizer=kahan "
+                          "(AdamW with Kahan summation keeps the updates in bf16)")
+    _check_memory_budget(cfg, problems)
+    if cfg.model.tiny.thinking and cfg.model.tiny.style != "chatml":
+        problems.add(f"key 'model.tiny.thinking': a thinking template exists for "
+                          f"model.tiny.style=chatml only, got {cfg.model.tiny.style!r}")
+    for role in ("prompt_model", "rationale_model", "solver", "teacher", "test_writer", "annotator"):
+        fmt = getattr(cfg.prompts, role)
+        if fmt.system is not None and fmt.style != "chat":
+            problems.add(f"key 'prompts.{role}.system': a system turn needs prompts.{role}.style=chat")
+    if cfg.prompts.rationale_model.wording == "release":
+        problems.add("key 'prompts.rationale_model.wording': the release has no rationale model q_φ "
+                          "(and so no wording for it); use 'ours'")
+    for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k", "em.eval_k",
+                "em.iterations", "em.batch_size", "em.max_rationale_tokens", "trainer.score_tokens",
+                "trainer.logits_chunk_mib",
+                "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
+                "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
+                "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit", "sft.epochs", "sft.batch_size",
+                "sft.max_prompts", "sft.eval_limit", "annotate.num_concepts", "evaluate.n",
+                "evaluate.max_new_tokens", "engine.shard_prompts"):
+        area, name = key.split(".")
+        if getattr(getattr(cfg, area), name) < 1:
+            problems.add(f"key '{key}': must be at least 1")
+
+
+def _check_memory_budget(cfg: ExperimentConfig, problems: Problems) -> None:
+    """One budget per recipe: the engine's share of a GPU and the fits' share fit together (REVIEW C4)."""
+    engine, fits = cfg.engine.gpu_memory_utilization, cfg.trainer.memory_fraction
+    for key, value in (("engine.gpu_memory_utilization", engine), ("trainer.memory_fraction", fits)):
+        if not 0 < value <= 1:
+            problems.add(f"key '{key}': a share of GPU memory, 0 < x ≤ 1; got {value}")
+    if cfg.engine.backend == "vllm" and not cfg.engine.release_during_fits and engine + fits > 1:
+        problems.add(f"keys 'engine.gpu_memory_utilization' ({engine}) + 'trainer.memory_fraction' "
+                          f"({fits}) exceed one GPU while the engine stays resident during fits "
+                          "(engine.release_during_fits=false); lower one, or let the engine sleep during fits")
+
+
+def _check_sampling(cfg: ExperimentConfig, problems: Problems) -> None:
+    """Every sampling setting is valid before any stage runs (not hours in, when its stage first generates)."""
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, SamplingConfig):
+            if node.n < 1 or node.max_new_tokens < 1:
+                problems.add(f"key '{prefix}': n and max_new_tokens must be at least 1")
+            if node.temperature < 0 or not 0 < node.top_p <= 1 or node.top_k < 0:
+                problems.add(f"key '{prefix}': temperature >= 0, 0 < top_p <= 1 and top_k >= 0 "
+                                  f"are required, got ({node.temperature}, {node.top_p}, {node.top_k})")
+        elif dataclasses.is_dataclass(node):
+            for f in dataclasses.fields(node):
+                walk(getattr(node, f.name), f"{prefix}.{f.name}" if prefix else f.name)
+
+    walk(cfg, "")
+    for area in ("analyze", "evaluate"):  # their sampling settings are flat fields
+        node = getattr(cfg, area)
+        if node.temperature < 0 or not 0 < node.top_p <= 1:
+            problems.add(f"key '{area}.temperature'/'{area}.top_p': temperature >= 0 and "
+                              f"0 < top_p <= 1 are required, got ({node.temperature}, {node.top_p})")
+
+
+def _positions(cfg: ExperimentConfig) -> tuple[int | None, str]:
+    """The model's position limit and where it comes from: the tiny config, a local checkpoint's config.json, or
+    unknown (a hub name: checked when the model loads)."""
+    if cfg.model.path == "tiny":
+        return cfg.model.tiny.max_position_embeddings, "model.tiny.max_position_embeddings"
+    config = Path(cfg.model.path).expanduser() / "config.json"
+    if config.is_file():
+        import json
+
+        value = json.loads(config.read_text()).get("max_position_embeddings")
+        return (int(value), f"{config}: max_position_embeddings") if value else (None, "")
+    return None, ""
+
+
+def _check_lengths(cfg: ExperimentConfig, problems: Problems) -> None:
+    """Every sequence a stage trains on or scores fits where it must, so nothing is cut or dropped by surprise:
+    generated tokens leave room for a prompt within `data.max_length`; EM's sequences (a pair plus a sampled
+    rationale, twice over for re-tokenisation) fit the model's positions and the vLLM engine's `max_model_len`."""
+    length = cfg.data.max_length
+    generations = [("synth.sampling.max_new_tokens", cfg.synth.sampling.max_new_tokens, "synth"),
+                   ("selfplay.rollouts.max_new_tokens", cfg.selfplay.rollouts.max_new_tokens, "selfplay")]
+    if cfg.sft.teacher != "oracle":
+        generations.append(("sft.traces.max_new_tokens", cfg.sft.traces.max_new_tokens, "sft"))
+    for key, new_tokens, stage in generations:
+        if stage in cfg.stages and new_tokens >= length:
+            problems.add(f"key '{key}': {new_tokens} new tokens leave no room for the prompt within "
+                              f"data.max_length={length} (trained or scored sequences longer than it are dropped); "
+                              f"raise data.max_length or lower {key}")
+    em_length = length + 2 * cfg.em.max_rationale_tokens if "em" in cfg.stages else length
+    limits = [(cfg.engine.max_model_len, "engine.max_model_len")] if cfg.engine.backend == "vllm" else []
+    limits.append(_positions(cfg))
+    for limit, key in limits:
+        if limit is None:
+            continue
+        if em_length > limit:
+            problems.add(f"key 'data.max_length': data.max_length={length}"
+                              f"{f' + 2 × em.max_rationale_tokens={cfg.em.max_rationale_tokens}' if 'em' in cfg.stages else ''}"
+                              f" = {em_length} tokens exceed {key}={limit}")
+        for key2, new_tokens in (("evaluate.max_new_tokens", cfg.evaluate.max_new_tokens),
+                                 ("analyze.max_new_tokens", cfg.analyze.max_new_tokens),
+                                 ("selfplay.eval.max_new_tokens", cfg.selfplay.eval.max_new_tokens),
+                                 ("sft.eval.max_new_tokens", cfg.sft.eval.max_new_tokens)):
+            if key2.split(".")[0] in cfg.stages and new_tokens >= limit:
+                problems.add(f"key '{key2}': {new_tokens} new tokens leave no room for a prompt "
+                                  f"within {key}={limit}")

@@ -1,0 +1,199 @@
+"""`promptcot run`: the stages of an experiment in order, each skipped once its DONE marker exists.
+
+The run directory `<output_dir>/<name>/<run_name>/` holds the resolved `config.yaml`, one directory per stage
+(outputs + `DONE` with the stage's metrics) and `tracking.json` (MLflow run ids, for reattaching on rerun).
+Rerunning the same command resumes: finished stages are skipped, an interrupted fit continues from its last
+checkpoint, the same MLflow parent run is reattached.
+
+Under a multi-process launch every rank runs this same loop (see `distributed.py`): rank 0 writes the files and
+the MLflow runs, the ranks meet at a barrier before each stage, and the run directory must be on a filesystem
+every node sees.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from promptcot_pl import distributed
+from promptcot_pl.accounting import StageMeter
+from promptcot_pl.config import HOW_TO_RUN, STAGE_NAMES, ConfigError, flatten, to_yaml
+from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.experiment import ExperimentConfig
+from promptcot_pl.runner.context import StageContext, log, write_json
+from promptcot_pl.runner.run_lock import run_lock
+from promptcot_pl.runner.stage_cache import StageCache
+from promptcot_pl.tracking import Tracker
+
+# Keys that may differ when a run directory is resumed: how to run, not what to compute (plus the settings of
+# stages that have not started there yet). The stage cache uses the same list.
+RESUMABLE_CHANGES = HOW_TO_RUN
+
+
+def run_dir_of(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output_dir) / str(cfg.name) / cfg.run_name
+
+
+def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
+    """The one switch from stage name to its loop, `promptcot_pl/stages/<name>/loop.py` (imported lazily: stages
+    pull in torch)."""
+    if name not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {name!r}")
+    return importlib.import_module(f"promptcot_pl.stages.{name}.loop").run
+
+
+def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
+    try:
+        old = flatten(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
+                                                          OmegaConf.load(saved))))
+    except OmegaConfBaseException as err:  # a key this version no longer has, or a value it cannot read
+        raise ConfigError(f"{saved}: this run directory was made by another version of promptcot_pl "
+                          f"({str(err).splitlines()[0]}). Pick another run_name=..., or delete {saved.parent} "
+                          "to start over.") from None
+    new = flatten(cfg)
+    # a stage that never started in this run directory may still get new settings (add stages as you go)
+    unstarted = tuple(f"{stage}." for stage in STAGE_NAMES if not (saved.parent / stage).exists())
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+               and not k.startswith(RESUMABLE_CHANGES + unstarted)]
+    if changed:
+        details = ", ".join(f"{k}: {old.get(k)} → {new.get(k)}" for k in changed[:5])
+        raise ConfigError(f"{saved}: this run directory was made with a different config ({details}). "
+                          f"Pick another run_name=..., or delete {saved.parent} to start over.")
+
+
+def _save_config(cfg: ExperimentConfig, saved: Path) -> None:
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    tmp = saved.with_name(".config.yaml.tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(saved)
+
+
+def _prepare_stage_dir(stage_dir: Path, clear: bool) -> None:
+    (stage_dir / "DONE").unlink(missing_ok=True)
+    if clear:  # a finished stage's files are hard links into the stage cache: never write through them
+        shutil.rmtree(stage_dir, ignore_errors=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+
+
+def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, force: bool = False,
+                 parent_run_id: str | None = None,
+                 report: Callable[[int, Mapping[str, float]], None] | None = None,
+                 cache: StageCache | None = None) -> dict[str, float]:
+    """Run `stages` (default: `cfg.stages`) into the run directory; return all stages' metrics.
+    A sweep nests the run's MLflow parent under its study run (`parent_run_id`), passes `report`, which stages
+    call with intermediate metrics (EM: once per iteration; fits: once per epoch) so a pruner can stop the
+    trial, and a `cache` of finished stages shared by trials whose settings for them are equal."""
+    from promptcot_pl.models.format_check import check_formats
+
+    try:  # a chat format for a model without a chat template fails here, not hours into the run
+        for note in check_formats(cfg):
+            log.info("note: %s", note)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    run_dir = run_dir_of(cfg)
+    # one writer per run directory (rank 0 writes for all ranks of a multi-process run)
+    with run_lock(run_dir) if distributed.is_zero() else nullcontext():
+        return _run_locked(cfg, run_dir, stages, force, parent_run_id, report, cache)
+
+
+def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | None, force: bool,
+                parent_run_id: str | None, report: Callable[[int, Mapping[str, float]], None] | None,
+                cache: StageCache | None) -> dict[str, float]:
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        _check_same_experiment(cfg, saved)
+    on_rank_zero(_save_config, cfg, saved)
+
+    tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
+    todo = list(stages if stages is not None else cfg.stages)
+    results: dict[str, float] = {}
+    with tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
+        tracker.log_params(parent, flatten(cfg))
+        tracker.log_artifact(parent, saved)
+        log.info("run directory: %s", run_dir.resolve())
+        if parent:
+            log.info("MLflow run id: %s (store %s; open it with `promptcot ui`)", parent, tracker.uri)
+        ran = 0
+        for name in todo:
+            distributed.barrier()  # every rank decides on the same files
+            stage_dir = run_dir / name
+            done = stage_dir / "DONE"
+            if done.is_file() and not force:
+                log.info("stage %s: already done, skipping (%s)", name, done)
+                results.update(json.loads(done.read_text() or "{}"))
+                continue
+            if cache is not None and not force and (
+                    entry := distributed.broadcast(on_rank_zero(cache.restore, cfg, name, stage_dir))) is not None:
+                metrics = json.loads(done.read_text() or "{}")
+                log.info("stage %s: reused %s (same settings)", name, entry)
+                with tracker.run(name, name, parent=parent) as stage_run:
+                    tracker.log_metrics(stage_run, metrics)
+                tracker.log_metrics(parent, metrics)
+                results.update(metrics)
+                continue
+            on_rank_zero(_prepare_stage_dir, stage_dir, clear=force and cache is not None)
+            log.info("stage %s: starting", name)
+            with tracker.run(name, name, parent=parent) as stage_run:
+                ctx = StageContext(cfg=cfg, run_dir=run_dir, stage_dir=stage_dir, tracker=tracker, run_id=stage_run,
+                                   report=report)
+                meter = StageMeter(name)
+                with _naming_the_path(stage_dir):
+                    metrics = stage_fn(name)(ctx)
+                cost = meter.finish(metrics)
+                tracker.log_metrics(stage_run, {k: v for k, v in metrics.items() if k not in ctx.curves} | cost)
+                tracker.log_metrics(parent, metrics | cost)
+            write_json(stage_dir / "accounting.json", cost)
+            log.info("stage %s: %s", name, _cost_line(cost))
+            write_json(done, metrics)
+            if cache is not None:
+                on_rank_zero(cache.publish, cfg, name, stage_dir)
+            results.update(metrics)
+            ran += 1
+        if ran == 0:
+            log.info("nothing to do: every stage of %s has finished (no training was run)", run_dir)
+    for key, value in results.items():
+        log.info("  %-34s %s", key, f"{value:.4f}" if isinstance(value, float) else value)
+    for name in todo:  # what each stage cost when it ran (also for stages finished by an earlier invocation)
+        path = run_dir / name / "accounting.json"
+        if path.is_file():
+            log.info("  cost of %-26s %s", name, _cost_line(json.loads(path.read_text())))
+    return results
+
+
+@contextmanager
+def _naming_the_path(stage_dir: Path) -> Iterator[None]:
+    """A write that failed for want of space or rights names a path: the file's when the system gave one, else
+    the stage directory (a write() on a full disk, or a library's own error such as safetensors' "No space left on
+    device", carries no file name)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(stage_dir)) from err
+        raise
+    except Exception as err:
+        if "No space left on device" in str(err):
+            raise OSError(errno.ENOSPC, "No space left on device", str(stage_dir)) from err
+        raise
+
+
+def _cost_line(cost: dict[str, float]) -> str:
+    short = {k.rsplit("/", 1)[-1]: v for k, v in cost.items()}
+    parts = [f"{short['wall_s']:.1f} s"]
+    for kind in ("generated", "trained"):
+        if short[f"{kind}_tokens"]:
+            parts.append(f"{kind} {short[f'{kind}_tokens']:.0f} tokens ({short[f'{kind}_tokens_per_s']:.0f}/s)")
+    parts.append(f"peak RSS {short['peak_rss_gb']:.2f} GB")
+    if "peak_gpu_gb" in short:
+        parts.append(f"peak GPU {short['peak_gpu_gb']:.2f} GB")
+    if "s_per_1000_accepted" in short:
+        parts.append(f"{short['s_per_1000_accepted']:.0f} s per 1,000 accepted problems")
+    return ", ".join(parts)

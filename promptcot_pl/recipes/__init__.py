@@ -1,1 +1,0 @@
-"""Outer loops: one module per stage (`run(ctx) -> metrics`) and the pipeline that runs them in order."""

@@ -1,0 +1,163 @@
+"""The paper's claims measured in kind over seeds: one row per claim, the per-seed paired difference, its mean ± sample
+std, and whether the claim holds here (the difference has the claimed sign in every seed).
+
+Reads what the stages wrote in each run directory — `em/history.jsonl` (and `em/frozen/history.jsonl`,
+`em/baseline/metrics.json` when the run had `em.compare_frozen` / `em.no_rationale_baseline`), `analyze/DONE`,
+`selfplay/DONE`, `sft/DONE` — so it works on any finished runs (experiments/claims.yaml makes all of them in one
+run per seed). A claim whose inputs are missing from any run is listed as "not measured", never guessed.
+
+Run: python -m promptcot_pl.reports.claims runs/claims/seed0 runs/claims/seed1 runs/claims/seed2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptcot_pl.data.jsonl import iter_json_rows
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _history(path: Path) -> list[dict] | None:
+    return [row for _, row in iter_json_rows(path)] if path.is_file() else None
+
+
+@dataclass
+class Run:
+    """The outputs of one finished run that the claims read (None where the run did not make them)."""
+
+    path: Path
+    em: list[dict] | None
+    frozen: list[dict] | None
+    baseline: dict | None
+    analyze: dict | None
+    selfplay: dict | None
+    sft: dict | None
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        return cls(path, _history(path / "em/history.jsonl"), _history(path / "em/frozen/history.jsonl"),
+                   _json(path / "em/baseline/metrics.json"), _json(path / "analyze/DONE"),
+                   _json(path / "selfplay/DONE"), _json(path / "sft/DONE"))
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str  # what the paper says, in kind
+    measure: str  # the paired difference computed per seed; the claim says it is > 0
+    value: Callable[[Run], float | None]
+    decimals: int = 3
+
+
+def _last(history: list[dict] | None, key: str) -> float | None:
+    return history[-1].get(key) if history else None
+
+
+def _em_gain(run: Run) -> float | None:
+    return run.em[-1]["em/iwae_heldout"] - run.em[0]["em/iwae_heldout"] if run.em and len(run.em) > 1 else None
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or math.isnan(a) or math.isnan(b) else a - b
+
+
+def _set(run: Run, name: str, key: str) -> float | None:
+    return None if run.analyze is None else run.analyze.get(f"analyze/{name}/{key}")
+
+
+CLAIMS = (
+    Claim("EM raises the held-out bound over the cold start", "IWAE(last EM iteration) − IWAE(cold start)",
+          _em_gain, 2),
+    Claim("learning the rationales (E-step) beats rationales frozen at the cold start",
+          "IWAE(EM) − IWAE(e_step=false), last iteration",
+          lambda r: _sub(_last(r.em, "em/iwae_heldout"), _last(r.frozen, "em/iwae_heldout")), 2),
+    Claim("a rationale makes the problem predictable", "NLL(x | c) − NLL(x | c, z), nats per token",
+          lambda r: _sub(r.baseline and r.baseline.get("em/nll_x_no_rationale_heldout"),
+                         _last(r.em, "em/nll_x_given_z_heldout")), 4),
+    Claim("EM p_θ writes harder problems than the cold-start p_θ (solver)", "pass rate(cold start) − pass rate(EM)",
+          lambda r: _sub(_set(r, "synth/coldstart", "pass_rate"), _set(r, "synth/em", "pass_rate"))),
+    Claim("EM p_θ writes harder problems than the cold-start p_θ (structure)",
+          "oracle level(EM) − oracle level(cold start)",
+          lambda r: _sub(_set(r, "synth/em", "oracle_level"), _set(r, "synth/coldstart", "oracle_level"))),
+    Claim("EM p_θ writes longer solutions to solve than the cold-start p_θ", "tokens(EM) − tokens(cold start)",
+          lambda r: _sub(_set(r, "synth/em", "mean_tokens"), _set(r, "synth/coldstart", "mean_tokens")), 1),
+    Claim("rationales make synthesized problems harder (solver)", "pass rate(no rationale) − pass rate(EM)",
+          lambda r: _sub(_set(r, "synth/no_rationale", "pass_rate"), _set(r, "synth/em", "pass_rate"))),
+    Claim("rationales make synthesized problems harder (structure)", "oracle level(EM) − oracle level(no rationale)",
+          lambda r: _sub(_set(r, "synth/em", "oracle_level"), _set(r, "synth/no_rationale", "oracle_level"))),
+    Claim("synthesized problems are harder than the seed (solver)", "pass rate(seed) − pass rate(EM)",
+          lambda r: _sub(_set(r, "seed", "pass_rate"), _set(r, "synth/em", "pass_rate"))),
+    Claim("synthesized problems are harder than the seed (structure)", "oracle level(EM) − oracle level(seed)",
+          lambda r: _sub(_set(r, "synth/em", "oracle_level"), _set(r, "seed", "oracle_level"))),
+    Claim("EM p_θ's problems are more diverse than the cold start's", "pairwise distance(EM) − (cold start)",
+          lambda r: _sub(_set(r, "synth/em", "pairwise_distance"), _set(r, "synth/coldstart", "pairwise_distance")),
+          4),
+    Claim("self-play raises held-out accuracy", "accuracy(after last round) − accuracy(before)",
+          lambda r: r.selfplay and r.selfplay.get("selfplay/accuracy_gain")),
+    Claim("SFT on synthesized prompts beats seed prompts at an equal token budget",
+          "accuracy(student on synth) − accuracy(student on seed)",
+          lambda r: r.sft and _sub(r.sft.get("sft/synth/accuracy_heldout"), r.sft.get("sft/seed/accuracy_heldout"))),
+    Claim("SFT on synthesized prompts raises held-out accuracy", "accuracy(student on synth) − accuracy(before)",
+          lambda r: r.sft and _sub(r.sft.get("sft/synth/accuracy_heldout"), r.sft.get("sft/accuracy_heldout_before"))),
+)
+
+
+def _std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def measure(runs: Sequence[Run]) -> list[dict]:
+    """Per claim: the per-seed values (None when not measured in some run), mean, std and verdict."""
+    rows = []
+    for claim in CLAIMS:
+        values = [claim.value(run) for run in runs]
+        if any(v is None for v in values):
+            rows.append({"claim": claim, "values": None})
+            continue
+        verdict = ("holds" if all(v > 0 for v in values) else "does not hold" if all(v <= 0 for v in values)
+                   else "mixed")
+        rows.append({"claim": claim, "values": values, "mean": statistics.fmean(values), "std": _std(values),
+                     "verdict": verdict})
+    return rows
+
+
+def table(rows: Sequence[dict], n: int) -> str:
+    lines = [f"| claim (in kind) | paired difference per seed (claimed > 0) | n = {n} seeds | mean ± std | here |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        claim = row["claim"]
+        if row["values"] is None:
+            lines.append(f"| {claim.text} | {claim.measure} | – | – | not measured |")
+            continue
+        d = claim.decimals
+        seeds = ", ".join(f"{v:+.{d}f}" for v in row["values"])
+        lines.append(f"| {claim.text} | {claim.measure} | {seeds} | {row['mean']:+.{d}f} ± {row['std']:.{d}f} | "
+                     f"{row['verdict']} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories, one per seed")
+    parser.add_argument("--json", type=Path, help="also write the rows (values, mean, std, verdict) to this file")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.runs if not (p / "config.yaml").is_file()]
+    if missing:
+        parser.exit(2, f"claims: not a run directory (no config.yaml): {', '.join(missing)}\n")
+    rows = measure([Run.load(p) for p in args.runs])
+    print(table(rows, len(args.runs)))
+    if args.json:
+        args.json.write_text(json.dumps([{"claim": r["claim"].text, "measure": r["claim"].measure,
+                                          **{k: v for k, v in r.items() if k != "claim"}} for r in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""What a stage receives: the config, its directories and its MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.tracking import Tracker
+
+if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
+    from promptcot_pl.experiment import ExperimentConfig
+
+log = logging.getLogger("promptcot")
+
+
+@dataclass
+class StageContext:
+    cfg: ExperimentConfig
+    run_dir: Path
+    stage_dir: Path
+    tracker: Tracker
+    run_id: str | None  # this stage's MLflow run
+    # intermediate results (step, metrics) for a sweep's pruner; may raise to stop the run (optuna.TrialPruned)
+    report: Callable[[int, Mapping[str, float]], None] | None = None
+    curves: set[str] = field(default_factory=set)  # metrics logged per step (iteration, round) by `log_step`
+    _engines: list = field(default_factory=list)  # the engines open now (`engine`), put to sleep by `released`
+
+    def log_step(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log one point of per-step curves on this stage's run. The pipeline then leaves these keys out when it
+        logs the stage's final metrics there (a final value at step 0 would sit on the curve's first point)."""
+        self.tracker.log_metrics(self.run_id, metrics, step=step)
+        self.curves.update(metrics)
+
+    def prompt_format(self, role: str, model: str | Path | None) -> PromptFormat:
+        """`prompts.<role>` for the model at `model`, whose tokenizer renders chat prompts (None: the words only,
+        e.g. for the corpus the tiny tokenizer is trained on)."""
+        cfg = getattr(self.cfg.prompts, role)
+        if model is None:
+            return PromptFormat.words_only(role, cfg)
+        from promptcot_pl.models import load_tokenizer
+
+        return PromptFormat(role, cfg, load_tokenizer(model), where=str(model))
+
+    def rewards(self) -> Any:
+        """The stage's reward function (`verify.*` settings): every reward a stage computes goes through it."""
+        from promptcot_pl.verify.rewards import Rewards
+
+        return Rewards.from_config(self.cfg.verify)
+
+    def check_rewards(self, rewards: Any, problems: Any, thinking: bool, where: str, step: int | None = None) -> dict:
+        """The reward canaries (verify/canaries.py) on `problems`, logged as `canary/*` on this stage's run (at
+        `step` when given); raises RewardHackable — the stage does not start — if any canary is rewarded.
+        Nothing (an empty dict) with `verify.canaries=false`."""
+        if not self.cfg.verify.canaries:
+            return {}
+        from promptcot_pl.verify.canaries import RewardHackable, check
+
+        try:
+            metrics = check(rewards, problems, thinking, where)
+        except RewardHackable as refused:  # logged with the probe's own values: the canaries are not run twice
+            if self.tracker is not None:
+                self.tracker.log_metrics(self.run_id, refused.metrics, step=step or 0)
+            raise
+        if self.tracker is not None:
+            self.tracker.log_metrics(self.run_id, metrics, step=step or 0)
+        return metrics
+
+    def triples_dir(self) -> Path:
+        """Where the (c, z, x) triples and their train/held-out split are: stage `annotate`'s output when the
+        experiment annotates a corpus, else stage `seed`'s."""
+        return self.stage_output("annotate" if "annotate" in self.cfg.stages else "seed")
+
+    @contextmanager
+    def engine(self, model: str | Path, served: bool = False) -> Iterator[Any]:
+        """The generation engine (`engine.backend`) serving `model` in the inference dtype `model.dtype`, closed
+        when the block ends — on errors and pruned trials too. `served`: a `ServedEngine`, which stages that swap
+        checkpoints (EM, self-play) `serve(path)`."""
+        from promptcot_pl.generation import ServedEngine, build_engine
+
+        engine = build_engine(self.cfg.engine, model, self.cfg.model.dtype, self.cfg.seed)
+        self._engines.append(engine)
+        try:
+            yield ServedEngine(engine, model) if served else engine
+        finally:
+            self._engines.remove(engine)
+            engine.close()
+
+    @contextmanager
+    def released(self, what: str) -> Iterator[None]:
+        """Every engine this stage holds frees its memory for the block — a fit or a scoring pass beside it: asleep
+        (vLLM sleep mode) or shut down, woken with the newest weights by its next `generate`. An engine resident
+        beside FSDP shards and optimizer states is what runs 7B fits out of memory (REVIEW C4). Logged, so a run's
+        log shows every fit ran with the engine asleep; `engine.release_during_fits=false` keeps it resident."""
+        if self.cfg.engine.release_during_fits:
+            for engine in self._engines:
+                log.info("engine asleep during %s: %s", what, engine.sleep())
+        yield
+
+    def stage_output(self, stage: str) -> Path:
+        """The directory of an earlier stage, which must have finished."""
+        path = self.run_dir / stage
+        if not (path / "DONE").is_file():
+            raise FileNotFoundError(f"stage {stage!r} has not finished in {self.run_dir} (no {path / 'DONE'}); "
+                                    f"run it first: promptcot stage {stage} ...")
+        return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write (temporary file + rename); in a multi-process run by rank 0, seen by all on return."""
+    on_rank_zero(_write_json, path, data)
+
+
+def mark_done(path: Path) -> None:
+    """Create an (empty) DONE marker; rank 0 writes it in a multi-process run."""
+    on_rank_zero(path.touch)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)

@@ -1,0 +1,39 @@
+"""Where the models a stage starts from come from: the base models of p_θ and q_φ (the user's, or the offline tiny
+model built for this corpus) and the solver a finished `solver` stage provides. Several stages read these, so
+they live below the stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptcot_pl import distributed
+from promptcot_pl.data.prompts import prompt_pairs, rationale_pairs, solver_example
+from promptcot_pl.data.records import Triple
+from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.models import tiny_model_dir
+from promptcot_pl.runner.context import StageContext, log
+
+
+def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
+    """(base of p_θ, base of q_φ). `model.path == "tiny"` builds (or reuses) the offline tiny model, whose
+    tokenizer is trained on every conditional's text of the training corpus."""
+    model = ctx.cfg.model
+    if model.path != "tiny":
+        return model.path, model.rationale_path or model.path
+    words = {role: ctx.prompt_format(role, None) for role in ("prompt_model", "rationale_model", "solver")}
+    texts = [text for pairs in (prompt_pairs(words["prompt_model"], train), rationale_pairs(words["rationale_model"], train))
+             for pair in pairs for text in pair]
+    texts += [text for t in train if t.solution
+              for text in solver_example(words["solver"], t.problem, t.solution, t.domain)]
+    # built by rank 0 alone: transformers' save_pretrained writes no weights on other torch.distributed ranks
+    path = str(distributed.broadcast(on_rank_zero(tiny_model_dir, model.tiny, texts, model.cache_dir, ctx.cfg.seed)))
+    log.info("coldstart: tiny model at %s", path)
+    return path, model.rationale_path or path
+
+
+def solver_model(run_dir: Path) -> str:
+    """The solver a finished `solver` stage provides."""
+    stage = run_dir / "solver"
+    if (stage / "model_path.txt").is_file():
+        return (stage / "model_path.txt").read_text().strip()
+    return str(stage / "fit" / "model")

@@ -1,0 +1,50 @@
+"""The problems later stages practise on: the synthesized set (stage `synth`) or the seed's training problems
+(the baseline the paper compares synthesized prompts with), as `Problem` records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl
+from promptcot_pl.data.records import Problem, Triple
+from promptcot_pl.runner.context import StageContext, log
+
+
+def eval_set_problems(paths: list[str]) -> list[str]:
+    """The problem statements of the evaluation files `synth.eval_sets` (JSONL rows with a string "problem")."""
+    texts = []
+    for path in paths:
+        for lineno, row in iter_json_rows(path):
+            if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
+                raise ValueError(f"{path}:{lineno}: an evaluation row needs a string field 'problem'")
+            texts.append(row["problem"])
+    return texts
+
+
+def decontaminated(ctx: StageContext, items: list, where: str) -> tuple[list, int]:
+    """`items` (records with a `problem`) without those that overlap an evaluation problem of `synth.eval_sets`
+    (word n-grams, `synth.decontamination_ngram`; short ones as a whole); (kept, dropped count), logged."""
+    if not ctx.cfg.synth.eval_sets:
+        return items, 0
+    from promptcot_pl.data.filters import NgramIndex
+
+    index = NgramIndex(eval_set_problems(ctx.cfg.synth.eval_sets), ctx.cfg.synth.decontamination_ngram)
+    kept = [item for item in items if not index.contaminated(item.problem)]
+    if len(kept) < len(items):
+        log.info("%s: %d of %d problems overlap an evaluation set (synth.eval_sets) and are left out", where,
+                 len(items) - len(kept), len(items))
+    return kept, len(items) - len(kept)
+
+
+def load_problems(ctx: StageContext, source: str) -> tuple[Path, list[Problem]]:
+    """(the file read, its problems); `source` is "synth" or "seed"."""
+    match source:
+        case "seed":
+            path = ctx.triples_dir() / "train.jsonl"
+            return path, [Problem(id=t.id, domain=t.domain, problem=t.problem, concepts=t.concepts, level=t.level,
+                                  rationale=t.rationale, answer=t.answer, tests=t.tests, source="seed")
+                          for t in read_jsonl(path, Triple)]
+        case "synth":
+            path = ctx.stage_output("synth") / "problems.jsonl"
+            return path, read_jsonl(path, Problem)
+    raise ValueError(f"unknown problem source {source!r}; expected 'synth' or 'seed'")

@@ -1,0 +1,8 @@
+"""Stage `selfplay`: self-play preference optimisation — rollouts, verifiable rewards, the pass-rate window,
+chosen/rejected pairs, DPO (SPEC §5).
+
+Settings: `selfplay.*` (`config.py`, with `selfplay.dpo.*`). Reads: `synth/problems.jsonl`, the solver, the seed's
+held-out problems. Writes `selfplay/`: `round_NNN/{rollouts,pairs,pairs_released,outcomes}.jsonl`, `model/`,
+`metrics.json` + `DONE`, `history.jsonl`, `accuracy.png`.
+Files: `loop.py` (the rounds), `rollouts.py` (sampling and scoring), `pairs.py` (window and pairs), `data.py`
+(pair batches), `module.py` (the DPO LightningModule; the loss is `losses/dpo.py`), `plot.py`."""

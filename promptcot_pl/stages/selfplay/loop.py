@@ -1,0 +1,217 @@
+"""Stage `selfplay` (SPEC §5): the policy improves itself on synthesized problems from verifiable rewards.
+
+The policy starts from the solver (stage `solver`). Round r (1..rounds), seeded with seed + r:
+  rollouts  `selfplay.max_problems` synthesized problems (a new draw each round) × n rollouts (engine), each
+            checked for format and scored (math: equivalence to the reference answer; code: all unit tests)
+  pairs     problems whose pass rate lies in the window → chosen/rejected pairs (`stages/selfplay/pairs.py`)
+  fit       DPO from the round's starting policy, which is also the reference (log-probs precomputed once by a
+            batched no-grad pass, or a frozen copy — `selfplay.dpo.reference`)
+  evaluate  held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples)
+Outputs per round under `round_NNN/`: rollouts.jsonl, pairs.jsonl, pairs_released.jsonl (the release's source/prompt/chosen/rejected layout),
+outcomes.jsonl (per problem), model/ (HF), metrics.json + DONE; `round_000/` holds the evaluation before
+self-play. A rerun resumes after the last finished round; an interrupted round keeps its rollouts and
+reference log-probs and refits from the round's start (same seed, so it equals an uninterrupted round).
+Also `history.jsonl` and `accuracy.png` (held-out accuracy against round).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
+from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
+from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.generation import ServedEngine
+from promptcot_pl.generation.streamed import ShardedEngine
+from promptcot_pl.models import load_tokenizer
+from promptcot_pl.runner.context import StageContext, log
+from promptcot_pl.runner.difficulty import difficulty
+from promptcot_pl.runner.fit import export_trained
+from promptcot_pl.runner.model_paths import solver_model
+from promptcot_pl.runner.problems import load_problems
+from promptcot_pl.runner.scoring import score_pairs
+from promptcot_pl.runner.steps import ResumableSteps
+from promptcot_pl.stages.selfplay.config import SelfPlayConfig
+from promptcot_pl.stages.selfplay.data import PreferenceDataModule, encode_preferences
+from promptcot_pl.stages.selfplay.module import DPOModule
+from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
+from promptcot_pl.stages.selfplay.rollouts import rollouts
+from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
+from promptcot_pl.verify.rewards import Rewards
+
+
+def window(sp: SelfPlayConfig) -> PassWindow:
+    return PassWindow(sp.pass_low, sp.pass_high, sp.pass_low_inclusive, sp.pass_high_inclusive)
+
+
+def _draw(problems: list[Problem], n: int, seed: int) -> list[Problem]:
+    return random.Random(seed).sample(problems, min(n, len(problems)))
+
+
+def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Problem], out: Path,
+              seed: int, rewards: Rewards) -> list[Rollout]:
+    path = out / "rollouts.jsonl"
+    if path.is_file():  # an interrupted round keeps its rollouts
+        return read_jsonl(path, Rollout)
+    sampling = ctx.cfg.selfplay.rollouts
+    sharded = ShardedEngine(engine, out / "generated", ctx.cfg.engine.shard_prompts, desc=f"rollouts {out.name}")
+    rows = rollouts(sharded, fmt, problems, replace(sampling, seed=seed), rewards)
+    write_jsonl(path, rows)
+    return rows
+
+
+def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]], out: Path) -> torch.Tensor:
+    """[n_pairs, 2] log π_ref(chosen), log π_ref(rejected): one batched no-grad pass, cached for a rerun."""
+    path = out / "reference_logprobs.pt"
+    if path.is_file():
+        return torch.load(path)
+    flat = [(prompt, completion) for prompt, chosen, rejected in pairs for completion in (chosen, rejected)]
+    logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, max_length=ctx.cfg.data.max_length, dtype=training_dtype(ctx.cfg.trainer), root_dir=out)
+    ref = logprobs.view(-1, 2)
+    on_rank_zero(_save_atomic, ref, path)
+    return ref
+
+
+def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(tensor, tmp)
+    os.replace(tmp, path)  # a kill never leaves half a file where a rerun would read it
+
+
+def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: int) -> dict[str, float]:
+    """DPO from `policy` (also the reference); the model goes to `out/model`."""
+    sp = ctx.cfg.selfplay
+    tokenizer = load_tokenizer(policy)
+    triplets = [(p.prompt, p.chosen, p.rejected) for p in pairs]
+    rows, kept = encode_preferences(tokenizer, triplets, ctx.cfg.data.max_length)
+    if len(kept) < len(triplets):
+        log.info("selfplay round %d: %d of %d pairs longer than data.max_length=%d left out", round_,
+                 len(triplets) - len(kept), len(triplets), ctx.cfg.data.max_length)
+    frozen = sp.dpo.reference == "frozen"
+    ref = None if frozen else _reference(ctx, policy, [triplets[i] for i in kept], out)
+    if ref is not None:  # rows index pairs by their position in `triplets`; ref by position in `kept`
+        full = torch.zeros(len(triplets), 2, dtype=ref.dtype)
+        full[kept] = ref
+        ref = full
+    L.seed_everything(ctx.cfg.seed + round_, verbose=False)
+    # fp32 masters under *-mixed, whatever the inference dtype; empty on FSDP ranks other than 0
+    module = DPOModule(load_for_fit(policy, ctx.cfg.trainer), sp.optim, sp.dpo,
+                       ref_model=load_for_fit(policy, ctx.cfg.trainer) if frozen else None,
+                       chunk_mib=ctx.cfg.trainer.logits_chunk_mib)
+    data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
+                                num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_,
+                                share_prefix=ctx.cfg.trainer.share_prefix)
+    fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
+    trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
+                            logger=ctx.tracker.lightning_logger(fit_run))
+    trainer.fit(module, datamodule=data)
+    export_trained(trainer, tokenizer, out / "model")
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
+    ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
+    return {"train_pairs": float(len(rows)), "pairs_too_long": float(len(triplets) - len(kept)),
+            "steps": float(trainer.global_step), **final}
+
+
+def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple], rewards: Rewards) -> dict[str, float]:
+    """Mean reward over n samples per held-out problem, with its unscorable share and per level; the same sampling
+    seed every round, so rounds compare."""
+    sampling = ctx.cfg.selfplay.eval
+    return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
+                      replace(sampling, seed=ctx.cfg.seed), rewards).metrics("selfplay/accuracy_heldout")
+
+
+def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
+           heldout: list[Triple], r: int, rewards: Rewards, canaries: dict[str, float]) -> tuple[Path, dict[str, float]]:
+    sp, out = ctx.cfg.selfplay, ctx.stage_dir / f"round_{r:03d}"
+    drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
+    # every round's reward is probed on that round's problems (round 1's was, before the engine started)
+    canaries = canaries if r == 1 else ctx.check_rewards(rewards, drawn, fmt.thinking, f"selfplay round {r}", step=r)
+    out.mkdir(parents=True, exist_ok=True)
+    engine.serve(policy)
+    table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r, rewards=rewards)
+    pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r,
+                                  min_scored=sp.min_scored)
+    for p in pairs:
+        p.meta["round"] = r
+    write_jsonl(out / "pairs.jsonl", pairs)
+    write_jsonl(out / "pairs_released.jsonl", released_format(pairs, fmt))
+    write_jsonl(out / "outcomes.jsonl", [o.__dict__ for o in outcomes])
+    counts = summarize(outcomes)
+    scored = [x.reward for x in table if x.reward is not None]
+    metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()} | canaries
+    metrics["selfplay/rollout_pass_rate"] = sum(scored) / len(scored) if scored else float("nan")
+    programs = [x for x in table if "timeout" in x.meta and any(p.domain == "code" for p in drawn)]
+    if programs:
+        metrics["selfplay/code_timeout_share"] = sum(bool(x.meta["timeout"]) for x in programs) / len(programs)
+    log.info("selfplay round %d: %d problems × %d rollouts, pass rate %.3f → %d problems in window %s → %d pairs "
+             "(%s)", r, len(drawn), sp.rollouts.n, metrics["selfplay/rollout_pass_rate"],
+             counts.get("problems_kept", 0), window(sp), counts["pairs"],
+             ", ".join(f"{k.removeprefix('problems_')} {v}" for k, v in counts.items() if k.startswith("problems_")))
+    if pairs:
+        with ctx.released(f"self-play round {r}: reference scoring and DPO fit"):
+            fit = _fit(ctx, policy, pairs, out, r)
+        metrics.update({k if "/" in k else f"selfplay/{k}": v for k, v in fit.items()})
+        policy = out / "model"
+    else:
+        log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
+    engine.serve(policy)
+    metrics.update(_evaluate(ctx, engine, fmt, heldout, rewards))
+    # relative: the run dir may move
+    on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
+    return policy, metrics
+
+
+def _with_targets(problems: list[Problem]) -> list[Problem]:
+    """Problems a reward can be trusted on: math with an answer, code with tests whose expected outputs are not
+    all the same (one constant print would pass them all: the `prints_first_output` canary)."""
+    return [p for p in problems
+            if (p.answer if p.domain == "math" else p.tests and len({t["output"].strip() for t in p.tests}) > 1)]
+
+
+def run(ctx: StageContext) -> dict[str, float]:
+    sp = ctx.cfg.selfplay
+    problems_path, problems = load_problems(ctx, ctx.cfg.selfplay.problems)
+    loaded, problems = len(problems), _with_targets(problems)
+    if len(problems) < loaded:
+        log.info("selfplay: %d of %d problems left out (no answer, no tests, or tests a constant print passes)",
+                 loaded - len(problems), loaded)
+    if not problems:
+        raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
+    heldout = read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[: sp.eval_limit]
+    policy = Path(solver_model(ctx.run_dir))
+    fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
+    rewards = ctx.rewards()
+    first = next((r for r in range(1, sp.rounds + 1) if not (ctx.stage_dir / f"round_{r:03d}" / "DONE").is_file()), None)
+    # the reward is probed before the engine starts: a hackable reward stops the stage before any work
+    canaries = ctx.check_rewards(rewards, _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + 1), fmt.thinking,
+                                 "selfplay round 1", step=1) if first == 1 else {}
+    steps = ResumableSteps(ctx, ctx.stage_dir, "round", "round", sp.rounds)
+    with ctx.engine(policy, served=True) as engine:
+        for step in steps:
+            r, out = step.index, step.dir
+            if step.done:  # resume after the last finished round
+                policy = ctx.run_dir / (out / "policy.txt").read_text().strip() if r else policy
+                continue
+            if r == 0:
+                metrics = _evaluate(ctx, engine, fmt, heldout, rewards)
+            else:
+                policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
+            steps.finish(step, metrics)
+            if ctx.report is not None and r > 0:
+                ctx.report(r, metrics)
+            log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])
+    history = steps.history
+    from promptcot_pl.stages.selfplay.plot import plot_accuracy
+
+    ctx.tracker.log_artifact(ctx.run_id, on_rank_zero(plot_accuracy, history, ctx.stage_dir / "accuracy.png"))
+    before, after = history[0]["selfplay/accuracy_heldout"], history[-1]["selfplay/accuracy_heldout"]
+    return {"selfplay/accuracy_heldout_before": before, "selfplay/accuracy_heldout": after,
+            "selfplay/accuracy_gain": after - before,
+            "selfplay/pairs_total": float(sum(h.get("selfplay/pairs", 0.0) for h in history))}

@@ -1,0 +1,76 @@
+"""Direct preference optimisation of a causal LM on prefix-shared (prompt, chosen, rejected) rows.
+
+Chosen and rejected are scored in one forward pass over rows that hold the prompt once (`stages/selfplay/data.py`).
+The reference log-probs either come with the batch (computed once per round by a batched no-grad pass, so only
+the policy sits in memory while training) or from a frozen reference model held by the module; both give the
+same loss on the same batch (tested). The loss is a pure function (`losses/dpo.py`); the module does no I/O and
+no generation. Metrics: `train/loss` and `selfplay/rewards_chosen`, `…_rejected`, `…_margin`, `…_accuracy`.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from transformers import PreTrainedModel
+
+from promptcot_pl.config import OptimConfig
+from promptcot_pl.losses.dpo import chosen_nll, dpo_loss
+from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, owner_sums, target_logprobs
+from promptcot_pl.modules.optim import adamw_with_schedule
+from promptcot_pl.modules.reduce import global_mean
+from promptcot_pl.stages.selfplay.config import DPOConfig
+
+
+def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                  chunk_mib: int = DEFAULT_CHUNK_MIB) -> tuple[torch.Tensor, ...]:
+    """(chosen log-prob, rejected log-prob, chosen tokens, rejected tokens), each [B], summed over completions.
+    The LM head runs on completion positions only, in chunks (`models/head.py`)."""
+    logp = target_logprobs(model, batch, batch["score_row"], batch["score_pos"], batch["score_label"], chunk_mib)
+    sums, counts = owner_sums(logp, batch["score_owner"], len(batch["index"]))
+    return sums[0::2], sums[1::2], counts[0::2], counts[1::2]
+
+
+class DPOModule(L.LightningModule):
+    def __init__(self, model: PreTrainedModel, optim: OptimConfig, dpo: DPOConfig,
+                 ref_model: PreTrainedModel | None = None, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
+        super().__init__()
+        self.chunk_mib = chunk_mib
+        self.model = model.train()  # from_pretrained returns eval mode: train mode (dropout) is explicit
+        self.optim, self.dpo = optim, dpo
+        self.ref_model = ref_model
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        policy_chosen, policy_rejected, chosen_tokens, rejected_tokens = pair_logprobs(self.model, batch, self.chunk_mib)
+        if "ref_chosen" in batch:
+            ref_chosen, ref_rejected = batch["ref_chosen"], batch["ref_rejected"]
+        elif self.ref_model is not None:
+            with torch.no_grad():
+                ref_chosen, ref_rejected, _, _ = pair_logprobs(self.ref_model, batch, self.chunk_mib)
+        else:
+            raise ValueError("DPO needs reference log-probs: precompute them into the batch or give a ref_model")
+        out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=self.dpo.beta,
+                       loss_type=self.dpo.loss, label_smoothing=self.dpo.label_smoothing,
+                       chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
+        # padding rows (a global batch with fewer pairs than ranks) count for nothing; see data/sharding.py
+        real = batch["real"].to(out.losses.dtype) if "real" in batch else torch.ones_like(out.losses)
+        loss, mean = global_mean(self, (out.losses * real).sum(), real.sum(), batch.get("window_count"))
+        if self.dpo.rpo_weight:
+            tokens = (chosen_tokens * real).sum()
+            nll, nll_mean = global_mean(self, chosen_nll(policy_chosen * real, tokens) * tokens, tokens)
+            loss, mean = loss + self.dpo.rpo_weight * nll, mean + self.dpo.rpo_weight * nll_mean
+        keep = real.bool()
+        chosen, rejected = out.chosen_rewards[keep], out.rejected_rewards[keep]
+        metrics = {"loss": mean, "rewards_chosen": chosen.mean(), "rewards_rejected": rejected.mean(),
+                   "rewards_margin": (chosen - rejected).mean(), "rewards_accuracy": (chosen > rejected).float().mean()}
+        return loss, metrics
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.loss(batch)
+        self.log("train/loss", metrics.pop("loss"), prog_bar=True, batch_size=1)
+        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=len(batch["pair_index"]))
+        return loss
+
+    def configure_optimizers(self):
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))
