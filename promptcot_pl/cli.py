@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="paired per-run difference B − A of two final metrics (repeatable)")
     rep.add_argument("--curve", action="append", default=[], metavar="NAME",
                      help="per-step metric (EM iteration, self-play round), e.g. 'em*/iwae_heldout' (repeatable)")
+    rep.add_argument("--claims", action="store_true", help="the paper's claims table instead: one row per claim, "
+                     "the per-seed paired difference and whether it holds in every seed (docs/claims.md)")
     rep.add_argument("--png", default=None, help="plot the curves (mean ± std band) to this file")
     rep.add_argument("--json", default=None, help="also write the numbers as JSON to this file")
 
@@ -106,8 +108,16 @@ def _setup_logging() -> None:
     for message in (r"`_get_pg_default_device` will be deprecated", r"Multiple backends are registered",
                     r"Please use DTensor instead", r"Detected an existing checkpoint in",
                     # our batch sampler resumes mid-epoch exactly (trainer.ResumeMidEpoch); Lightning cannot tell
-                    r"You're resuming from a checkpoint that ended before the epoch ended"):
+                    r"You're resuming from a checkpoint that ended before the epoch ended",
+                    # a fit shorter than trainer.log_every_n_steps: its final metrics are logged at its end anyway
+                    r"The number of training batches \(\d+\) is smaller than the logging interval",
+                    # DPO's frozen reference model is in eval mode on purpose
+                    r"Found \d+ module\(s\) in eval mode at the start of training"):
         warnings.filterwarnings("ignore", message=message)
+    # Third-party deprecation notices (transformers, torch, mlflow, sqlalchemy) are for their callers' authors,
+    # not for someone running an experiment; our own code raises none.
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(?!promptcot_pl)")
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -217,6 +227,11 @@ def _report(args: argparse.Namespace) -> int:
 
     from promptcot_pl.reports.report import Run, plot, report
 
+    if args.claims:
+        from promptcot_pl.reports.claims import main as claims
+
+        claims([*args.runs, *(["--json", args.json] if args.json else [])])
+        return 0
     runs = [Run.read(path) for path in args.runs]
     try:
         text, numbers = report(runs, args.metric, [tuple(d) for d in args.diff], args.curve)

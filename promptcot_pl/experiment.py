@@ -50,6 +50,10 @@ class ExperimentConfig:
     run_name: str = "main"
     output_dir: str = "runs"
     seed: int = 0
+    # CPU threads per process for torch (fits, scoring, HF generation). None: the cores this process may use
+    # divided by the processes a launcher started on this machine. On a shared machine set it to the cores that
+    # are free: oversubscribed threads spin against each other (a 7-minute quickstart took 30 on 2 busy cores).
+    threads: int | None = None
     # default: the built-in pipeline (annotate replaces seed for a corpus of problems; evaluate needs eval files)
     stages: list[str] = field(default_factory=lambda: [s for s in STAGE_NAMES if s not in ("annotate", "evaluate")])
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -84,6 +88,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     """Checks that types alone cannot express; each error names the key."""
+    if cfg.threads is not None and cfg.threads < 1:
+        problems.add("key 'threads': must be at least 1 (or null: from the cores and processes here)")
     unknown = [s for s in cfg.stages if s not in STAGE_NAMES]
     if unknown:
         problems.add(f"key 'stages': unknown stage {unknown[0]!r}; stages are {list(STAGE_NAMES)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import importlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -26,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from promptcot_pl import distributed
 from promptcot_pl.accounting import StageMeter
 from promptcot_pl.config import HOW_TO_RUN, STAGE_NAMES, ConfigError, flatten, to_yaml
+from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.experiment import ExperimentConfig
 from promptcot_pl.runner.context import StageContext, log, write_json
@@ -36,6 +38,13 @@ from promptcot_pl.tracking import Tracker
 # Keys that may differ when a run directory is resumed: how to run, not what to compute (plus the settings of
 # stages that have not started there yet). The stage cache uses the same list.
 RESUMABLE_CHANGES = HOW_TO_RUN
+
+
+def _number(value: object) -> str:
+    """A count as a count (334, not 334.0000); any other number to 4 decimals."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:
@@ -70,10 +79,7 @@ def _check_same_experiment(cfg: ExperimentConfig, saved: Path) -> None:
 
 
 def _save_config(cfg: ExperimentConfig, saved: Path) -> None:
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_name(".config.yaml.tmp")
-    tmp.write_text(to_yaml(cfg))
-    tmp.replace(saved)
+    atomic_write_text(saved, to_yaml(cfg))
 
 
 def _prepare_stage_dir(stage_dir: Path, clear: bool) -> None:
@@ -98,10 +104,56 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
             log.info("note: %s", note)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    threads = set_threads(cfg.threads)
+    log.info("torch threads: %d per process (%s)", threads,
+             f"threads={cfg.threads}" if cfg.threads else "from the cores and processes here; set threads=N to change")
     run_dir = run_dir_of(cfg)
-    # one writer per run directory (rank 0 writes for all ranks of a multi-process run)
-    with run_lock(run_dir) if distributed.is_zero() else nullcontext():
-        return _run_locked(cfg, run_dir, stages, force, parent_run_id, report, cache)
+    fresh = not run_dir.exists()
+    try:
+        # one writer per run directory (rank 0 writes for all ranks of a multi-process run)
+        with run_lock(run_dir) if distributed.is_zero() else nullcontext():
+            return _run_locked(cfg, run_dir, stages, force, parent_run_id, report, cache)
+    except BaseException:
+        if fresh and distributed.is_zero() and _nothing_made(run_dir):
+            _discard_failed_start(cfg, run_dir)
+        raise
+
+
+def set_threads(threads: int | None) -> int:
+    """torch's intra-op threads: `threads`, else $OMP_NUM_THREADS when set (torchrun sets 1), else this process's
+    cores ÷ the processes on this machine."""
+    import torch
+
+    if threads is None and os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    if threads is None:
+        local, _ = distributed.local_world()
+        threads = max(1, len(os.sched_getaffinity(0)) // local)
+    torch.set_num_threads(threads)
+    return threads
+
+
+# What a run directory holds before any stage has written a file.
+_BOOKKEEPING = {".lock", "config.yaml", "tracking.json", "tracking_outbox.jsonl"}
+
+
+def _nothing_made(run_dir: Path) -> bool:
+    """True when no stage wrote anything here: only bookkeeping files and empty stage directories."""
+    if not run_dir.is_dir():
+        return False
+    return all(p.name in _BOOKKEEPING if p.is_file() else p.is_dir() and not any(p.iterdir())
+               for p in run_dir.iterdir())
+
+
+def _discard_failed_start(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """A run that failed before any stage made anything leaves nothing behind: its MLflow runs are deleted (they
+    hold a config and a FAILED status, no results) and the run directory it created is removed."""
+    try:
+        Tracker(cfg.tracking, str(cfg.name), run_dir).discard()
+    except Exception as err:  # noqa: BLE001 — the run's own error is the one to report
+        log.warning("could not delete the failed start's MLflow runs: %s", err)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    log.info("nothing was made: removed %s", run_dir)
 
 
 def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | None, force: bool,
@@ -160,7 +212,7 @@ def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | No
         if ran == 0:
             log.info("nothing to do: every stage of %s has finished (no training was run)", run_dir)
     for key, value in results.items():
-        log.info("  %-34s %s", key, f"{value:.4f}" if isinstance(value, float) else value)
+        log.info("  %-34s %s", key, _number(value))
     for name in todo:  # what each stage cost when it ran (also for stages finished by an earlier invocation)
         path = run_dir / name / "accounting.json"
         if path.is_file():

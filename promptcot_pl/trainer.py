@@ -23,7 +23,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from transformers import PreTrainedModel
@@ -169,6 +169,15 @@ def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strate
             return DDPStrategy() if multi else "auto"
 
 
+class CountedEpochs(RichProgressBar):
+    """Lightning's rich progress bar, counting epochs as people do: "Epoch 1/3" for the first of three (Lightning
+    prints "Epoch 0/2"; a 3-epoch fit ending on "Epoch 2/2" reads as two)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs else "")
+        return f"{text:{len(self.validation_description)}}" if len(self.validation_description) > len(text) else text
+
+
 def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str | Path,
                   logger: Logger | None = None, callbacks: Sequence[Callback] = (), max_steps: int = -1) -> L.Trainer:
     if distributed.launched():
@@ -179,6 +188,8 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
     accelerator = cfg.accelerator
     clip = cfg.gradient_clip_val
     callbacks = [*callbacks, ResumeMidEpoch(), TokenCounter()]
+    if cfg.enable_progress_bar and distributed.is_zero():
+        callbacks.append(CountedEpochs())
     if cfg.strategy == "fsdp":
         if accelerator == "auto":
             accelerator = "gpu" if torch.cuda.is_available() else "cpu"

@@ -181,3 +181,16 @@ def test_memory_budget_and_renamed_keys_are_checked_at_load():
         load_config(None, ["em.score_batch_size=8"])
     with pytest.raises(ConfigError, match="engine.shard_prompts': must be at least 1"):
         load_config(None, ["engine.shard_prompts=0"])
+
+
+def test_every_problem_of_a_file_is_reported_at_once_each_blamed_on_its_source(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("coldstart:\n  epoch: 3\n  batch_size: 0\nem:\n  selection: softmax\n  tau: -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["em.k=0"])
+    lines = str(err.value).splitlines()
+    assert lines[0] == "4 problems:"
+    assert f"  {path}: unknown key 'coldstart.epoch'; did you mean 'coldstart.epochs'?" in lines
+    assert f"  {path}: key 'coldstart.batch_size': must be at least 1" in lines  # the file's other keys still checked
+    assert f"  {path}: key 'em.tau': must be > 0 for softmax selection" in lines
+    assert "  override 'em.k=0': key 'em.k': must be at least 1" in lines  # the override's value, not the file's

@@ -93,6 +93,27 @@ def test_mlflow_holds_parent_nested_stages_params_and_curves(finished):
     assert not any("/accounting/" in k for k in json.loads((cwd / "runs/tiny/main/coldstart/DONE").read_text()))
 
 
+def test_mlflow_opens_as_model_training_with_every_exported_model_and_its_lineage(finished):
+    from mlflow.tracking import MlflowClient
+
+    cwd, _, _ = finished
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
+    models = {m.name: m for m in client.search_logged_models([experiment.experiment_id])}
+    run_dir = cwd / "runs/tiny/main"
+    expected = {"coldstart-rationale_model-model", "coldstart-prompt_model-model", "solver-fit-model",
+                "em-iter_001-rationale_model", "em-iter_001-prompt_model", "selfplay-round_001-model"}
+    assert expected <= set(models), sorted(models)
+    em = models["em-iter_001-prompt_model"]
+    assert em.params["em_iteration"] == "1" and em.params["stage"] == "em" and em.params["seed"] == "0"
+    assert em.params["path"] == str((run_dir / "em/iter_001/prompt_model").resolve())
+    assert len(em.params["training_data_sha1"]) == 16 and em.status.name == "READY"
+    runs = {r.info.run_id: r.info.run_name for r in client.search_runs([experiment.experiment_id])}
+    assert runs[models["selfplay-round_001-model"].source_run_id] == "selfplay.round_1"
+    assert models["selfplay-round_001-model"].params["selfplay_round"] == "1"
+
+
 def test_rerun_does_no_training_and_reattaches(finished):
     cwd, cache, first = finished
     done = cwd / "runs/tiny/main/coldstart/DONE"
@@ -228,3 +249,15 @@ def test_every_fit_beside_an_engine_runs_with_the_engine_asleep(finished):
             assert f"engine asleep during the fit of {fit}: weights freed" in out, fit
     assert "engine asleep during scoring by coldstart/prompt_model/model: weights freed" in out
     assert "engine asleep during self-play round 1: reference scoring and DPO fit: weights freed" in out
+
+
+def test_a_failed_start_leaves_no_run_directory_and_no_failed_mlflow_run(finished):
+    from mlflow.tracking import MlflowClient
+
+    cwd, cache, _ = finished
+    proc = promptcot("run", DEBUG, cache, "run_name=nostart", "stages=[coldstart]", cwd=cwd)
+    assert proc.returncode == 2 and "stage 'seed' has not finished" in proc.stderr, proc.stderr[-2000:]
+    assert not (cwd / "runs/tiny/nostart").exists()
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow/mlflow.db'}")
+    names = {r.info.run_name for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])}
+    assert "tiny/nostart" not in names and "tiny/main" in names

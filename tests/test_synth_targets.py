@@ -22,16 +22,15 @@ def test_majority_vote_clusters_equivalent_answers_and_drops_low_confidence():
     assert engine.prompts[0].startswith("Problem:\np1")  # the solver's prompt
 
 
-def test_written_tests_drop_broken_json_and_tests_the_reference_fails():
-    square = "n = int(input())\nprint(n * n)\n"
+def test_written_tests_drop_broken_json_and_duplicates():
     engine = ScriptedEngine([
         ['{"input": "3\\n", "output": "9\\n"}',  # kept
          '{"input": "4\\n", "output": "16"',  # broken JSON (no closing brace)
-         '{"input": "5\\n", "output": "26\\n"}',  # wrong: the reference prints 25
+         '{"input": "5\\n", "output": "25\\n"}',  # kept
          '{"input": "3\\n", "output": "9\\n"}'],  # the same test again
         ["nothing useful", "{'input': 1}", '{"input": "1"}', "[]"],  # nothing survives: the problem has no tests
     ])
-    tests, reasons = written_tests(engine, PromptFormat("test_writer", RoleFormat("raw", "ours")), ["square n", "other"], SamplingConfig(n=4), references={0: square})
-    assert tests == [[{"input": "3\n", "output": "9\n"}], []]
-    assert reasons == {"no_json": 3, "bad_json": 1, "reference_failed": 1, "duplicate_test": 1, "missing_keys": 1,
+    tests, reasons = written_tests(engine, PromptFormat("test_writer", RoleFormat("raw", "ours")), ["square n", "other"], SamplingConfig(n=4))
+    assert tests == [[{"input": "3\n", "output": "9\n"}, {"input": "5\n", "output": "25\n"}], []]
+    assert reasons == {"no_json": 3, "bad_json": 1, "duplicate_test": 1, "missing_keys": 1,
                        "no_tests": 1}

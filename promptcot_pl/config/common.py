@@ -13,7 +13,7 @@ STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyz
 # Keys that say how to run, not what to compute: a resumed run may change them (pipeline.py) and the stage
 # cache ignores them (runner/stage_cache.py). Everything else — precision, accumulation, clipping, determinism
 # included — changes results. (N processes compute what one does, so devices and strategy are how-to-run.)
-HOW_TO_RUN = ("stages", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
+HOW_TO_RUN = ("stages", "threads", "tracking.", "data.num_workers", "model.cache_dir", "engine.progress", "engine.device",
               "engine.release_during_fits", "verify.workers", "verify.canaries",
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
               "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",

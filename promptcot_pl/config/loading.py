@@ -63,8 +63,8 @@ def _leaf_keys(node: Any, prefix: str) -> list[str]:
 
 
 def load_structured(schema: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> tuple[T, Problems]:
-    """`schema`'s defaults ⊕ the YAML file at `path` (None: none) ⊕ dotlist `overrides`, and the problems
-    collector for value checks. Unknown keys and type errors of every layer are collected before raising."""
+    """`schema`'s defaults ⊕ the YAML file at `path` (None: none) ⊕ dotlist `overrides`, and the problems found
+    so far: unknown keys and type errors of every layer. Call `problems.raise_if_any()` after checking values."""
     layers: list[tuple[str, DictConfig]] = []
     bad_overrides = []
     if path is not None:
@@ -79,16 +79,16 @@ def load_structured(schema: type[T], path: str | Path | None, overrides: Sequenc
     problems.lines.extend(bad_overrides)
     merged = OmegaConf.structured(schema)
     for (source, layer), (_, container) in zip(layers, containers):
-        unknown = unknown_keys(container, schema, prefix="", source=source)
-        problems.lines.extend(unknown)
-        if unknown:
-            continue
+        unknown = _unknown(container, schema, prefix="", source=source)
+        problems.lines.extend(message for _, message in unknown)
+        if unknown:  # the layer's other keys are still merged, so their values are checked too
+            layer = OmegaConf.create(_without(container, [path for path, _ in unknown]))
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or "?"
             problems.lines.append(f"{source}: key '{key}': {str(err).splitlines()[0]}")
-    problems.raise_if_any()  # values are checked on a config whose every layer merged
+    # not raised yet: the caller checks values too (a key that failed here keeps its default) and raises once
     return OmegaConf.to_object(merged), problems  # type: ignore[return-value]
 
 
@@ -113,31 +113,53 @@ def check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
 
 def unknown_keys(node: Any, cls: type, prefix: str, source: str) -> list[str]:
     """One message for each key of `node` that `cls` (a dataclass) does not have, suggesting the closest one."""
+    return [message for _, message in _unknown(node, cls, prefix, source)]
+
+
+def _unknown(node: Any, cls: type, prefix: str, source: str) -> list[tuple[list, str]]:
+    """(path in `node`, message) for each key that `cls` does not have."""
     if not isinstance(node, dict):
         return []
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    out: list[str] = []
+    out: list[tuple[list, str]] = []
+
+    def nested(path: list, found: list[tuple[list, str]]) -> None:
+        out.extend((path + sub, message) for sub, message in found)
+
     for key, value in node.items():
         full = f"{prefix}{key}"
         if full in RENAMED:
-            out.append(f"{source}: key '{full}' was replaced by {RENAMED[full]}")
+            out.append(([key], f"{source}: key '{full}' was replaced by {RENAMED[full]}"))
             continue
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
-            out.append(f"{source}: unknown key '{full}'{hint}")
+            out.append(([key], f"{source}: unknown key '{full}'{hint}"))
             continue
         origin, args = typing.get_origin(hints[key]), typing.get_args(hints[key])
         if origin is dict and args and dataclasses.is_dataclass(args[-1]) and isinstance(value, dict):
             for name, item in value.items():  # user-named entries, each a dataclass (sweep search spaces)
-                out += unknown_keys(item, args[-1], prefix=f"{full}.{name}.", source=source)
+                nested([key, name], _unknown(item, args[-1], prefix=f"{full}.{name}.", source=source))
         elif origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, list):
             for i, item in enumerate(value):
-                out += unknown_keys(item, args[0], prefix=f"{full}[{i}].", source=source)
+                nested([key, i], _unknown(item, args[0], prefix=f"{full}[{i}].", source=source))
         elif (sub := _dataclass_in(hints[key])) is not None:
-            out += unknown_keys(value, sub, prefix=f"{full}.", source=source)
+            nested([key], _unknown(value, sub, prefix=f"{full}.", source=source))
     return out
+
+
+def _without(node: Any, paths: list[list]) -> Any:
+    """A copy of the container `node` without the entries at `paths`."""
+    import copy
+
+    node = copy.deepcopy(node)
+    for path in paths:
+        parent = node
+        for step in path[:-1]:
+            parent = parent[step]
+        del parent[path[-1]]
+    return node
 
 
 def _dataclass_in(hint: Any) -> type | None:

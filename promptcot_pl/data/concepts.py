@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from promptcot_pl.data.atomic import atomic_write
 from promptcot_pl.data.records import Triple
 
 
@@ -59,10 +59,9 @@ class ConceptBank:
 
     def save(self, path: Path) -> None:
         """One `.npz` (atomically replaced): concepts, frequencies, co-occurrence counts, embeddings, levels."""
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, concepts=np.array(self.concepts), frequency=self.frequency, cooccurrence=self.cooccurrence,
-                 embeddings=self.embeddings, levels=np.array(json.dumps(self.levels)))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(tmp, concepts=np.array(self.concepts), frequency=self.frequency,
+                                                cooccurrence=self.cooccurrence, embeddings=self.embeddings,
+                                                levels=np.array(json.dumps(self.levels))))
 
     @classmethod
     def load(cls, path: Path) -> ConceptBank:

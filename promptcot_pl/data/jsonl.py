@@ -7,12 +7,11 @@ leaves a half-written output where a finished one was expected.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from promptcot_pl.data.atomic import atomic_write
 from promptcot_pl.data.records import Record, RecordError
 
 R = TypeVar("R", bound=Record)
@@ -57,19 +56,15 @@ def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) ->
 
 
 def _write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open(tmp, "w", encoding="utf-8") as handle:
             for record in records:
                 row = record.to_dict() if isinstance(record, Record) else record
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return count

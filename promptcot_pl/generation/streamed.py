@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 
 from promptcot_pl import distributed
 from promptcot_pl.config import SamplingConfig
+from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.data.jsonl import iter_json_rows
 from promptcot_pl.generation.engine import Completion
 
@@ -52,7 +51,7 @@ def generate_shards(engine, prompts: Sequence[str], sampling: SamplingConfig, ou
     todo = [s for s in range(rank, n_shards, world) if s not in finished]
     with tqdm(total=len(todo), desc=desc, unit="shard", disable=rank != 0 or len(todo) < 2) as bar:
         for s in todo:
-            for torn in out_dir.glob(f".{shard_path(out_dir, s).name}.*.tmp"):  # left by a killed run
+            for torn in out_dir.glob(f".{shard_path(out_dir, s).name}.*.tmp*"):  # left by a killed run
                 torn.unlink(missing_ok=True)
             start = s * shard_prompts
             part = list(prompts[start:start + shard_prompts])
@@ -116,14 +115,4 @@ def iter_rows(paths: Sequence[Path]) -> Iterator[dict]:
 
 def _write_rows(path: Path, rows) -> None:
     """This rank's own shard file, atomically: a killed process leaves no half-written shard behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), fsync=True)

@@ -9,11 +9,12 @@ the text's SHA-1, rewritten atomically, so a rerun (or the analyses after synthe
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from promptcot_pl.data.atomic import atomic_write
 
 PACKAGED = "all-MiniLM-L6-v2"  # the name that selects the packaged copy
 
@@ -50,11 +51,9 @@ class Embedder:
     def _save(self) -> None:
         if self.cache_path is None:
             return
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_name(self.cache_path.name + f".{os.getpid()}.tmp.npz")
         keys = list(self._cache)
-        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._cache[k] for k in keys]))
-        os.replace(tmp, self.cache_path)
+        atomic_write(self.cache_path, lambda tmp: np.savez(tmp, keys=np.array(keys),
+                                                           vectors=np.stack([self._cache[k] for k in keys])))
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """[len(texts), d] float32, L2-normalised rows."""

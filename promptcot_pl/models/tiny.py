@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +20,7 @@ import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from promptcot_pl.config import TinyModelConfig
+from promptcot_pl.data.atomic import atomic_dir
 from promptcot_pl.models.tokenizer_styles import stop_ids, train_tokenizer
 
 
@@ -52,16 +50,11 @@ def tiny_model_dir(cfg: TinyModelConfig, texts: Sequence[str], cache_dir: str | 
     target = Path(cache_dir).expanduser() / f"tiny-{digest.hexdigest()[:16]}"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-    try:
+
+    def build(tmp: Path) -> None:
         tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.style, cfg.thinking, cfg.split_digits)
         build_tiny_model(cfg, tokenizer, seed).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)  # atomic: concurrent builders race harmlessly, a killed one leaves no half model
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    # concurrent builders race harmlessly (the first one's model stays), a killed one leaves no half model
+    return atomic_dir(target, build, replace=False)

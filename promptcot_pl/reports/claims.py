@@ -6,7 +6,7 @@ Reads what the stages wrote in each run directory — `em/history.jsonl` (and `e
 `selfplay/DONE`, `sft/DONE` — so it works on any finished runs (experiments/claims.yaml makes all of them in one
 run per seed). A claim whose inputs are missing from any run is listed as "not measured", never guessed.
 
-Run: python -m promptcot_pl.reports.claims runs/claims/seed0 runs/claims/seed1 runs/claims/seed2
+Run: promptcot report --claims runs/claims/seed0 runs/claims/seed1 runs/claims/seed2 [--json PATH]
 """
 
 from __future__ import annotations

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.tracking import Tracker
@@ -38,6 +40,19 @@ class StageContext:
         logs the stage's final metrics there (a final value at step 0 would sit on the curve's first point)."""
         self.tracker.log_metrics(self.run_id, metrics, step=step)
         self.curves.update(metrics)
+
+    def log_model(self, path: Path, fit_run: str | None, training_data: Any) -> None:
+        """Log the HF checkpoint this stage exported at `path` as an MLflow model of the fit's run `fit_run`, with
+        its lineage as the model's params: experiment, run directory, stage, EM iteration or self-play round, the
+        digest of the data it was trained on and the seed. The weights stay where they are (`path` is a param):
+        a 7B checkpoint per EM iteration is not copied into the artifact store."""
+        rel = path.relative_to(self.run_dir).as_posix()
+        params = {"experiment": str(self.cfg.name), "run_dir": str(self.run_dir.resolve()), "stage": self.stage_dir.name,
+                  "path": str(path.resolve()), "training_data_sha1": data_digest(training_data),
+                  "seed": str(self.cfg.seed), "base_model": str(self.cfg.model.path)}
+        if step := re.search(r"\b(iter|round)_(\d+)\b", rel):
+            params["em_iteration" if step.group(1) == "iter" else "selfplay_round"] = str(int(step.group(2)))
+        self.tracker.log_model(fit_run or self.run_id, key=rel, name=rel.replace("/", "-"), params=params)
 
     def prompt_format(self, role: str, model: str | Path | None) -> PromptFormat:
         """`prompts.<role>` for the model at `model`, whose tokenizer renders chat prompts (None: the words only,
@@ -113,6 +128,11 @@ class StageContext:
         return path
 
 
+def data_digest(data: Any) -> str:
+    """A short content hash of training data (lists of pairs, ids, weights): the lineage of a logged model."""
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def write_json(path: Path, data: Any) -> None:
     """Atomic JSON write (temporary file + rename); in a multi-process run by rank 0, seen by all on return."""
     on_rank_zero(_write_json, path, data)
@@ -124,7 +144,4 @@ def mark_done(path: Path) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))

@@ -18,6 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from promptcot_pl.config import OptimConfig
+from promptcot_pl.data.atomic import atomic_dir
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.models import load_tokenizer
 from promptcot_pl.modules import WeightedNLLModule
@@ -82,6 +83,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     if pruning is not None:
         pruning.raise_if_pruned()
     export_trained(trainer, tokenizer, out_dir / "model")
+    ctx.log_model(out_dir / "model", fit_run, train)
     # The last epoch ended with a validation of the final weights; a fit resumed after its last epoch did not.
     final = trainer.callback_metrics.get("val/nll")
     nll = float(final) if final is not None else validate(ctx, out_dir / "model", data, optim)
@@ -120,10 +122,8 @@ def export_trained(trainer: L.Trainer, tokenizer, target: Path) -> Path:
 
 def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None) -> Path:
     """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+    def build(tmp: Path) -> None:
+        model.save_pretrained(tmp, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+
+    return atomic_dir(target, build)

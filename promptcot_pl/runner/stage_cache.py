@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promptcot_pl.config import HOW_TO_RUN, STAGE_NAMES, flatten
+from promptcot_pl.data.atomic import atomic_dir
 
 if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
     from promptcot_pl.experiment import ExperimentConfig
@@ -45,7 +46,7 @@ def _copy(src: Path, dst: Path) -> None:
         except OSError:  # another filesystem, or links not allowed
             shutil.copy2(a, b)
 
-    shutil.copytree(src, dst, copy_function=link_or_copy, symlinks=True)
+    shutil.copytree(src, dst, copy_function=link_or_copy, symlinks=True, dirs_exist_ok=True)
 
 
 class StageCache:
@@ -68,11 +69,5 @@ class StageCache:
         entry = self.entry(cfg, stage)
         if (entry / "DONE").is_file():
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{entry.name}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        _copy(stage_dir, tmp)
-        try:
-            tmp.rename(entry)
-        except OSError:  # published meanwhile by another worker
-            shutil.rmtree(tmp, ignore_errors=True)
+        # published meanwhile by another worker: theirs wins
+        atomic_dir(entry, lambda tmp: _copy(stage_dir, tmp), replace=False)

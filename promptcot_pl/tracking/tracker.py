@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from promptcot_pl.config import TrackingConfig
+from promptcot_pl.data.atomic import atomic_write_text
 
 log = logging.getLogger("promptcot")
+# The MLflow UI opens an experiment without this tag as a GenAI one (runs under "Evaluations"); ours trains models.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 RETRY_S = 5.0  # how often a run retries an unreachable server
 FLUSH_S = 60.0  # how long the end of a run waits for it
 
@@ -97,11 +100,14 @@ class Tracker:
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the kind was set, or by another tool
+                self.client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
             return found.experiment_id
         local = self.uri.startswith(("sqlite:", "file:")) or "://" not in self.uri
         # A server decides where artifacts go; a local store must not default to ./mlruns.
         location = Path(self.cfg.artifact_location).resolve().as_uri() if local else None
-        return self.client.create_experiment(self.experiment, artifact_location=location)
+        return self.client.create_experiment(self.experiment, artifact_location=location,
+                                             tags=dict([EXPERIMENT_KIND]))
 
     def _resolve(self, handle: str | None) -> str | None:
         if handle is not None and handle.startswith("pending:"):
@@ -138,6 +144,14 @@ class Tracker:
             self.client.set_terminated(run_id, status=op["status"])
         elif kind == "artifact":
             self.client.log_artifact(run_id, op["path"], op["folder"])
+        elif kind == "model":
+            if op["key"] in self.state.get("models", {}):
+                return
+            model = self.client.create_logged_model(self.experiment_id, name=op["name"], source_run_id=run_id,
+                                                    params=op["params"], model_type="transformers causal LM")
+            self.client.finalize_logged_model(model.model_id, "READY")
+            self.state.setdefault("models", {})[op["key"]] = model.model_id
+            self._save_state()
 
     def _send(self, op: dict[str, Any]) -> None:
         """Execute `op` now, or keep it (in order, on disk) while a remote server does not answer."""
@@ -184,14 +198,10 @@ class Tracker:
         if not self._outbox:
             self.outbox_path.unlink(missing_ok=True)
             return
-        tmp = self.outbox_path.with_name(f".{self.outbox_path.name}.tmp")
-        tmp.write_text("".join(json.dumps(op) + "\n" for op in self._outbox))
-        os.replace(tmp, self.outbox_path)
+        atomic_write_text(self.outbox_path, "".join(json.dumps(op) + "\n" for op in self._outbox))
 
     def _save_state(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.state_path)
+        atomic_write_text(self.state_path, json.dumps(self.state, indent=2))
 
     # --- the API the stages use -----------------------------------------------------------------------------
 
@@ -264,6 +274,23 @@ class Tracker:
     def log_artifact(self, run_id: str | None, path: str | Path, folder: str | None = None) -> None:
         if run_id is not None:
             self._send({"op": "artifact", "run": run_id, "path": str(Path(path).resolve()), "folder": folder})
+
+    def discard(self) -> None:
+        """Delete every MLflow run this run directory made (a failed start: they hold nothing worth keeping)."""
+        if not self.enabled:
+            return
+        for run_id in self.state.get("runs", {}).values():
+            self.client.delete_run(run_id)
+        self._outbox = []
+
+    def log_model(self, run_id: str | None, key: str, name: str, params: Mapping[str, str]) -> None:
+        """An MLflow (logged) model of `run_id` named `name`, with `params` (its lineage); once per `key`, so a
+        resumed stage that exports the same checkpoint again does not log a second model."""
+        if run_id is None or key in self.state.get("models", {}):
+            return
+        if any(op["op"] == "model" and op["key"] == key for op in self._outbox):
+            return
+        self._send({"op": "model", "run": run_id, "key": key, "name": name, "params": dict(params)})
 
     def lightning_logger(self, run_id: str | None):
         """A Lightning logger writing into `run_id` through this tracker (None when tracking is off)."""

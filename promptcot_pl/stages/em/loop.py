@@ -178,7 +178,9 @@ def _fit(ctx: StageContext, loss_name: str, base: Path, items: list[tuple[str, s
         module = WeightedNLLModule(load_for_fit(base, ctx.cfg.trainer), optim, ctx.cfg.trainer.logits_chunk_mib, loss_name)
         trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
         trainer.fit(module, loader)
-        return export_trained(trainer, tokenizer, out)
+        path = export_trained(trainer, tokenizer, out)
+    ctx.log_model(path, None, items)
+    return path
 
 
 def _where(ctx: StageContext, path: Path) -> str:

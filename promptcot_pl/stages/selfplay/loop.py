@@ -24,6 +24,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from promptcot_pl.data.atomic import atomic_write
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
@@ -80,9 +81,7 @@ def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]
 
 
 def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)  # a kill never leaves half a file where a rerun would read it
+    atomic_write(path, lambda tmp: torch.save(tensor, tmp))  # a kill never leaves half a file for a rerun to read
 
 
 def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: int) -> dict[str, float]:
@@ -113,6 +112,7 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
                             logger=ctx.tracker.lightning_logger(fit_run))
     trainer.fit(module, datamodule=data)
     export_trained(trainer, tokenizer, out / "model")
+    ctx.log_model(out / "model", fit_run, triplets)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
     ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
     return {"train_pairs": float(len(rows)), "pairs_too_long": float(len(triplets) - len(kept)),

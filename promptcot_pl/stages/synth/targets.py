@@ -4,20 +4,19 @@
   .majority_vote`, which clusters equivalent answers such as `1/2` and `0.5`); the winning share is kept as the
   confidence and problems below `min_confidence` are dropped ("low_confidence"; "no_answer" when no sample had one).
 - code: a test-writer engine is prompted once per test (`stages/synth/test_writer.py`); broken outputs are dropped with
-  their reason, identical tests merged, and — beyond the paper — a test is kept only if the problem's reference
-  solution passes it, when one exists ("reference_failed"). Problems left with no test are dropped ("no_tests").
+  their reason and identical tests merged (the paper's filter; a synthesized problem has no reference solution
+  to check a test against — REVIEW m8). Problems left with no test are dropped ("no_tests").
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.stages.synth.test_writer import parse_test, test_writer_prompt
-from promptcot_pl.verify.code import run_tests
 from promptcot_pl.verify.format import final_text
 from promptcot_pl.verify.math import extract_answer, majority_vote
 
@@ -43,12 +42,9 @@ def majority_references(engine, fmt: PromptFormat, problems: Sequence[str], samp
 
 
 def written_tests(engine, fmt: PromptFormat, problems: Sequence[str], sampling: SamplingConfig,
-                  references: Mapping[int, str] | None = None,
-                  timeout_s: float = 5.0) -> tuple[list[list[dict[str, str]]], Counter]:
+                  ) -> tuple[list[list[dict[str, str]]], Counter]:
     """Per problem its kept tests ([] when none survived), and the reasons tests or problems were dropped.
-    `sampling.n` is the number of test-writer calls per problem; `references` maps a problem's index to a
-    reference solution that every kept test must pass."""
-    references = references or {}
+    `sampling.n` is the number of test-writer calls per problem."""
     kept: list[list[dict[str, str]]] = []
     reasons: Counter = Counter()
     for i, group in enumerate(engine.generate([test_writer_prompt(fmt, p) for p in problems], sampling)):
@@ -59,8 +55,6 @@ def written_tests(engine, fmt: PromptFormat, problems: Sequence[str], sampling: 
                 reasons[why] += 1
             elif test in tests:
                 reasons["duplicate_test"] += 1
-            elif i in references and not run_tests(references[i], [test], timeout_s=timeout_s).passed:
-                reasons["reference_failed"] += 1
             else:
                 tests.append(test)
         if not tests:
