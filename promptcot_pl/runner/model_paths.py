@@ -27,7 +27,7 @@ def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
               for text in solver_example(words["solver"], t.problem, t.solution, t.domain)]
     # built by rank 0 alone: transformers' save_pretrained writes no weights on other torch.distributed ranks
     path = str(distributed.broadcast(on_rank_zero(tiny_model_dir, model.tiny, texts, model.cache_dir, ctx.cfg.seed)))
-    log.info("coldstart: tiny model at %s", path)
+    log.info("%s: tiny model at %s", ctx.stage_dir.name, path)
     return path, model.rationale_path or path
 
 

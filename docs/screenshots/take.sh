@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Screenshots of `promptcot ui` for docs/usage.md, taken with headless Chromium (Debian: apt-get install chromium).
+# Run from a directory where `promptcot run experiments/quickstart.yaml` has finished (its mlflow/ store):
+#   bash docs/screenshots/take.sh OUT_DIR
+set -euo pipefail
+out=${1:-docs/screenshots}
+port=5077
+promptcot ui --port "$port" >/tmp/promptcot-ui.log 2>&1 &
+ui=$!
+trap 'kill $ui' EXIT
+for _ in $(seq 60); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 1; done
+read -r exp parent stage model < <(python - <<'PY'
+from mlflow.tracking import MlflowClient
+c = MlflowClient("sqlite:///mlflow/mlflow.db")
+e = c.get_experiment_by_name("quickstart")
+runs = {r.info.run_name: r.info.run_id for r in c.search_runs([e.experiment_id])}
+models = c.search_logged_models([e.experiment_id])
+print(e.experiment_id, runs["quickstart/main"], runs["em"], next(m.model_id for m in models if m.name == "em-iter_002-prompt_model"))
+PY
+)
+shot() {  # NAME URL
+  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1000 \
+    --virtual-time-budget=20000 --screenshot="$out/$1.png" "$2" 2>/dev/null
+}
+base="http://127.0.0.1:$port/#/experiments/$exp"
+shot experiment "$base/runs"
+shot stage_run "$base/runs/$stage/model-metrics"
+shot models "$base/models"
+shot model "$base/models/$model"
+echo "screenshots in $out"
