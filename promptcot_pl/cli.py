@@ -260,7 +260,10 @@ def _ui(args: argparse.Namespace) -> int:
     if uri.startswith("sqlite:"):
         os.makedirs(cfg.artifact_location, exist_ok=True)
         command += ["--default-artifact-root", os.path.abspath(cfg.artifact_location)]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    # MLflow 3's UI picks its GenAI or model-training navigation from this URL parameter (else from the browser's
+    # last choice, GenAI by default), not from the experiment; these are training runs.
+    print(f"MLflow UI on http://127.0.0.1:{args.port}/#/experiments?workflowType=machine_learning (store {uri}; "
+          "the model-training view); Ctrl-C stops it", flush=True)
     os.execv(command[0], command)
 
 

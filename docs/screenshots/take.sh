@@ -18,13 +18,14 @@ models = c.search_logged_models([e.experiment_id])
 print(e.experiment_id, runs["quickstart/main"], runs["em"], next(m.model_id for m in models if m.name == "em-iter_002-prompt_model"))
 PY
 )
-shot() {  # NAME URL
-  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1000 \
-    --virtual-time-budget=20000 --screenshot="$out/$1.png" "$2" 2>/dev/null
+shot() {  # NAME URL HEIGHT (the charts render lazily: a long virtual-time budget lets them draw)
+  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,"${3:-1000}" \
+    --virtual-time-budget=90000 --screenshot="$out/$1.png" "$2" 2>/dev/null
 }
 base="http://127.0.0.1:$port/#/experiments/$exp"
-shot experiment "$base/runs"
-shot stage_run "$base/runs/$stage/model-metrics"
-shot models "$base/models"
-shot model "$base/models/$model"
+view="workflowType=machine_learning"  # the UI's model-training navigation (what `promptcot ui` prints)
+shot experiment "$base/runs?$view"
+shot stage_run "$base/runs/$stage/model-metrics?$view" 1400
+shot models "$base/models?$view"
+shot model "$base/models/$model?$view" 1500
 echo "screenshots in $out"

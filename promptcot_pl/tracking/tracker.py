@@ -32,7 +32,8 @@ from promptcot_pl.config import TrackingConfig
 from promptcot_pl.data.atomic import atomic_write_text
 
 log = logging.getLogger("promptcot")
-# The MLflow UI opens an experiment without this tag as a GenAI one (runs under "Evaluations"); ours trains models.
+# Ours trains models: the experiment kind MLflow records for that. (MLflow 3.17's UI takes its navigation from the
+# URL's `workflowType` instead — `promptcot ui` prints that URL —; the kind is what other MLflow clients read.)
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 RETRY_S = 5.0  # how often a run retries an unreachable server
 FLUSH_S = 60.0  # how long the end of a run waits for it
