@@ -24,7 +24,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), REPO / "swee
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 TICKED = re.compile(r"`([^`\n]+)`")
 # MLflow run names of fits (`<stage>.<fit>`) that the docs name; they look like keys and are not
-RUN_NAMES = {"coldstart.rationale_model", "coldstart.prompt_model"}
+RUN_NAMES = {"coldstart.rationale_model", "coldstart.prompt_model", "solver.fit", "selfplay.round_1"}
 REPO_FILE = re.compile(r"^[\w.\-/]+\.(?:py|yaml|md|sh|toml)$")
 CONFIG_FILE = re.compile(r"(?<![\w/.])((?:experiments|sweeps)/[\w.\-/]+\.yaml)\b")
 
