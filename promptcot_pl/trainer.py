@@ -135,7 +135,12 @@ class ResumeMidEpoch(Callback):
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
         if loop.restarted_mid_epoch and hasattr(sampler, "resume_after"):
             # a checkpoint written at a batch's end counts it as processed, not yet completed
-            sampler.resume_after(loop.epoch_loop.batch_progress.current.processed)
+            processed = loop.epoch_loop.batch_progress.current.processed
+            # One written at the epoch's last batch is an epoch end to Lightning: it resets the batch counters and
+            # goes on with the next epoch, whose batches must not be skipped (that lost an epoch: found by the
+            # chaos test, tests/test_trainer_resume.py)
+            if processed < trainer.num_training_batches:
+                sampler.resume_after(processed)
 
 
 def full_state_dict(strategy: Strategy) -> dict[str, Any]:

@@ -1,0 +1,30 @@
+"""A fit killed right after a checkpoint and resumed ends exactly as the uninterrupted fit: the same number of
+steps and the same weights — also when the checkpoint fell on an epoch's last batch, which Lightning treats as the
+epoch's end (resuming it as mid-epoch skipped the next epoch's batches: found by the chaos test)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _fit(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tests/resume_fit.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def _result(proc: subprocess.CompletedProcess) -> list[str]:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return next(line for line in proc.stdout.splitlines() if line.startswith("RESULT")).split()[1:]
+
+
+@pytest.mark.parametrize("every", [6, 5], ids=["checkpoint_at_epoch_end", "checkpoint_mid_epoch"])
+def test_a_fit_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_dir, tmp_path, every):
+    plain = _result(_fit("plain", tiny_dir, tmp_path / "plain", every, 0))
+    assert plain[0] == "24"
+    assert _fit("kill", tiny_dir, tmp_path / "k", every, 12).returncode == 3  # died after step 12 (epoch 2's end)
+    assert _result(_fit("resume", tiny_dir, tmp_path / "k", every, 0)) == plain
