@@ -114,10 +114,10 @@ def _setup_logging() -> None:
                     # DPO's frozen reference model is in eval mode on purpose
                     r"Found \d+ module\(s\) in eval mode at the start of training"):
         warnings.filterwarnings("ignore", message=message)
-    # Third-party deprecation notices (transformers, torch, mlflow, sqlalchemy) are for their callers' authors,
-    # not for someone running an experiment; our own code raises none.
+    # Deprecation notices of transformers, torch, mlflow or sqlalchemy — whichever line they are attributed to — are
+    # for this code's authors (the test suite shows them), not for someone running an experiment.
     for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(?!promptcot_pl)")
+        warnings.filterwarnings("ignore", category=category)
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
