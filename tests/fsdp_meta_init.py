@@ -6,6 +6,7 @@ tests/test_fsdp_meta_init.py runs it on an untied and on a tied model."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 if __name__ == "__main__":
@@ -44,3 +45,8 @@ if __name__ == "__main__":
         with open(out, "w") as handle:
             json.dump({**report, "empty_by_rank": flags, "steps": trainer.global_step}, handle)
     distributed.shutdown()
+    # Skip the interpreter's teardown: in ~1 of 6 CI runs both ranks aborted there ("terminate called without an
+    # active exception", SIGABRT: a C++ thread still joinable at exit) after the work and the report were done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -5,6 +5,7 @@ tests/test_optimizer_groups.py compares FSDP with DDP and with one process."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 if __name__ == "__main__":
@@ -37,3 +38,8 @@ if __name__ == "__main__":
         with open(out, "w") as handle:
             json.dump(groups, handle)
     distributed.shutdown()
+    # Skip the interpreter's teardown: in ~1 of 6 CI runs both ranks aborted there ("terminate called without an
+    # active exception", SIGABRT: a C++ thread still joinable at exit) after the work and the report were done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -4,6 +4,7 @@ as JSON. tests/test_scale_out.py compares them with one process."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 PROMPTS = [f"Concepts: {' ; '.join(words)}\nProblem:" for words in (
@@ -31,3 +32,8 @@ if __name__ == "__main__":
         with open(out, "w") as handle:
             json.dump(results, handle)
     distributed.shutdown()
+    # Skip the interpreter's teardown: in ~1 of 6 CI runs both ranks aborted there ("terminate called without an
+    # active exception", SIGABRT: a C++ thread still joinable at exit) after the work and the report were done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
