@@ -106,18 +106,14 @@ def read_yaml(path: Path) -> DictConfig:
 
 def check_keys(node: Any, cls: type, prefix: str, source: str) -> None:
     """Raise on the keys of `node` that `cls` (a dataclass) does not have, all of them, each with the closest."""
-    problems = unknown_keys(node, cls, prefix, source)
+    problems = [message for _, message in _unknown(node, cls, prefix, source)]
     if problems:
         raise ConfigError("\n".join(problems))
 
 
-def unknown_keys(node: Any, cls: type, prefix: str, source: str) -> list[str]:
-    """One message for each key of `node` that `cls` (a dataclass) does not have, suggesting the closest one."""
-    return [message for _, message in _unknown(node, cls, prefix, source)]
-
-
 def _unknown(node: Any, cls: type, prefix: str, source: str) -> list[tuple[list, str]]:
-    """(path in `node`, message) for each key that `cls` does not have."""
+    """(path in `node`, message) for each key of `node` that `cls` (a dataclass) does not have, suggesting the
+    closest one."""
     if not isinstance(node, dict):
         return []
     hints = typing.get_type_hints(cls)

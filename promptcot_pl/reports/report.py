@@ -100,12 +100,12 @@ def report(runs: Sequence[Run], metrics: Sequence[str] = (), diffs: Sequence[tup
         for name in names:
             values = [r.final[name] for r in runs]
             lines.append(f"| `{name}` | {_cell(values)} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
-            out["metrics"][name] = {"mean": mean_std(values)[0], "std": mean_std(values)[1], "values": values}
+            out["metrics"][name] = dict(zip(("mean", "std"), mean_std(values)), values=values)
     for a, b in diffs:
         _select([a, b], runs, "final")
         d = [r.final[b] - r.final[a] for r in runs]
         lines.append(f"\n`{b}` − `{a}`, paired per run: " + ", ".join(f"{x:+.4f}" for x in d) + f" (mean {_cell(d)})")
-        out["diffs"][f"{b} - {a}"] = {"mean": mean_std(d)[0], "std": mean_std(d)[1], "values": d}
+        out["diffs"][f"{b} - {a}"] = dict(zip(("mean", "std"), mean_std(d)), values=d)
     for name in _select(curves, runs, "curves") if curves else []:
         steps = sorted(set.intersection(*(set(r.curves[name]) for r in runs)))
         lines += ["", f"| step | `{name}` mean ± std |", "|---|---|"]

@@ -46,6 +46,8 @@ class StageContext:
         its lineage as the model's params: experiment, run directory, stage, EM iteration or self-play round, the
         digest of the data it was trained on and the seed. The weights stay where they are (`path` is a param):
         a 7B checkpoint per EM iteration is not copied into the artifact store."""
+        if self.tracker is None or not self.tracker.enabled:  # other ranks, tracking off: no digest to compute
+            return
         rel = path.relative_to(self.run_dir).as_posix()
         params = {"experiment": str(self.cfg.name), "run_dir": str(self.run_dir.resolve()), "stage": self.stage_dir.name,
                   "path": str(path.resolve()), "training_data_sha1": data_digest(training_data),
