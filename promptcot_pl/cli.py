@@ -10,8 +10,12 @@ import logging
 import os
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from promptcot_pl.config import STAGE_NAMES  # dataclasses only: cheap
+
+if TYPE_CHECKING:
+    import optuna
 
 EPILOG = """examples:
   promptcot run experiments/quickstart.yaml                 # the whole pipeline; rerun to resume
@@ -175,6 +179,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from promptcot_pl import distributed
     from promptcot_pl.sweeps.study import open_study, report, run_sweep
 
+    study: optuna.Study | None
     if args.report:
         study = open_study(sweep, args.storage)
     else:
@@ -184,7 +189,8 @@ def _sweep(args: argparse.Namespace) -> int:
         finally:
             distributed.shutdown()
     if distributed.is_zero():
-        print(f"study {sweep.study_name}: {len(study.trials)} trials")
+        assert study is not None  # rank 0 holds the study
+        print(f"study {sweep.name}: {len(study.trials)} trials")
         print(report(study))
     return 0
 

@@ -58,7 +58,8 @@ class _Materialize:
     buffer (the values arrive from rank 0), one new tensor per shared meta tensor so tied weights stay tied."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.made = device, {}
+        self.device = device
+        self.made: dict[int, tuple[torch.Tensor, Any]] = {}  # id of a meta tensor → (it, its copy)
 
     def __call__(self, module: torch.nn.Module) -> None:
         for slot in (module._parameters, module._buffers):
@@ -123,7 +124,8 @@ class ClipShardedGradients(Callback):
         self.max_norm = max_norm
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        trainer.strategy.model.clip_grad_norm_(self.max_norm)
+        fsdp_model: Any = trainer.strategy.model  # the FSDP-wrapped module
+        fsdp_model.clip_grad_norm_(self.max_norm)
 
 
 class ResumeMidEpoch(Callback):
@@ -132,10 +134,11 @@ class ResumeMidEpoch(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loop = trainer.fit_loop
-        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        sampler: Any = getattr(trainer.train_dataloader, "batch_sampler", None)
         if loop.restarted_mid_epoch and hasattr(sampler, "resume_after"):
             # a checkpoint written at a batch's end counts it as processed, not yet completed
-            processed = loop.epoch_loop.batch_progress.current.processed
+            current: Any = loop.epoch_loop.batch_progress.current  # a processed-tracker (typed as its base)
+            processed = current.processed
             # One written at the epoch's last batch is an epoch end to Lightning: it resets the batch counters and
             # goes on with the next epoch, whose batches must not be skipped (that lost an epoch: found by the
             # chaos test, tests/test_trainer_resume.py)
@@ -147,19 +150,21 @@ def full_state_dict(strategy: Strategy) -> dict[str, Any]:
     """The LightningModule's complete state dict (keys `model.…`), complete on rank 0. Under FSDP every rank must
     call this: the shards are gathered."""
     if not isinstance(strategy, FSDPStrategy):
-        return strategy.lightning_module.state_dict()
+        module: Any = strategy.lightning_module  # set during a fit
+        return module.state_dict()
     from torch.distributed.fsdp import FullStateDictConfig, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     config = FullStateDictConfig(offload_to_cpu=strategy.root_device.type != "cpu", rank0_only=True)
-    with FSDP.state_dict_type(strategy.model, StateDictType.FULL_STATE_DICT, config):
-        return strategy.model.state_dict()
+    model: Any = strategy.model  # the FSDP-wrapped module, set during a fit
+    with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, config):
+        return model.state_dict()
 
 
 def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strategy:
     match cfg.strategy:
         case "fsdp":
-            sync = {}
+            sync: dict[str, Any] = {}
             if distributed.world_size() > 1:  # ranks other than 0 built their models empty (`load_for_fit`)
                 device = torch.device("cuda", torch.cuda.current_device()) if accelerator in ("gpu", "cuda") \
                     else torch.device("cpu")

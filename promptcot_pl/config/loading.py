@@ -74,7 +74,8 @@ def load_structured(schema: type[T], path: str | Path | None, overrides: Sequenc
             bad_overrides.append(f"override {item!r}: expected KEY=VALUE, e.g. coldstart.epochs=3")
             continue
         layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
-    containers = [(source, OmegaConf.to_container(layer)) for source, layer in layers]
+    # every layer is a mapping: read_yaml refuses other documents, a dotlist makes one
+    containers = [(source, typing.cast(dict, OmegaConf.to_container(layer))) for source, layer in layers]
     problems = Problems(containers, str(path) if path is not None else "defaults")
     problems.lines.extend(bad_overrides)
     merged = OmegaConf.structured(schema)
@@ -134,10 +135,10 @@ def _unknown(node: Any, cls: type, prefix: str, source: str) -> list[tuple[list,
             out.append(([key], f"{source}: unknown key '{full}'{hint}"))
             continue
         origin, args = typing.get_origin(hints[key]), typing.get_args(hints[key])
-        if origin is dict and args and dataclasses.is_dataclass(args[-1]) and isinstance(value, dict):
+        if origin is dict and args and _is_dataclass_type(args[-1]) and isinstance(value, dict):
             for name, item in value.items():  # user-named entries, each a dataclass (sweep search spaces)
                 nested([key, name], _unknown(item, args[-1], prefix=f"{full}.{name}.", source=source))
-        elif origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, list):
+        elif origin is list and args and _is_dataclass_type(args[0]) and isinstance(value, list):
             for i, item in enumerate(value):
                 nested([key, i], _unknown(item, args[0], prefix=f"{full}[{i}].", source=source))
         elif (sub := _dataclass_in(hints[key])) is not None:
@@ -158,14 +159,13 @@ def _without(node: Any, paths: list[list]) -> Any:
     return node
 
 
+def _is_dataclass_type(hint: Any) -> typing.TypeGuard[type]:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
 def _dataclass_in(hint: Any) -> type | None:
     """The dataclass type inside a hint such as `Foo` or `Foo | None`, else None."""
-    if dataclasses.is_dataclass(hint):
-        return hint  # type: ignore[return-value]
-    for arg in typing.get_args(hint):
-        if dataclasses.is_dataclass(arg):
-            return arg
-    return None
+    return next((arg for arg in (hint, *typing.get_args(hint)) if _is_dataclass_type(arg)), None)
 
 
 def to_yaml(cfg: Any) -> str:

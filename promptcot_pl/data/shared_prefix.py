@@ -69,7 +69,11 @@ def shared_prefix_batch(rows: Sequence[SharedPrefix], pad_id: int) -> dict[str, 
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     # segment 0 = prompt, k = k-th target, -1 = padding (attends causally to itself only, never scored)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
-    score_row, score_pos, score_label, score_owner, index = [], [], [], [], []
+    score_row: list[int] = []
+    score_pos: list[int] = []
+    score_label: list[int] = []
+    score_owner: list[int] = []
+    index: list[int] = []
     for r, row in enumerate(rows):
         n_prompt = len(row.prompt_ids)
         ids[r, :n_prompt] = torch.tensor(row.prompt_ids)

@@ -209,7 +209,7 @@ def _sum_of_squares(n) -> Solved:
     return ans, [f"$\\sum_{{k=1}}^{{{n}}} k^2 = {n}\\cdot{n + 1}\\cdot{2 * n + 1}/6 = {ans}$."]
 
 
-SOLVERS: list[tuple[re.Pattern[str], Callable[..., Solved]]] = [(re.compile(p, re.S), f) for p, f in [
+_PATTERNS: list[tuple[str, Callable[..., Solved]]] = [
     (rf"Find the remainder when \${N}\^\{{{N}\}}\$ is divided by \${N}\$\.", _mod_power),
     (rf"Let \$a={N}\$ and \$b={N}\$\. Find (the sum of their greatest common divisor and least common multiple|"
      rf"their least common multiple)\.", _gcd_lcm),
@@ -237,7 +237,8 @@ SOLVERS: list[tuple[re.Pattern[str], Callable[..., Solved]]] = [(re.compile(p, r
     (rf"\${N}\$ marbles are shared between two friends in the ratio \${N}:{N}\$\. How many marbles does the friend "
      r"with the larger share get\?", _ratio_share),
     (rf"Compute \$1\^2\+2\^2\+\\dots\+{N}\^2\$\.", _sum_of_squares),
-]]
+]
+SOLVERS = [(re.compile(pattern, re.S), solver) for pattern, solver in _PATTERNS]
 
 
 def solve(problem: str) -> tuple[str, str] | None:

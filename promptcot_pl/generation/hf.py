@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -61,7 +62,8 @@ class HFEngine:
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             self.device = torch.device(cfg.device)
-        self.path, self.model = Path(model_path), None
+        self.path = Path(model_path)
+        self.model: Any = None  # the loaded causal LM; None while asleep
         self._load()
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
@@ -86,7 +88,8 @@ class HFEngine:
         checkpoint_dir = self.path
         self.tokenizer = load_tokenizer(checkpoint_dir)
         self.tokenizer.padding_side = "left"
-        self.model = load_model(checkpoint_dir, self.dtype).to(self.device).eval()
+        model: Any = load_model(checkpoint_dir, self.dtype)
+        self.model = model.to(self.device).eval()
         self.eos_ids = stop_ids(checkpoint_dir, self.tokenizer)
         # only token ids survive from the checkpoint's generation config: no sampling default leaks into ours
         self.model.generation_config = GenerationConfig(eos_token_id=self.eos_ids,
@@ -97,11 +100,12 @@ class HFEngine:
         self.sleep()
 
     def _trim(self, generated: list[int], stops: Sequence[str]) -> Completion:
-        ids, finish = generated, "length"
+        ids = generated
+        finish: Literal["stop", "length"] = "length"
         ends = [i for i, token in enumerate(ids) if token in self.eos_ids]
         if ends:
             ids, finish = ids[: ends[0] + 1], "stop"
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = cast(str, self.tokenizer.decode(ids, skip_special_tokens=True))  # one sequence: one string
         hits = [(text.find(s), s) for s in stops if s in text]
         if hits:
             cut, stop = min(hits)

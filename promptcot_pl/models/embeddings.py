@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class Embedder:
     def __init__(self, model: str = PACKAGED, cache_dir: str | Path | None = None, batch_size: int = 64,
                  device: str | None = None) -> None:
         self.model_name, self.batch_size, self.device = model, batch_size, device
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
         self.cache_path = None
         if cache_dir is not None:
             digest = hashlib.sha1(resolve(model).encode()).hexdigest()[:12]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,15 +26,21 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_MIB = 256
 
 
+def _output_embeddings(model: nn.Module) -> Any:
+    """A Hugging Face model's LM head (`get_output_embeddings()`), None for other modules."""
+    get = getattr(model, "get_output_embeddings", None)
+    return get() if callable(get) else None
+
+
 def chunk_rows(model: nn.Module, chunk_mib: int = DEFAULT_CHUNK_MIB) -> int:
     """Positions per LM-head chunk: `chunk_mib` MiB of fp32 logits at this model's vocabulary."""
-    vocab = model.get_output_embeddings().weight.shape[0]
+    vocab = _output_embeddings(model).weight.shape[0]
     return max(1, chunk_mib * 2**20 // (4 * vocab))
 
 
 def _lean_head(model: nn.Module) -> tuple[nn.Module, nn.Linear, float | None] | None:
     """(decoder, head, soft-cap) when the model's logits are head(decoder(x)) (optionally soft-capped), else None."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head = _output_embeddings(model)
     decoder = getattr(model, "base_model", None)
     config = getattr(model, "config", None)
     if not isinstance(head, nn.Linear) or decoder is None or decoder is model or getattr(config, "logit_scale", None):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -105,4 +106,4 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, style: str = "chatml"
 
 def stop_ids(tokenizer: PreTrainedTokenizerFast, style: str) -> list[int]:
     """The generation config's EOS ids for a tokenizer of `style`."""
-    return [tokenizer.convert_tokens_to_ids(t) for t in STYLES[style].stop]
+    return [cast(int, tokenizer.convert_tokens_to_ids(t)) for t in STYLES[style].stop]  # one token: one id

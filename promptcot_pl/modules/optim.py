@@ -39,16 +39,16 @@ def adamw_with_schedule(model: torch.nn.Module, optim: OptimConfig, total_steps:
     trainable = [(clean_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in trainable if n in decay_names], "weight_decay": optim.weight_decay},
               {"params": [p for n, p in trainable if n not in decay_names], "weight_decay": 0.0}]
+    beta1, beta2 = optim.betas
     if any(p.dtype in (torch.bfloat16, torch.float16) for _, p in trainable):
         # half-precision weights (bf16-true, opted in at load): torch-optimi's AdamW with Kahan summation, which
         # carries each update's rounding error to the next step; plain AdamW would lose updates below bf16's
         # resolution (REVIEW C1). Same update rule otherwise (PyTorch's eps, lr-coupled decoupled decay).
         import optimi
 
-        optimizer = optimi.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=1e-8, kahan_sum=True,
-                                 foreach=False)
+        optimizer = optimi.AdamW(groups, lr=optim.lr, betas=(beta1, beta2), eps=1e-8, kahan_sum=True, foreach=False)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas))
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=(beta1, beta2))
     scheduler = get_scheduler(optim.scheduler, optimizer, num_warmup_steps=int(optim.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

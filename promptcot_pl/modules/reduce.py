@@ -23,7 +23,7 @@ def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Ten
     divides by accumulate_grad_batches): the step's gradient is Σ loss / Σ count over the window."""
     trainer = module._trainer  # None when called outside a fit (tests, scripts): one process
     world = trainer.world_size if trainer is not None else 1
-    if world == 1:
+    if trainer is None or world == 1:
         mean = total / count.clamp(min=1e-8)
     else:
         both = trainer.strategy.reduce(torch.stack([total.detach().float(), count.detach().float()]), reduce_op="sum")

@@ -18,6 +18,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from promptcot_pl.data.jsonl import iter_json_rows
 
@@ -57,8 +58,12 @@ class Claim:
     decimals: int = 3
 
 
+def _get(row: dict | None, key: str) -> float | None:
+    return row.get(key) if row else None
+
+
 def _last(history: list[dict] | None, key: str) -> float | None:
-    return history[-1].get(key) if history else None
+    return _get(history[-1], key) if history else None
 
 
 def _em_gain(run: Run) -> float | None:
@@ -70,7 +75,7 @@ def _sub(a: float | None, b: float | None) -> float | None:
 
 
 def _set(run: Run, name: str, key: str) -> float | None:
-    return None if run.analyze is None else run.analyze.get(f"analyze/{name}/{key}")
+    return _get(run.analyze, f"analyze/{name}/{key}")
 
 
 CLAIMS = (
@@ -80,7 +85,7 @@ CLAIMS = (
           "IWAE(EM) − IWAE(e_step=false), last iteration",
           lambda r: _sub(_last(r.em, "em/iwae_heldout"), _last(r.frozen, "em/iwae_heldout")), 2),
     Claim("a rationale makes the problem predictable", "NLL(x | c) − NLL(x | c, z), nats per token",
-          lambda r: _sub(r.baseline and r.baseline.get("em/nll_x_no_rationale_heldout"),
+          lambda r: _sub(_get(r.baseline, "em/nll_x_no_rationale_heldout"),
                          _last(r.em, "em/nll_x_given_z_heldout")), 4),
     Claim("EM p_θ writes harder problems than the cold-start p_θ (solver)", "pass rate(cold start) − pass rate(EM)",
           lambda r: _sub(_set(r, "synth/coldstart", "pass_rate"), _set(r, "synth/em", "pass_rate"))),
@@ -101,12 +106,12 @@ CLAIMS = (
           lambda r: _sub(_set(r, "synth/em", "pairwise_distance"), _set(r, "synth/coldstart", "pairwise_distance")),
           4),
     Claim("self-play raises held-out accuracy", "accuracy(after last round) − accuracy(before)",
-          lambda r: r.selfplay and r.selfplay.get("selfplay/accuracy_gain")),
+          lambda r: _get(r.selfplay, "selfplay/accuracy_gain")),
     Claim("SFT on synthesized prompts beats seed prompts at an equal token budget",
           "accuracy(student on synth) − accuracy(student on seed)",
-          lambda r: r.sft and _sub(r.sft.get("sft/synth/accuracy_heldout"), r.sft.get("sft/seed/accuracy_heldout"))),
+          lambda r: _sub(_get(r.sft, "sft/synth/accuracy_heldout"), _get(r.sft, "sft/seed/accuracy_heldout"))),
     Claim("SFT on synthesized prompts raises held-out accuracy", "accuracy(student on synth) − accuracy(before)",
-          lambda r: r.sft and _sub(r.sft.get("sft/synth/accuracy_heldout"), r.sft.get("sft/accuracy_heldout_before"))),
+          lambda r: _sub(_get(r.sft, "sft/synth/accuracy_heldout"), _get(r.sft, "sft/accuracy_heldout_before"))),
 )
 
 
@@ -116,10 +121,10 @@ def _std(values: Sequence[float]) -> float:
 
 def measure(runs: Sequence[Run]) -> list[dict]:
     """Per claim: the per-seed values (None when not measured in some run), mean, std and verdict."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for claim in CLAIMS:
-        values = [claim.value(run) for run in runs]
-        if any(v is None for v in values):
+        values = [v for v in (claim.value(run) for run in runs) if v is not None]
+        if len(values) < len(runs):
             rows.append({"claim": claim, "values": None})
             continue
         verdict = ("holds" if all(v > 0 for v in values) else "does not hold" if all(v <= 0 for v in values)

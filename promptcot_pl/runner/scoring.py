@@ -13,14 +13,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader
 
 from promptcot_pl import distributed
 from promptcot_pl.config import TrainerConfig
-from promptcot_pl.data.collate import encode_pair, pad_batch
-from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
+from promptcot_pl.data.collate import Encoded, encode_pair, pad_batch
+from promptcot_pl.data.shared_prefix import SharedPrefix, group_by_prompt, shared_prefix_batch
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import SequenceScorer
 from promptcot_pl.trainer import build_trainer, meta_init
@@ -36,26 +37,31 @@ def score_pairs(model_path: str | Path, pairs: Sequence[tuple[str, str | Sequenc
     tokenizer = load_tokenizer(model_path)
     if share_prefix is None:
         share_prefix = trainer_cfg.share_prefix
+    rows: list[SharedPrefix] | list[Encoded]
     if share_prefix:
         # A row is at most max_length tokens long: attention with an explicit mask grows with the square of the
         # row, so a row holding all K candidates of a long prompt costs more than it saves (measured on CPU).
         rows = group_by_prompt(tokenizer, pairs, max_length, row_tokens=max_length, max_targets=len(pairs))
         collate = partial(shared_prefix_batch, pad_id=tokenizer.pad_token_id)
     else:
-        rows = []
+        encoded: list[Encoded] = []
         for i, (prompt, target) in enumerate(pairs):
             item = encode_pair(tokenizer, prompt, target, max_length)
             if item is None or (isinstance(target, str) and item.input_ids[-1] != tokenizer.eos_token_id):
                 raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
             item.index = i
-            rows.append(item)
+            encoded.append(item)
+        rows = encoded
         collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
     batches = token_batches(sorted(rows, key=len, reverse=True), trainer_cfg.score_tokens)
-    loader = DataLoader(_rank_share(batches), batch_size=None, shuffle=False, collate_fn=collate)
+    # a list of batches is a map-style dataset; batch_size=None hands each one to `collate` whole
+    loader: DataLoader = DataLoader(_rank_share(batches), batch_size=None,  # type: ignore[arg-type]
+                                    shuffle=False, collate_fn=collate)
     trainer = build_trainer(replace(trainer_cfg, enable_progress_bar=False),
                             max_epochs=1, default_root_dir=root_dir)
     model = load_model(model_path, dtype, empty=meta_init(trainer_cfg))  # empty on FSDP ranks > 0: filled from 0
-    outputs = trainer.predict(SequenceScorer(model, trainer_cfg.logits_chunk_mib), loader)
+    outputs = cast(list[dict[str, torch.Tensor]],  # one dict per batch (SequenceScorer.predict_step)
+                   trainer.predict(SequenceScorer(model, trainer_cfg.logits_chunk_mib), loader))
     if distributed.world_size() > 1:
         outputs = [out for part in distributed.gather_objects([{k: v.cpu() for k, v in o.items()} for o in outputs])
                    for out in part]

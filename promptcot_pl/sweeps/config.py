@@ -34,6 +34,20 @@ class ParamSpec:
     def active(self, params: dict[str, Any]) -> bool:
         return not self.when or all(params.get(k) == v for k, v in self.when.items())
 
+    @property
+    def range(self) -> tuple[float, float]:
+        """(low, high) of a numeric parameter (both are checked at load)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} parameter needs 'low' and 'high'")
+        return self.low, self.high
+
+    @property
+    def options(self) -> list[Any]:
+        """The choices of a categorical parameter (checked at load)."""
+        if not self.choices:
+            raise ValueError("a categorical parameter needs 'choices'")
+        return list(self.choices)
+
 
 @dataclass
 class ObjectiveSpec:
@@ -79,6 +93,18 @@ class SweepConfig:
     # trials whose settings for a stage are equal share it (<output_dir>/<study>/stage_cache, runner/stage_cache.py)
     share_stages: bool = True
 
+    @property
+    def name(self) -> str:
+        """The study's name: `study_name`, which `load_sweep` sets to the file's stem when the file does not."""
+        if self.study_name is None:
+            raise ValueError("the sweep has no study_name (load it with load_sweep)")
+        return self.study_name
+
+    @property
+    def root(self) -> Path:
+        """The study's directory: its trials' run directories, the shared stage cache, the plots."""
+        return Path(self.output_dir) / self.name
+
     def trial_overrides(self, params: dict[str, Any]) -> list[str]:
         """Dotlist overrides for one trial: the fixed ones, then the sampled ones (JSON is valid YAML)."""
         return [f"{k}={json.dumps(v)}" for k, v in {**self.overrides, **params}.items()]
@@ -120,8 +146,8 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> tup
     sample: dict[str, Any] = {}
     for key, spec in sweep.search_space.items():
         if spec.active(sample):
-            sample[key] = (spec.choices[0] if spec.type == "categorical" else
-                           int(spec.low) if spec.type == "int" else spec.low)
+            sample[key] = (spec.options[0] if spec.type == "categorical" else
+                           int(spec.range[0]) if spec.type == "int" else spec.range[0])
     try:
         load_config(experiment, sweep.trial_overrides(sample))
     except ConfigError as err:

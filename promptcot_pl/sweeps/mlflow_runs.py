@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -25,21 +26,26 @@ def study_run_id(sweep: SweepConfig, tracking: TrackingConfig) -> str | None:
         return None
     from promptcot_pl.tracking import Tracker
 
-    tracker = Tracker(tracking, tracking.experiment or sweep.study_name, Path(sweep.output_dir))
-    tag = f"tags.`promptcot.study` = '{sweep.study_name}'"
+    tracker = Tracker(tracking, tracking.experiment or sweep.name, Path(sweep.output_dir))
+    if tracker.experiment_id is None:  # the server does not answer (the tracker said so); trials log through outboxes
+        log.warning("sweep %s: no study run while the tracking server is away; trials are not grouped under one",
+                    sweep.name)
+        return None
+    experiment_id = tracker.experiment_id
+    tag = f"tags.`promptcot.study` = '{sweep.name}'"
 
     def oldest():
-        runs = tracker.client.search_runs([tracker.experiment_id], tag, order_by=["attribute.start_time ASC"])
+        runs = tracker.mlflow.search_runs([experiment_id], tag, order_by=["attribute.start_time ASC"])
         return runs[0].info.run_id if runs else None
 
     found = oldest()
     if found:
         return found
-    mine = tracker.client.create_run(tracker.experiment_id, run_name=f"study/{sweep.study_name}",
-                                     tags={"promptcot.study": sweep.study_name}).info.run_id
+    mine = tracker.mlflow.create_run(experiment_id, run_name=f"study/{sweep.name}",
+                                     tags={"promptcot.study": sweep.name}).info.run_id
     winner = oldest()
     if winner != mine:
-        tracker.client.delete_run(mine)
+        tracker.mlflow.delete_run(mine)
     return winner
 
 
@@ -93,7 +99,7 @@ def log_plots(study: optuna.Study, study_run: str | None, tracking: TrackingConf
              "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target=target)}
     for name, plot in plots.items():
         try:
-            ax = plot()
+            ax: Any = plot()  # one Axes, or an array of them
         except (ValueError, RuntimeError, ZeroDivisionError) as err:  # e.g. importances need 2+ finished trials
             log.info("sweep: no %s plot (%s)", name, err)
             continue

@@ -74,18 +74,19 @@ def _pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
 
 
 def open_study(sweep: SweepConfig, url: str | None = None) -> optuna.Study:
-    directions = [o.direction for o in sweep.objectives]
-    return optuna.create_study(study_name=sweep.study_name, storage=storage(sweep, url), sampler=_sampler(sweep),
+    directions: list[Any] = [o.direction for o in sweep.objectives]  # "maximize" / "minimize", checked at load
+    return optuna.create_study(study_name=sweep.name, storage=storage(sweep, url), sampler=_sampler(sweep),
                                pruner=_pruner(sweep), directions=directions, load_if_exists=True)
 
 
 def suggest(trial: optuna.Trial, key: str, spec: ParamSpec) -> Any:
     match spec.type:
         case "categorical":
-            return trial.suggest_categorical(key, list(spec.choices))
+            return trial.suggest_categorical(key, spec.options)
         case "int":
-            return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
-    return trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
+            low, high = spec.range
+            return trial.suggest_int(key, int(low), int(high), step=int(spec.step or 1), log=spec.log)
+    return trial.suggest_float(key, *spec.range, step=spec.step, log=spec.log)
 
 
 def sample_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
@@ -123,6 +124,8 @@ class _Reporter:
 
 
 def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
+    from promptcot_pl.pipeline import run_dir_of
+
     single = sweep.objectives[0].metric if len(sweep.objectives) == 1 else None  # Optuna prunes single objectives
 
     def objective(trial: optuna.Trial) -> float | list[float]:
@@ -132,9 +135,9 @@ def _objective(sweep: SweepConfig, experiment: Path, study_run: str | None):
         number = RetryHeartbeatStaleTrialCallback.retried_trial_number(next(t for t in running if t.number == trial.number))
         number = trial.number if number is None else number
         overrides = sweep.trial_overrides(params) + [
-            f"name={sweep.study_name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"]
+            f"name={sweep.name}", f"run_name=trial_{number:04d}", f"output_dir={sweep.output_dir}"]
         cfg = load_config(experiment, overrides)
-        trial.set_user_attr("run_dir", str(Path(cfg.output_dir) / cfg.name / cfg.run_name))
+        trial.set_user_attr("run_dir", str(run_dir_of(cfg)))
         log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
         if distributed.world_size() > 1:
             distributed.broadcast(overrides)  # the other ranks run the same trial (`_follow`)
@@ -153,7 +156,7 @@ def _run_trial(sweep: SweepConfig, cfg, study_run: str | None, reporter: _Report
     from promptcot_pl.pipeline import run_pipeline
     from promptcot_pl.runner.stage_cache import StageCache
 
-    cache = StageCache(Path(sweep.output_dir) / sweep.study_name / "stage_cache") if sweep.share_stages else None
+    cache = StageCache(sweep.root / "stage_cache") if sweep.share_stages else None
     return run_pipeline(cfg, parent_run_id=study_run, report=reporter, cache=cache)
 
 
@@ -200,12 +203,13 @@ def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None,
             for params in sweep.enqueue:
                 study.enqueue_trial(dict(params), skip_if_exists=True)
             study_run = study_run_id(sweep, tracking)
-        log.info("sweep %s: storage %s; MLflow study run %s", sweep.study_name, url or sweep.storage or DEFAULT_STORAGE,
+        log.info("sweep %s: storage %s; MLflow study run %s", sweep.name, url or sweep.storage or DEFAULT_STORAGE,
                  study_run)
     study_run = distributed.broadcast(study_run)
     if not distributed.is_zero():
         _follow(sweep, experiment, study_run)
         return study  # None: rank 0 holds the study
+    assert study is not None  # rank 0 opened it above
     start = time.time()
     try:
         study.optimize(_objective(sweep, experiment, study_run), n_trials=n_trials or sweep.n_trials,
@@ -214,8 +218,8 @@ def run_sweep(sweep: SweepConfig, experiment: Path, n_trials: int | None = None,
         if distributed.world_size() > 1:
             distributed.broadcast(None)  # no more trials: the other ranks return
     tag_trial_runs(study, tracking)
-    log_plots(study, study_run, tracking, Path(sweep.output_dir) / sweep.study_name / "plots")
-    log.info("sweep %s: this worker finished after %.0f s", sweep.study_name, time.time() - start)
+    log_plots(study, study_run, tracking, sweep.root / "plots")
+    log.info("sweep %s: this worker finished after %.0f s", sweep.name, time.time() - start)
     return study
 
 

@@ -26,9 +26,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptcot_pl.config import TrackingConfig
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 from promptcot_pl.data.atomic import atomic_write_text
 
 log = logging.getLogger("promptcot")
@@ -64,7 +67,7 @@ class Tracker:
         self.state_path = run_dir / "tracking.json"
         self.outbox_path = run_dir / "tracking_outbox.jsonl"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.client = None
+        self.client: MlflowClient | None = None  # only on a tracking process (rank 0, tracking.enabled)
         self.experiment_id: str | None = None
         self._reattached: set[str] = set()
         self._logged: dict[str, set[tuple[str, int]]] = {}  # run id → (metric, step) points it holds
@@ -96,18 +99,25 @@ class Tracker:
                         "until it does", self.uri, self.outbox_path)
         self.flush()
 
+    @property
+    def mlflow(self) -> MlflowClient:
+        """The MLflow client of a tracking process (every call on it is made where `enabled` holds)."""
+        if self.client is None:
+            raise RuntimeError("this tracker does not track (tracking.enabled is false or this is not rank 0)")
+        return self.client
+
     # --- delivery -------------------------------------------------------------------------------------------
 
     def _experiment_id(self) -> str:
-        found = self.client.get_experiment_by_name(self.experiment)
+        found = self.mlflow.get_experiment_by_name(self.experiment)
         if found is not None:
             if found.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the kind was set, or by another tool
-                self.client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+                self.mlflow.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
             return found.experiment_id
         local = self.uri.startswith(("sqlite:", "file:")) or "://" not in self.uri
         # A server decides where artifacts go; a local store must not default to ./mlruns.
         location = Path(self.cfg.artifact_location).resolve().as_uri() if local else None
-        return self.client.create_experiment(self.experiment, artifact_location=location,
+        return self.mlflow.create_experiment(self.experiment, artifact_location=location,
                                              tags=dict([EXPERIMENT_KIND]))
 
     def _resolve(self, handle: str | None) -> str | None:
@@ -125,32 +135,34 @@ class Tracker:
             tags = {"mlflow.runName": op["name"]}
             if op["parent"] is not None:
                 tags["mlflow.parentRunId"] = self._resolve(op["parent"])
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=op["name"])
+            run = self.mlflow.create_run(self.experiment_id, tags=tags, run_name=op["name"])
             self.state.setdefault("runs", {})[op["key"]] = run.info.run_id
             self._save_state()
             return
         run_id = self._resolve(op["run"])
+        if run_id is None:
+            raise RuntimeError(f"tracking: {kind} for a run that was never created ({op['run']!r})")
         if kind == "metrics":
             items = [Metric(k, v, t, s) for k, v, t, s in op["points"]]
             for start in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
-                self.client.log_batch(run_id, metrics=items[start:start + 1000])
+                self.mlflow.log_batch(run_id, metrics=items[start:start + 1000])
         elif kind == "params":
-            held = self.client.get_run(run_id).data.params
-            items = [Param(k, v) for k, v in op["params"].items() if k not in held]
-            for start in range(0, len(items), 100):  # and at most 100 params
-                self.client.log_batch(run_id, params=items[start:start + 100])
+            held = self.mlflow.get_run(run_id).data.params
+            params = [Param(k, v) for k, v in op["params"].items() if k not in held]
+            for start in range(0, len(params), 100):  # and at most 100 params
+                self.mlflow.log_batch(run_id, params=params[start:start + 100])
         elif kind == "status":
-            self.client.update_run(run_id, status=op["status"])
+            self.mlflow.update_run(run_id, status=op["status"])
         elif kind == "terminated":
-            self.client.set_terminated(run_id, status=op["status"])
+            self.mlflow.set_terminated(run_id, status=op["status"])
         elif kind == "artifact":
-            self.client.log_artifact(run_id, op["path"], op["folder"])
+            self.mlflow.log_artifact(run_id, op["path"], op["folder"])
         elif kind == "model":
             if op["key"] in self.state.get("models", {}):
                 return
-            model = self.client.create_logged_model(self.experiment_id, name=op["name"], source_run_id=run_id,
+            model = self.mlflow.create_logged_model(self.experiment_id, name=op["name"], source_run_id=run_id,
                                                     params=op["params"], model_type="transformers causal LM")
-            self.client.finalize_logged_model(model.model_id, "READY")
+            self.mlflow.finalize_logged_model(model.model_id, "READY")
             self.state.setdefault("models", {})[op["key"]] = model.model_id
             self._save_state()
 
@@ -247,8 +259,8 @@ class Tracker:
             held: set[tuple[str, int]] = set()
             if run_id in self._reattached:
                 try:
-                    for key in self.client.get_run(run_id).data.metrics:
-                        held.update((key, m.step) for m in self.client.get_metric_history(run_id, key))
+                    for key in self.mlflow.get_run(run_id).data.metrics:
+                        held.update((key, m.step) for m in self.mlflow.get_metric_history(run_id, key))
                 except Exception:  # noqa: BLE001
                     if not self.remote:
                         raise
@@ -281,7 +293,7 @@ class Tracker:
         if not self.enabled:
             return
         for run_id in self.state.get("runs", {}).values():
-            self.client.delete_run(run_id)
+            self.mlflow.delete_run(run_id)
         self._outbox = []
 
     def log_model(self, run_id: str | None, key: str, name: str, params: Mapping[str, str]) -> None:

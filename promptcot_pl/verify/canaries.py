@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from promptcot_pl.verify.rewards import Rewards, Target
+from promptcot_pl.verify.rewards import Rewards, Target, required
 
 log = logging.getLogger("promptcot")
 
@@ -55,7 +55,8 @@ def _thoughts(text: str, thinking: bool) -> str:
 
 
 def math_canaries(problem: Target, thinking: bool) -> list[Canary]:
-    a, w = problem.answer.strip(), _wrong(problem.answer)
+    answer = required(problem, "answer")
+    a, w = answer.strip(), _wrong(answer)
     head = _thoughts("Let me work it out.", thinking) + "\n" if thinking else ""
     texts = {
         "empty_box": r"The answer is \boxed{}.",
@@ -117,7 +118,7 @@ def _fenced(code: str, tag: str = "python") -> str:
 
 
 def code_canaries(problem: Target, thinking: bool, timeout_s: float) -> list[Canary]:
-    tests = problem.tests
+    tests = required(problem, "tests")
     head = _thoughts("Let me write it.", thinking) + "\n" if thinking else ""
     return [
         Canary("empty_program", head + "```python\n```\n", problem),
@@ -126,7 +127,7 @@ def code_canaries(problem: Target, thinking: bool, timeout_s: float) -> list[Can
         Canary("reads_host_files", head + _fenced(_SCAN), problem),
         # one test only: each test would wait out the full timeout
         Canary("sleeps_past_timeout", head + _fenced(_lookup(tests[:1], before=f"time.sleep({timeout_s + 1:g})\n")),
-               replace(problem, tests=tests[:1])),
+               replace(problem, tests=tests[:1])),  # type: ignore[type-var]  # Problem and Triple are dataclasses
         Canary("program_in_text_block", head + _fenced(_lookup(tests), tag="text"), problem),
         Canary("program_in_thoughts", _thoughts(_fenced(_lookup(tests)), thinking) + "\nNo code.", problem),
         Canary("control", head + _fenced(_lookup(tests)), problem, control=True),
@@ -136,10 +137,10 @@ def code_canaries(problem: Target, thinking: bool, timeout_s: float) -> list[Can
 def canaries(problems: Sequence[Target], thinking: bool, timeout_s: float, per_domain: int = 2) -> list[Canary]:
     """The canaries for the first `per_domain` problems of each domain among `problems`."""
     out: list[Canary] = []
-    for domain, build in (("math", math_canaries), ("code", code_canaries)):
-        chosen = [p for p in problems if p.domain == domain and (p.answer if domain == "math" else p.tests)]
-        for problem in chosen[:per_domain]:
-            out += build(problem, thinking) if domain == "math" else build(problem, thinking, timeout_s)
+    for problem in [p for p in problems if p.domain == "math" and p.answer][:per_domain]:
+        out += math_canaries(problem, thinking)
+    for problem in [p for p in problems if p.domain == "code" and p.tests][:per_domain]:
+        out += code_canaries(problem, thinking, timeout_s)
     return out
 
 

@@ -33,14 +33,16 @@ class _Worker:
 
         self.proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, preexec_fn=limit, start_new_session=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are pipes
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.ready = False
         self.buffer = b""
         self.job: tuple[int, float] | None = None  # (item index, deadline)
 
     def send(self, index: int, payload: dict[str, Any], timeout_s: float) -> None:
         self.job = (index, time.monotonic() + timeout_s)
-        self.proc.stdin.write(json.dumps({"id": index, **payload}).encode() + b"\n")
-        self.proc.stdin.flush()
+        self.stdin.write(json.dumps({"id": index, **payload}).encode() + b"\n")
+        self.stdin.flush()
 
     def kill(self) -> None:
         try:
@@ -64,11 +66,11 @@ class KillablePool:
         self.workers = []
 
     def _replace(self, worker: _Worker, selector: selectors.BaseSelector) -> _Worker:
-        selector.unregister(worker.proc.stdout)
+        selector.unregister(worker.stdout)
         worker.kill()
         fresh = _Worker(self.module, self.memory_mb)
         self.workers[self.workers.index(worker)] = fresh
-        selector.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
+        selector.register(fresh.stdout, selectors.EVENT_READ, fresh)
         return fresh
 
     def map(self, payloads: Sequence[dict[str, Any]], timeout_s: float) -> list[Any]:
@@ -82,7 +84,7 @@ class KillablePool:
         pending = len(payloads)
         selector = selectors.DefaultSelector()
         for worker in self.workers:
-            selector.register(worker.proc.stdout, selectors.EVENT_READ, worker)
+            selector.register(worker.stdout, selectors.EVENT_READ, worker)
         try:
             while pending:
                 for worker in list(self.workers):
@@ -97,7 +99,7 @@ class KillablePool:
                 wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
                 for key, _ in selector.select(timeout=wait):
                     worker = key.data
-                    chunk = os.read(worker.proc.stdout.fileno(), 1 << 16)
+                    chunk = os.read(worker.stdout.fileno(), 1 << 16)
                     if not chunk:  # the worker died: its item (if any) crashed
                         if not worker.ready:
                             code = worker.proc.wait()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from promptcot_pl.config.common import VerifyConfig
 from promptcot_pl.verify.code import extract_code, run_many
@@ -28,9 +28,12 @@ class Target(Protocol):
     tests: list[dict[str, str]] | None
 
 
-def _need(problem: Target, field: str) -> None:
-    if not getattr(problem, field):
+def required(problem: Target, field: str) -> Any:
+    """`problem.<field>`, which its domain's reward checks against."""
+    value = getattr(problem, field)
+    if not value:
         raise ValueError(f"problem of domain {problem.domain!r} has no {field!r} to check against")
+    return value
 
 
 def math_reward(completion: str, problem: Target) -> float | None:
@@ -96,17 +99,17 @@ class Rewards:
         for i, (full, problem) in enumerate(zip(completions, problems)):
             text = final_text(full, thinking) or ""
             if problem.domain == "math":
-                _need(problem, "answer")
+                answer = required(problem, "answer")
                 predicted = extract_answer(text)
                 if predicted is not None:
                     math_idx.append(i)
-                    math_pairs.append((predicted, problem.answer))
+                    math_pairs.append((predicted, answer))
             elif problem.domain == "code":
-                _need(problem, "tests")
+                tests = required(problem, "tests")
                 code = extract_code(text)
                 if code is not None:
                     code_idx.append(i)
-                    code_jobs.append((code, problem.tests))
+                    code_jobs.append((code, tests))
             else:
                 raise ValueError(f"no reward for domain {problem.domain!r}")
         for i, same in zip(math_idx, check_many(math_pairs, workers=self.workers)):

@@ -23,7 +23,9 @@ def structural_difficulty(problems: Sequence) -> dict[str, float]:
     out = {"oracle_readable": len(known) / len(problems) if problems else math.nan}
     for key in ("level", "operations", "column_steps"):
         out[f"oracle_{key}"] = statistics.fmean(s[key] for _, s in known) if known else math.nan
-    answered = [(p, solve(p.problem)) for p, _ in known if getattr(p, "answer", None)]
-    out["reference_agreement"] = (statistics.fmean(float(p.answer.strip() == solved[1]) for p, solved in answered)
+    # a statement the oracle reads (`known`) it also solves: both parse it the same way
+    answered = [(p, solved[1]) for p, _ in known
+                if getattr(p, "answer", None) and (solved := solve(p.problem)) is not None]
+    out["reference_agreement"] = (statistics.fmean(float(p.answer.strip() == answer) for p, answer in answered)
                                   if answered else math.nan)
     return out

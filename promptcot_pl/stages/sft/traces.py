@@ -86,14 +86,14 @@ def keep_correct(traces: Sequence[Trace], problems: Sequence[Problem], dropped: 
     by_id = {p.id: p for p in problems}
     checkable = [t for t in traces if by_id[t.problem_id].answer or by_id[t.problem_id].tests]
     # sharded over the ranks of a multi-process run
-    rewards = rewards or Rewards()
-    scores = sharded_map(lambda part: rewards.score([t.completion for t in part], [by_id[t.problem_id] for t in part],
-                                                    thinking=any("</think>" in t.completion for t in part)),
+    scorer = rewards or Rewards()
+    scores = sharded_map(lambda part: scorer.score([t.completion for t in part], [by_id[t.problem_id] for t in part],
+                                                   thinking=any("</think>" in t.completion for t in part)),
                          checkable)
-    rewards = dict(zip(map(id, checkable), scores))
+    reward_of = dict(zip(map(id, checkable), scores))
     kept = []
     for t in traces:
-        reward = rewards.get(id(t), 1.0)
+        reward = reward_of.get(id(t), 1.0)
         if reward is None:
             dropped["unscorable"] += 1
         elif reward < 1.0:

@@ -51,8 +51,8 @@ def written_tests(engine, fmt: PromptFormat, problems: Sequence[str], sampling: 
         tests: list[dict[str, str]] = []
         for completion in group:
             test, why = parse_test(completion.text)
-            if why:
-                reasons[why] += 1
+            if test is None:
+                reasons[str(why)] += 1
             elif test in tests:
                 reasons["duplicate_test"] += 1
             else:
