@@ -214,7 +214,7 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
         devices=devices,
         num_nodes=num_nodes,
         strategy=_strategy(cfg, accelerator, distributed.launched()),
-        precision=cfg.precision,  # type: ignore[arg-type]
+        precision=cfg.precision,
         max_epochs=max_epochs,
         max_steps=max_steps,
         gradient_clip_val=clip,

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal
 
 from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.encode import encode_prompt
@@ -100,9 +101,10 @@ class VLLMEngine:
     def _start(self) -> None:
         from vllm import LLM
 
-        kwargs = dict(model=self.path, tokenizer=self.path, dtype=self.dtype, seed=self.seed,
-                      tensor_parallel_size=self.cfg.tensor_parallel_size,
-                      gpu_memory_utilization=self.cfg.gpu_memory_utilization, enforce_eager=self.cfg.enforce_eager)
+        kwargs: dict[str, Any] = dict(model=self.path, tokenizer=self.path, dtype=self.dtype, seed=self.seed,
+                                      tensor_parallel_size=self.cfg.tensor_parallel_size,
+                                      gpu_memory_utilization=self.cfg.gpu_memory_utilization,
+                                      enforce_eager=self.cfg.enforce_eager)
         if self.cfg.max_model_len is not None:
             kwargs["max_model_len"] = self.cfg.max_model_len
         if _sleep_mode_available():
@@ -116,7 +118,7 @@ class VLLMEngine:
             kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, int(longest)))
         with _own_gpus(self.cfg.tensor_parallel_size):
             self.llm = LLM(**kwargs)
-        self.asleep = False
+        self.asleep: Literal[False, "sleep", "closed"] = False
 
     def sleep(self) -> str:
         """Free the engine's memory for a fit (weights and KV cache): vLLM's sleep mode, level 2, where the
@@ -180,6 +182,7 @@ class VLLMEngine:
                  local: bool = False) -> list[list[Completion]]:
         # one engine per rank generates the prompts it is given: `local` changes nothing here (see DataParallelEngine)
         from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
         from promptcot_pl.generation.hf import check_sampling
 
@@ -194,7 +197,7 @@ class VLLMEngine:
         )
         # token ids by data/encode.py's rule: vLLM would add a second BOS to a chat prompt that has one
         tokenizer = self._tokenizer()
-        requests = [{"prompt_token_ids": encode_prompt(tokenizer, p)} for p in prompts]
+        requests = [TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, p)) for p in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=self.cfg.progress)
         from promptcot_pl.accounting import count_generated
 

@@ -102,11 +102,11 @@ class _LinearLogprobs(torch.autograd.Function):
                 if slope is not None:
                     grad.mul_(slope)
                 grad = grad.to(ctx.dtype)
-                if need_h:
+                if grad_h is not None:
                     grad_h[rows] = (grad @ w).to(hidden.dtype)
-                if need_w:
+                if grad_w is not None:
                     grad_w.add_(grad.T @ h)
-                if need_b:
+                if grad_b is not None:
                     grad_b.add_(grad.sum(dim=0))
         return (grad_h, None if grad_w is None else grad_w.to(weight.dtype),
                 None if grad_b is None else grad_b.to(bias.dtype), None, None, None)

@@ -284,8 +284,9 @@ class Tracker:
         if points:
             self._send({"op": "metrics", "run": run_id, "points": points})
 
-    def log_artifact(self, run_id: str | None, path: str | Path, folder: str | None = None) -> None:
-        if run_id is not None:
+    def log_artifact(self, run_id: str | None, path: str | Path | None, folder: str | None = None) -> None:
+        """Copy the file `path` into the run's artifacts (nothing when either is None: not tracked, not made)."""
+        if run_id is not None and path is not None:
             self._send({"op": "artifact", "run": run_id, "path": str(Path(path).resolve()), "folder": folder})
 
     def discard(self) -> None:

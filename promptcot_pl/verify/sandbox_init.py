@@ -290,7 +290,7 @@ def _init(spec, isolation, in_pid_ns, was_root):
 
 def main():
     spec = json.loads(sys.stdin.read())
-    isolation = []
+    isolation: list[str] = []
     was_root = os.geteuid() == 0
     in_pid_ns = _enter_namespaces(isolation)
     if not in_pid_ns:

@@ -110,6 +110,7 @@ def annotate(annotator, name: str, batch: list[Problem], cfg: AnnotateConfig, fa
         if why:
             failures[why] += 1
             continue
+        assert concepts is not None and level is not None  # the parsers return a value or a reason
         parsed.append((problem, concepts, level))
     if not parsed:
         return []
@@ -120,6 +121,7 @@ def annotate(annotator, name: str, batch: list[Problem], cfg: AnnotateConfig, fa
         if why:
             failures[why] += 1
             continue
+        assert rationale is not None
         triples.append(Triple(id=item_id(f"{problem.domain}-annotated", problem.problem), domain=problem.domain,
                               concepts=concepts, level=level, rationale=rationale, problem=problem.problem,
                               answer=problem.answer, solution=problem.meta.get("solution"), tests=problem.tests,
@@ -134,8 +136,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     corpus = [p for path in cfg.corpus for p in read_eval_rows(path)][: cfg.max_items]
     n = len(cfg.annotators)
     done: dict[int, Triple] = {}
-    failures = {name: Counter() for name in cfg.annotators}
-    annotated = Counter()
+    failures: dict[str, Counter[str]] = {name: Counter() for name in cfg.annotators}
+    annotated: Counter[str] = Counter()
     # attempt r of problem i goes to annotator (i + r) mod n: dealt out in turn, a failure retried by the next one
     for attempt in range(n):
         for a, name in enumerate(cfg.annotators):

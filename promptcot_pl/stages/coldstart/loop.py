@@ -6,6 +6,8 @@ per target token at initialisation and after the fit for both.
 
 from __future__ import annotations
 
+from typing import Any
+
 from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.prompts import prompt_pairs, rationale_pairs
 from promptcot_pl.data.records import Triple
@@ -20,7 +22,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: ctx.cfg.coldstart.eval_limit]
     p_base, q_base = base_models(ctx, train)
     stage = ctx.cfg.coldstart
-    kwargs = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim)
+    kwargs: dict[str, Any] = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim)
     q_fmt, p_fmt = ctx.prompt_format("rationale_model", q_base), ctx.prompt_format("prompt_model", p_base)
     q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(q_fmt, train), rationale_pairs(q_fmt, heldout),
                   report_as="coldstart/q_nll_heldout", **kwargs)

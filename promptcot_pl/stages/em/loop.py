@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -119,7 +120,8 @@ def _token_budget(ctx: StageContext) -> int:
     return ctx.cfg.data.max_length + 2 * ctx.cfg.em.max_rationale_tokens
 
 
-def _score(ctx: StageContext, model: Path, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _score(ctx: StageContext, model: Path,
+           pairs: Sequence[tuple[str, str | Sequence[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
     with ctx.released(f"scoring by {_where(ctx, model)}"):
         return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=_token_budget(ctx),
                            dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
@@ -137,7 +139,7 @@ class Scores(NamedTuple):
 
 
 def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple],
-                      zs: list[list[Candidate]], extra_p: list[tuple[str, str]] = ()):
+                      zs: list[list[Candidate]], extra_p: Sequence[tuple[str, str]] = ()):
     """`Scores` of the valid candidates (log q on the sampled ids, log p on the text p_θ would write); with
     `extra_p`, p_θ's scores of those pairs too, from the same pass (each model is loaded once per scoring pass:
     REVIEW m19)."""
@@ -157,7 +159,7 @@ def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: li
     return (scores, lp[n:], p_tokens[n:]) if extra_p else scores
 
 
-def _fit(ctx: StageContext, loss_name: str, base: Path, items: list[tuple[str, str | list[int], float]],
+def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[str, str | list[int], float]],
          optim: OptimConfig, epochs: int, out: Path) -> Path:
     """Fit `base` on weighted (prompt, target, weight) items and save it to `out` (HF format); a target is text, or
     token ids as sampled (the E-step fits q_φ on its own samples' ids)."""
@@ -227,12 +229,12 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
         sc = _score_candidates(ctx, f, q, p, pairs, zs)
         norm = dict(p_tokens=sc.p_tokens, q_tokens=sc.q_tokens) if em.length_normalize else {}
         weights = em_weights(sc.lp, sc.lq, selection=em.selection, tau=em.tau, beta=em.beta, valid=sc.valid, **norm)
-        items = [(_q(f, t, "")[0], list(z.ids), float(w))
-                 for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
-        if not items:
+        e_items = [(_q(f, t, "")[0], list(z.ids), float(w))
+                   for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
+        if not e_items:
             raise ValueError(f"em iteration {it}: no valid rationale among {em.k} samples of any pair "
                              f"({flaw_shares(zs, '')}); raise em.max_rationale_tokens")
-        q = _fit(ctx, "em/e_loss", q, items, em.e_optim, em.epochs_e, out / "rationale_model")
+        q = _fit(ctx, "em/e_loss", q, e_items, em.e_optim, em.epochs_e, out / "rationale_model")
         has_valid = sc.valid.any(dim=1)
         winners = [group[int(row.argmax())].text if ok else None for group, row, ok in zip(zs, weights, has_valid)]
         entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1)[has_valid].mean()

@@ -12,9 +12,10 @@ from promptcot_pl.runner.problems import decontaminated
 
 def load_triples(ctx: StageContext) -> list[Triple]:
     domain = ctx.cfg.domain
+    if domain.source == "builtin":
+        return build_domain(domain.name, domain.n_items, ctx.cfg.seed)
+    assert domain.path is not None  # a file source needs one (checked at load)
     match domain.source:
-        case "builtin":
-            return build_domain(domain.name, domain.n_items, ctx.cfg.seed)
         case "triples":
             return read_jsonl(domain.path, Triple)[: domain.n_items]
         case "promptcot":

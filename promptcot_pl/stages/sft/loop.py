@@ -72,11 +72,11 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
                                    replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
     if cfg.filter_correct:
         traces = keep_correct(traces, problems, dropped, ctx.rewards())
-    funnel = {"prompts": len(problems) + dropped["duplicate_prompt"], "traces": len(traces),
-              "dropped": dict(sorted(dropped.items()))}
+    prompts = len(problems) + dropped["duplicate_prompt"]
+    funnel = {"prompts": prompts, "traces": len(traces), "dropped": dict(sorted(dropped.items()))}
     write_json(out / "funnel.json", funnel)
     ctx.tracker.log_artifact(ctx.run_id, out / "funnel.json", source)  # the data funnel, beside the metrics
-    ctx.tracker.log_metrics(ctx.run_id, {f"sft/{source}/prompts": funnel["prompts"],
+    ctx.tracker.log_metrics(ctx.run_id, {f"sft/{source}/prompts": prompts,
                                          **{f"sft/{source}/dropped_{k}": v for k, v in dropped.items()}})
     write_jsonl(out / "traces_released.jsonl", released_format(traces, student))
     write_jsonl(path, traces)

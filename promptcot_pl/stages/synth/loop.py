@@ -113,7 +113,7 @@ def _filter(ctx: StageContext, generated: list[dict], sets, seed_problems: list[
             index: NgramIndex, generator: str = "em") -> tuple[list[Problem], Counter, Counter]:
     """Parsed, deduplicated, non-degenerate, decontaminated problems (targets not attached yet)."""
     cfg = ctx.cfg.synth
-    funnel, dropped = Counter(generated=len(generated)), Counter()
+    funnel, dropped = Counter(generated=len(generated)), Counter[str]()
     if generator == "no_rationale":  # the problem block alone, up to its end marker
         parsed = [("", row["text"].split(PROBLEM_END)[0].strip()) if PROBLEM_END in row["text"] else None
                   for row in generated]
@@ -149,10 +149,10 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
     if not problems:
         return []
     if ctx.cfg.domain.name != "code" and cfg.references == "oracle":
-        references = [solve(p.problem) for p in problems]
-        dropped["oracle_unsolved"] += sum(r is None for r in references)
-        references = [None if r is None else (r[1], 1.0) for r in references]
-        return _with_references(problems, references, dropped, cfg.min_words)
+        solved = [solve(p.problem) for p in problems]
+        dropped["oracle_unsolved"] += sum(r is None for r in solved)
+        oracle: list[tuple[str, float] | None] = [None if r is None else (r[1], 1.0) for r in solved]
+        return _with_references(problems, oracle, dropped, cfg.min_words)
     # math references come from the solver's votes; code tests from the test writer (by default the solver too)
     model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx.run_dir)
     with ctx.engine(model) as served:
@@ -211,7 +211,7 @@ def synthesize(ctx: StageContext, name: str, sets, seed_problems: list[str], ind
         write_jsonl(out / "problems_released.jsonl", [to_problem_generation_row(fmt, Triple(
             id=p.id, domain=p.domain, concepts=p.concepts, level=p.level or "", rationale=p.rationale or "",
             problem=p.problem, answer=p.answer)) for p in kept])
-    counts = {k: funnel[k] for k in FUNNEL}
+    counts: dict[str, float] = {k: funnel[k] for k in FUNNEL}
     write_json(out / "funnel.json", {"counts": counts, "dropped": dict(sorted(dropped.items()))})
     log.info("synth/%s funnel: %s", name, " → ".join(f"{k} {counts[k]}" for k in FUNNEL))
     log.info("synth/%s dropped: %s", name, ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
