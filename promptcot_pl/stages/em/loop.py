@@ -23,28 +23,20 @@ MLflow keys `em_frozen/…`), so one run holds every variant of the paper's EM a
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import lightning as L
-import torch
 
-from promptcot_pl.config import OptimConfig, SamplingConfig
+from promptcot_pl.config import OptimConfig
 from promptcot_pl.data.collate import encode_pair, pad_batch, target_count
 from promptcot_pl.data.encode import encode
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
-from promptcot_pl.data.prompts import (
-    MARKERS,
-    problem_given_rationale_example,
-    prompt_model_example,
-    rationale_model_example,
-)
+from promptcot_pl.data.prompts import problem_given_rationale_example
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.sharding import sharded_loader
 from promptcot_pl.distributed import on_rank_zero
@@ -54,109 +46,20 @@ from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.fit import export_trained
 from promptcot_pl.runner.model_paths import base_models
-from promptcot_pl.runner.scoring import score_pairs
 from promptcot_pl.runner.steps import ResumableSteps
+from promptcot_pl.stages.em.candidates import (
+    Formats,
+    flaw_shares,
+    p_pair,
+    q_pair,
+    sample,
+    score,
+    score_candidates,
+    token_budget,
+    where,
+)
 from promptcot_pl.stages.em.config import EMConfig
-from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
-
-
-class Formats(NamedTuple):
-    """The prompt formats of p_θ and q_φ (their tokenizers do not change over EM iterations)."""
-
-    p: PromptFormat
-    q: PromptFormat
-
-
-def _p(f: Formats, t: Triple, z: str) -> tuple[str, str]:
-    return prompt_model_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
-
-
-def _q(f: Formats, t: Triple, z: str) -> tuple[str, str]:
-    return rationale_model_example(f.q, t.concepts, t.level, t.problem, z, t.domain)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A rationale as q_φ sampled it: its decoded text and the engine's token ids (through EOS when finished)."""
-
-    text: str
-    ids: tuple[int, ...]
-    finished: bool
-
-    @property
-    def flaw(self) -> str | None:
-        """Why this sample has no comparable density (None: it is valid)."""
-        if not self.finished:
-            return "truncated"
-        if any(marker in self.text for marker in MARKERS):
-            return "marker"
-        if not self.text.strip() or self.text != self.text.strip():
-            return "malformed"
-        return None
-
-
-FLAWS = ("truncated", "marker", "malformed")
-
-
-def _sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, ctx: StageContext,
-            seed: int) -> list[list[Candidate]]:
-    sampling = SamplingConfig(n=n, temperature=temperature, top_p=1.0, top_k=0,
-                              max_new_tokens=ctx.cfg.em.max_rationale_tokens, seed=seed)
-    prompts = [_q(f, t, "")[0] for t in pairs]
-    return [[Candidate(c.text, tuple(c.token_ids), c.finish_reason == "stop") for c in group]
-            for group in engine.generate(prompts, sampling)]
-
-
-def flaw_shares(zs: list[list[Candidate]], prefix: str) -> dict[str, float]:
-    """The share of candidates with each flaw, as `<prefix>truncated_share`, …"""
-    flat = [z.flaw for group in zs for z in group]
-    return {f"{prefix}{flaw}_share": sum(x == flaw for x in flat) / max(len(flat), 1) for flaw in FLAWS}
-
-
-def _token_budget(ctx: StageContext) -> int:
-    """Tokens a (prompt, rationale, problem) sequence may take: the pair's own (checked by `_fitting`) plus the
-    rationale's, twice over — p_θ scores a sampled rationale from its decoded text, which its tokenizer may cut
-    into more tokens than the `em.max_rationale_tokens` q_φ generated."""
-    return ctx.cfg.data.max_length + 2 * ctx.cfg.em.max_rationale_tokens
-
-
-def _score(ctx: StageContext, model: Path,
-           pairs: Sequence[tuple[str, str | Sequence[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
-    with ctx.released(f"scoring by {_where(ctx, model)}"):
-        return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=_token_budget(ctx),
-                           dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
-
-
-class Scores(NamedTuple):
-    """[N, K] log p_θ(z,x|c), log q_φ(z|c,x), their target token counts, and which candidates are valid (invalid
-    ones are not scored: −inf / 0 there)."""
-
-    lp: torch.Tensor
-    lq: torch.Tensor
-    p_tokens: torch.Tensor
-    q_tokens: torch.Tensor
-    valid: torch.Tensor
-
-
-def _score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple],
-                      zs: list[list[Candidate]], extra_p: Sequence[tuple[str, str]] = ()):
-    """`Scores` of the valid candidates (log q on the sampled ids, log p on the text p_θ would write); with
-    `extra_p`, p_θ's scores of those pairs too, from the same pass (each model is loaded once per scoring pass:
-    REVIEW m19)."""
-    shape = (len(pairs), len(zs[0]))
-    valid = torch.tensor([[z.flaw is None for z in group] for group in zs], dtype=torch.bool).view(shape)
-    flat = [(t, z) for t, group in zip(pairs, zs) for z in group if z.flaw is None]
-    lp, p_tokens = _score(ctx, p, [_p(f, t, z.text) for t, z in flat] + list(extra_p))
-    lq, q_tokens = _score(ctx, q, [(_q(f, t, "")[0], list(z.ids)) for t, z in flat]) if flat else (lp[:0], p_tokens[:0])
-    n = len(flat)
-
-    def place(values: torch.Tensor, fill: float) -> torch.Tensor:
-        full = torch.full(shape, fill, dtype=values.dtype)
-        full[valid] = values
-        return full
-
-    scores = Scores(place(lp[:n], -math.inf), place(lq, 0.0), place(p_tokens[:n], 0), place(q_tokens, 0), valid)
-    return (scores, lp[n:], p_tokens[n:]) if extra_p else scores
+from promptcot_pl.trainer import build_trainer, load_for_fit
 
 
 def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[str, str | list[int], float]],
@@ -166,27 +69,23 @@ def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[st
     tokenizer = load_tokenizer(base)
     encoded = []
     for prompt, target, weight in items:
-        item = encode_pair(tokenizer, prompt, target, _token_budget(ctx))
+        item = encode_pair(tokenizer, prompt, target, token_budget(ctx))
         if item is not None:
             item.weight = weight
             encoded.append(item)
     if len(encoded) < len(items):  # dropped, never cut (a sampled rationale may re-tokenize longer)
         log.warning("em: %d of %d fitting items longer than %d tokens left out", len(items) - len(encoded),
-                    len(items), _token_budget(ctx))
+                    len(items), token_budget(ctx))
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id),
                             counts=[target_count(e) for e in encoded], window=ctx.cfg.trainer.accumulate_grad_batches)
-    with ctx.released(f"the fit of {_where(ctx, out)}"):
+    with ctx.released(f"the fit of {where(ctx, out)}"):
         module = WeightedNLLModule(load_for_fit(base, ctx.cfg.trainer), optim, ctx.cfg.trainer.logits_chunk_mib, loss_name)
         trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
         trainer.fit(module, loader)
         path = export_trained(trainer, tokenizer, out)
     ctx.log_model(path, None, items)
     return path
-
-
-def _where(ctx: StageContext, path: Path) -> str:
-    return str(path.relative_to(ctx.run_dir)) if path.is_relative_to(ctx.run_dir) else str(path)
 
 
 def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
@@ -197,11 +96,11 @@ def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: l
     means and counted (`em/heldout_unbounded_pairs`)."""
     em = ctx.cfg.em
     engine.serve(q)
-    zs = _sample(engine, f, heldout, em.eval_k, 1.0, ctx, seed=ctx.cfg.seed)
-    greedy = [g[0].text.strip() for g in _sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
+    zs = sample(engine, f, heldout, em.eval_k, 1.0, ctx, seed=ctx.cfg.seed)
+    greedy = [g[0].text.strip() for g in sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
     x_pairs = [problem_given_rationale_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
                for t, z in zip(heldout, greedy)]
-    scores, lx, x_tokens = _score_candidates(ctx, f, q, p, heldout, zs, extra_p=x_pairs)
+    scores, lx, x_tokens = score_candidates(ctx, f, q, p, heldout, zs, extra_p=x_pairs)
     iwae, elbo = iwae_bound(scores.lp, scores.lq, scores.valid), elbo_estimate(scores.lp, scores.lq, scores.valid)
     bounded = scores.valid.any(dim=1)
     if not bounded.any():
@@ -225,11 +124,11 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
     winners: list[str | None] = []
     if em.e_step:
         engine.serve(q)
-        zs = _sample(engine, f, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
-        sc = _score_candidates(ctx, f, q, p, pairs, zs)
+        zs = sample(engine, f, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
+        sc = score_candidates(ctx, f, q, p, pairs, zs)
         norm = dict(p_tokens=sc.p_tokens, q_tokens=sc.q_tokens) if em.length_normalize else {}
         weights = em_weights(sc.lp, sc.lq, selection=em.selection, tau=em.tau, beta=em.beta, valid=sc.valid, **norm)
-        e_items = [(_q(f, t, "")[0], list(z.ids), float(w))
+        e_items = [(q_pair(f, t, "")[0], list(z.ids), float(w))
                    for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
         if not e_items:
             raise ValueError(f"em iteration {it}: no valid rationale among {em.k} samples of any pair "
@@ -251,9 +150,9 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
             engine.serve(q)
             temperature = 0.0 if mode == "greedy" else em.z_temperature
             z_tilde = [g[0].text if g[0].flaw is None else None
-                       for g in _sample(engine, f, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
+                       for g in sample(engine, f, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
     # an invalid z̃ (cut off, nested markers) would teach p_θ to write one: that pair sits this M-step out
-    items = [(*_p(f, t, z), 1.0) for t, z in zip(pairs, z_tilde) if z is not None]
+    items = [(*p_pair(f, t, z), 1.0) for t, z in zip(pairs, z_tilde) if z is not None]
     stats["em/m_step_pairs_dropped"] = float(len(pairs) - len(items))
     p = _fit(ctx, "em/m_loss", p, items, em.m_optim, em.epochs_m, out / "prompt_model")
     return q, p, stats
@@ -265,7 +164,7 @@ def _frozen_rationales(ctx: StageContext, engine, f: Formats, q: Path, train: li
     path = ctx.stage_dir / "frozen_rationales.jsonl"
     if not path.is_file():
         engine.serve(q)
-        zs = _sample(engine, f, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
+        zs = sample(engine, f, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
         write_jsonl(path, [{"id": t.id, "rationale": g[0].text, "flaw": g[0].flaw} for t, g in zip(train, zs)])
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return {row["id"]: row["rationale"] for row in rows if row.get("flaw") is None}
@@ -283,7 +182,7 @@ def _baseline(ctx: StageContext, f: Formats, train: list[Triple], heldout: list[
         L.seed_everything(ctx.cfg.seed, verbose=False)
         model = _fit(ctx, "em/m_loss", Path(base), items, ctx.cfg.coldstart.optim, ctx.cfg.coldstart.epochs,
                      out / "prompt_model")
-        lx, tokens = _score(ctx, model, [problem_given_rationale_example(f.p, t.concepts, t.level, None, t.problem,
+        lx, tokens = score(ctx, model, [problem_given_rationale_example(f.p, t.concepts, t.level, None, t.problem,
                                                                          t.domain) for t in heldout])
         write_json(out / "metrics.json", {"em/nll_x_no_rationale_heldout": float(-lx.sum() / tokens.sum())})
     return json.loads((out / "metrics.json").read_text())
@@ -295,7 +194,7 @@ def _fitting(triples: list[Triple], f: Formats, max_length: int, split: str) -> 
     def length(fmt: PromptFormat, prompt: str, target: str) -> int:
         return len(encode(fmt.tokenizer, prompt, target)[0])
 
-    kept = [t for t in triples if max(length(f.p, *_p(f, t, "")), length(f.q, *_q(f, t, ""))) <= max_length]
+    kept = [t for t in triples if max(length(f.p, *p_pair(f, t, "")), length(f.q, *q_pair(f, t, ""))) <= max_length]
     if len(kept) < len(triples):
         log.warning("em: %d of %d %s pairs are longer than data.max_length=%d tokens without a rationale; left out",
                     len(triples) - len(kept), len(triples), split, max_length)
