@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 
 import torch
 
 from promptcot_pl.data.collate import IGNORE, Encoded, pad_batch
-from promptcot_pl.data.sharding import GlobalBatchSampler, PaddedItems, mark_padding
+from promptcot_pl.data.sharding import GlobalBatchSampler, MarkPadding, PaddedItems, sharded_loader
 from tests.conftest import REPO
 
 
@@ -51,13 +52,23 @@ def test_epochs_reshuffle_and_a_resume_skips_the_batches_already_trained_on():
 
 
 def test_padding_rows_are_neutralised():
-    collate = mark_padding(lambda items: pad_batch(items, pad_id=0))
+    collate = MarkPadding(lambda items: pad_batch(items, pad_id=0))
     item = Encoded(input_ids=[5, 6, 7], labels=[IGNORE, 6, 7], weight=2.0)
     batch = collate([(item, True, None), (item, False, None)])
     assert batch["real"].tolist() == [True, False] and "window_count" not in batch
     assert (batch["labels"][1] == IGNORE).all() and batch["weight"][1] == 0.0
     assert batch["labels"][0].tolist() == [IGNORE, 6, 7]
     assert collate([(item, True, 12.0), (item, False, 12.0)])["window_count"] == 12.0  # the accumulation window's
+
+
+def test_a_loader_with_workers_started_by_spawn_gives_the_same_batches():
+    """data.num_workers > 0 under the spawn start method (macOS, CUDA): the collate function must pickle (REVIEW m24)."""
+    items = [Encoded(input_ids=[1, 2, 3][: 1 + i % 3], labels=[1, 2, 3][: 1 + i % 3]) for i in range(6)]
+    loaders = [sharded_loader(items, 4, shuffle=True, seed=0, collate=partial(pad_batch, pad_id=0), num_workers=n)
+               for n in (0, 1)]
+    loaders[1].multiprocessing_context = "spawn"
+    plain, spawned = ([{k: v.tolist() for k, v in b.items()} for b in loader] for loader in loaders)
+    assert plain == spawned and len(plain) == 2
 
 
 def test_window_counts_sum_the_real_items_of_each_accumulation_window():

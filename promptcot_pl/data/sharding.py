@@ -4,7 +4,7 @@ Every rank draws the same seeded permutation each epoch and cuts it into the sam
 positions r, r + N, ... of each one. So the union of the ranks' step-s batches is exactly the single-process
 step-s batch, and with losses normalised by the global count (`modules/reduce.py`) DDP/FSDP gradients equal the
 single-process gradient. When a global batch has fewer items than ranks (the last one), the ranks left without an
-item get a *padding* copy of one: `PaddedItems` hands it out with `real = False`, and `mark_padding` turns it
+item get a *padding* copy of one: `PaddedItems` hands it out with `real = False`, and `MarkPadding` turns it
 into a row that contributes nothing (labels ignored, weight 0). Every rank therefore runs the same number of
 steps, which FSDP requires (its forward pass is collective).
 
@@ -88,13 +88,17 @@ class PaddedItems(Dataset):
         return (self.items[index], True, window) if index >= 0 else (self.items[PAD - index], False, window)
 
 
-def mark_padding(collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> Callable[[list[tuple]], dict]:
-    """Wrap a collate function for `PaddedItems`: the batch gains `real` [B] (and `window_count`, see the module
-    docstring) and padding rows are neutralised — every label ignored and weight 0 — so they add nothing to any
-    loss or count."""
+class MarkPadding:
+    """A collate function for `PaddedItems` around `collate`: the batch gains `real` [B] (and `window_count`, see the
+    module docstring) and padding rows are neutralised — every label ignored and weight 0 — so they add nothing to
+    any loss or count. A class, not a closure, so that DataLoader workers started by `spawn` (macOS, CUDA) can
+    unpickle it (REVIEW m24)."""
 
-    def collate_marked(triples: list[tuple[Any, bool, float | None]]) -> dict[str, torch.Tensor]:
-        batch = collate([item for item, _, _ in triples])
+    def __init__(self, collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> None:
+        self.collate = collate
+
+    def __call__(self, triples: list[tuple[Any, bool, float | None]]) -> dict[str, torch.Tensor]:
+        batch = self.collate([item for item, _, _ in triples])
         real = torch.tensor([ok for _, ok, _ in triples])
         batch["real"] = real
         if triples[0][2] is not None:
@@ -106,8 +110,6 @@ def mark_padding(collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> Cal
                 batch["weight"][~real] = 0.0
         return batch
 
-    return collate_marked
-
 
 def sharded_loader(items: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int, collate: Callable,
                    num_workers: int = 0, counts: Sequence[float] | None = None, window: int = 1) -> DataLoader:
@@ -118,5 +120,5 @@ def sharded_loader(items: Sequence[Any], batch_size: int, *, shuffle: bool, seed
     sampler = GlobalBatchSampler(len(items), batch_size, rank=distributed.rank(),
                                  world_size=distributed.world_size(), shuffle=shuffle, seed=seed, counts=counts,
                                  window=window)
-    return DataLoader(PaddedItems(items), batch_sampler=sampler, collate_fn=mark_padding(collate),
+    return DataLoader(PaddedItems(items), batch_sampler=sampler, collate_fn=MarkPadding(collate),
                       num_workers=num_workers)
