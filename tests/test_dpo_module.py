@@ -85,3 +85,50 @@ def test_training_raises_the_margin(tiny_dir, setup, tmp_path):
     with torch.no_grad():
         _, metrics = module.loss(preference_batch(rows, tokenizer.pad_token_id))
     assert metrics["rewards_margin"].item() > 1.0 and metrics["rewards_accuracy"].item() == 1.0
+
+
+def _with_attention_dropout(tiny_dir, p: float):
+    model = load_model(tiny_dir)
+    model.config.attention_dropout = p
+    for module in model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = p
+    return model
+
+
+@pytest.mark.parametrize("disable_dropout", [True, False])
+def test_the_policy_trains_without_dropout_unless_asked(tiny_dir, setup, tmp_path, disable_dropout):
+    """REVIEW m17: the references are scored without dropout, so a policy trained with it has a margin of dropout
+    noise at step 0. With dpo.disable_dropout (the default) the first step sees margin 0 and loss log 2 exactly, and
+    the model stays in eval mode through Lightning's fit."""
+    import math
+
+    import lightning as L
+
+    from promptcot_pl.config import TrainerConfig
+    from promptcot_pl.stages.selfplay.data import PreferenceDataModule
+    from promptcot_pl.trainer import build_trainer
+
+    tokenizer, rows, _ = setup
+    L.seed_everything(0)
+    model = _with_attention_dropout(tiny_dir, 0.5)
+    with torch.no_grad():
+        ref_c, ref_r, _, _ = pair_logprobs(model.eval(), preference_batch(rows, tokenizer.pad_token_id))
+    ref = torch.stack([ref_c, ref_r], dim=1).double()
+    seen: list[tuple[bool, float, float]] = []
+
+    class Probe(DPOModule):
+        def training_step(self, batch, batch_idx):
+            loss, metrics = self.loss(batch)
+            seen.append((self.model.training, metrics["rewards_margin"].item(), metrics["loss"].item()))
+            return loss
+
+    module = Probe(model, OptimConfig(lr=0.0, warmup_ratio=0.0), DPOConfig(disable_dropout=disable_dropout))
+    trainer = build_trainer(TrainerConfig(enable_progress_bar=False), max_epochs=2, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=PreferenceDataModule(rows, tokenizer.pad_token_id, batch_size=3, ref=ref))
+    assert len(seen) == 2
+    if disable_dropout:
+        assert all(not training and margin == pytest.approx(0.0, abs=1e-6) and loss == pytest.approx(math.log(2), abs=1e-6)
+                   for training, margin, loss in seen)
+    else:
+        assert all(training and abs(margin) > 1e-3 for training, margin, _ in seen)

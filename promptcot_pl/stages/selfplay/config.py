@@ -19,6 +19,10 @@ class DPOConfig:
     # "precomputed": reference log-probs from one batched no-grad pass per round (one model in memory while
     # training); "frozen": a frozen copy of the round's starting policy scores every batch.
     reference: Literal["precomputed", "frozen"] = "precomputed"
+    # The policy trains with dropout off (TRL's default): its reference log-probs are computed without dropout, so
+    # the policy starts from exactly the reference (margin 0, sigmoid loss log 2) and its implicit rewards carry no
+    # dropout noise (REVIEW m17). false: the model's own dropout.
+    disable_dropout: bool = True
 
 
 @dataclass

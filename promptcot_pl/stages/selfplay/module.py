@@ -35,7 +35,9 @@ class DPOModule(L.LightningModule):
                  ref_model: PreTrainedModel | None = None, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
         super().__init__()
         self.chunk_mib = chunk_mib
-        self.model = model.train()  # from_pretrained returns eval mode: train mode (dropout) is explicit
+        # Eval mode turns off every dropout, attention dropout included (HF attention reads `self.training`);
+        # Lightning keeps submodule modes through the fit. from_pretrained returns eval mode, so train mode is explicit.
+        self.model = model.eval() if dpo.disable_dropout else model.train()
         self.optim, self.dpo = optim, dpo
         self.ref_model = ref_model
         if ref_model is not None:
