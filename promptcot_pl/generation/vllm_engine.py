@@ -96,6 +96,7 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the CPU build otherwise reserves ~15 GiB
         self.cfg, self.dtype, self.seed = cfg, dtype, seed
         self.path = str(model_path)
+        self._reload_failed = False
         self._start()
 
     def _start(self) -> None:
@@ -166,7 +167,11 @@ class VLLMEngine:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.path})
                 return
             except Exception as err:  # noqa: BLE001 - any failure: fall back to a rebuild
-                log.info("vLLM in-place reload failed (%s); rebuilding the engine", err)
+                # a rebuild costs 30-60 s on a real model, every refresh: say so once, where a user sees it (m21)
+                if not self._reload_failed:
+                    log.warning("vLLM in-place weight reload failed (%s); the engine is rebuilt on every refresh "
+                                "instead (slower)", err)
+                self._reload_failed = True
         self.close()
         self._start()
 
