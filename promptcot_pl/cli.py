@@ -115,8 +115,10 @@ def _setup_logging() -> None:
                     r"You're resuming from a checkpoint that ended before the epoch ended",
                     # a fit shorter than trainer.log_every_n_steps: its final metrics are logged at its end anyway
                     r"The number of training batches \(\d+\) is smaller than the logging interval",
-                    # DPO's frozen reference model is in eval mode on purpose
-                    r"Found \d+ module\(s\) in eval mode at the start of training"):
+                    # DPO's policy (dropout off) and frozen reference are in eval mode on purpose
+                    r"Found \d+ module\(s\) in eval mode at the start of training",
+                    # the one NLL module validates when a fit has held-out data; EM's fits have none
+                    r"You defined a `validation_step` but have no `val_dataloader`"):
         warnings.filterwarnings("ignore", message=message)
     # Deprecation notices of transformers, torch, mlflow or sqlalchemy — whichever line they are attributed to — are
     # for this code's authors (the test suite shows them), not for someone running an experiment.

@@ -183,6 +183,12 @@ class CountedEpochs(RichProgressBar):
     """Lightning's rich progress bar, counting epochs as people do: "Epoch 1/3" for the first of three (Lightning
     prints "Epoch 0/2"; a 3-epoch fit ending on "Epoch 2/2" reads as two)."""
 
+    def get_metrics(self, trainer: L.Trainer,
+                    pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the logger's version (an MLflow run id's tail): the run line says which run
+        return items
+
     def _get_train_description(self, current_epoch: int) -> str:
         text = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs else "")
         return f"{text:{len(self.validation_description)}}" if len(self.validation_description) > len(text) else text

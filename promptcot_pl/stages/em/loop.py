@@ -154,7 +154,11 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
     # an invalid z̃ (cut off, nested markers) would teach p_θ to write one: that pair sits this M-step out
     items = [(*p_pair(f, t, z), 1.0) for t, z in zip(pairs, z_tilde) if z is not None]
     stats["em/m_step_pairs_dropped"] = float(len(pairs) - len(items))
-    p = _fit(ctx, "em/m_loss", p, items, em.m_optim, em.epochs_m, out / "prompt_model")
+    if items:
+        p = _fit(ctx, "em/m_loss", p, items, em.m_optim, em.epochs_m, out / "prompt_model")
+    else:  # no checkpoint for this iteration: a resume and synthesis take the latest one (`_latest`)
+        log.warning("em iteration %d: none of %d pairs has a valid z̃ (cut off or holding a marker): p_θ is carried "
+                    "over unchanged; raise em.max_rationale_tokens", it, len(pairs))
     return q, p, stats
 
 
@@ -214,10 +218,10 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
     frozen = {} if em.e_step else _frozen_rationales(ctx, engine, f, q, train)
     name = "em" if em.e_step else "em (frozen rationales)"
     for step in steps:
-        it, out = step.index, step.dir
+        it = step.index
         if step.done:  # resume: this iteration finished before
             if it > 0:
-                q, p = _latest(root, it, "rationale_model", cold), out / "prompt_model"
+                q, p = _latest(root, it, "rationale_model", cold), _latest(root, it, "prompt_model", cold)
             continue
         metrics: dict[str, float] = {}
         if it > 0:
@@ -269,7 +273,8 @@ def run(ctx: StageContext) -> dict[str, float]:
 
 
 def _latest(root: Path, it: int, name: str, cold: Path) -> Path:
-    """The newest checkpoint of `name` at or before iteration `it` (q_φ is not refitted without an E-step)."""
+    """The newest checkpoint of `name` at or before iteration `it` (q_φ is not refitted without an E-step, p_θ
+    not in an M-step without a valid z̃)."""
     for previous in range(it, 0, -1):
         candidate = root / f"iter_{previous:03d}" / name
         if candidate.is_dir():
