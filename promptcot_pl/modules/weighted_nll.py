@@ -4,8 +4,8 @@
 One LightningModule serves every maximum-likelihood fit (REVIEW m3): the cold start (q_φ and p_θ), the solver,
 the SFT student (w = 1), the E-step (w = the selection weights of the K rationales: one-hot for `best`) and the
 M-step (w = 1). Batches without a `weight` field count every target token once. The module does no I/O and no
-generation: it computes the loss, logs `<loss_name>` (e.g. `train/loss`, `em/e_loss`), `train/padding_waste` and
-`train/target_tokens` per epoch for packed rows and `val/nll` on a validation set, and builds its optimizer.
+generation: it computes the loss, logs `<loss_name>` (e.g. `train/loss`, `em/e_loss`), `train/padding_waste` for
+packed rows and `val/nll` on a validation set, and builds its optimizer.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ class WeightedNLLModule(L.LightningModule):
         # from_pretrained returns eval mode and Lightning keeps submodule modes: train mode (dropout) is explicit.
         self.model = model.train()
         self.optim, self.loss_name = optim, loss_name
-        self.tokens_seen = self.positions_seen = 0.0  # over the whole fit: its padding waste
-        self._packing: torch.Tensor | None = None  # this epoch's [target tokens, real tokens, positions], on device
+        self.tokens_seen = self.positions_seen = 0  # over the whole fit: its padding waste
 
     @property
     def padding_waste(self) -> float:
@@ -47,21 +46,13 @@ class WeightedNLLModule(L.LightningModule):
         total, n_tokens = self(batch)
         loss, mean = global_mean(self, total, n_tokens, batch.get("window_count"))
         self.log(self.loss_name, mean, prog_bar=True, batch_size=1)
-        if "real_tokens" in batch:  # packed rows: count the positions that hold padding, not tokens
-            counts = torch.stack([n_tokens.detach(), batch["real_tokens"], torch.tensor(batch["input_ids"].numel())])
-            counts = counts.to(self.device, torch.float64)
-            # summed on the device and reduced once an epoch: no all-reduce and host sync per step (REVIEW m20)
-            self._packing = counts if self._packing is None else self._packing + counts
+        if "real_tokens" in batch:  # share of the (global) batch's positions that hold padding, not tokens
+            counts = torch.stack([n_tokens, batch["real_tokens"], torch.tensor(batch["input_ids"].numel())]).float()
+            target, real, positions = self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").tolist()
+            self.tokens_seen, self.positions_seen = self.tokens_seen + real, self.positions_seen + positions
+            self.log("train/padding_waste", 1.0 - real / positions, batch_size=1)
+            self.log("train/target_tokens", target, reduce_fx="sum", batch_size=1)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        if self._packing is None:  # not packed (every rank alike: packing is one setting for the fit)
-            return
-        target, real, positions = self.trainer.strategy.reduce(self._packing, reduce_op="sum").tolist()
-        self._packing = None
-        self.tokens_seen, self.positions_seen = self.tokens_seen + real, self.positions_seen + positions
-        self.log("train/padding_waste", 1.0 - real / max(positions, 1.0), batch_size=1)
-        self.log("train/target_tokens", target, batch_size=1)
 
     # Held-out NLL per token = Σ NLL / Σ tokens over the whole validation set (all ranks), summed exactly here:
     # Lightning's own epoch mean with sync_dist averages an integer batch-size count and rounds it.
