@@ -162,15 +162,14 @@ class VLLMEngine:
             self._reload()
 
     def _reload(self) -> None:
-        if not _tied(self.path):
+        if not _tied(self.path) and not self._reload_failed:  # a reload that failed once fails again: rebuild
             try:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.path})
                 return
             except Exception as err:  # noqa: BLE001 - any failure: fall back to a rebuild
                 # a rebuild costs 30-60 s on a real model, every refresh: say so once, where a user sees it (m21)
-                if not self._reload_failed:
-                    log.warning("vLLM in-place weight reload failed (%s); the engine is rebuilt on every refresh "
-                                "instead (slower)", err)
+                log.warning("vLLM in-place weight reload failed (%s); the engine is rebuilt on every refresh "
+                            "instead (slower)", err)
                 self._reload_failed = True
         self.close()
         self._start()
