@@ -146,13 +146,10 @@ def _run(args: argparse.Namespace, stages: list[str] | None = None) -> int:
         if cfg.trainer.devices.isdigit() and int(cfg.trainer.devices) > 1:
             _relaunch(int(cfg.trainer.devices))
     _setup_logging()
-    distributed.init()
     from promptcot_pl.pipeline import run_pipeline
 
-    try:
+    with distributed.joined():
         run_pipeline(cfg, stages=stages, force=getattr(args, "force", False))
-    finally:
-        distributed.shutdown()
     return 0
 
 
@@ -185,11 +182,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.report:
         study = open_study(sweep, args.storage)
     else:
-        distributed.init()  # under torchrun: one worker spanning every process (sweeps/study.py)
-        try:
+        with distributed.joined():  # under torchrun: one worker spanning every process (sweeps/study.py)
             study = run_sweep(sweep, experiment, args.n_trials, args.storage)
-        finally:
-            distributed.shutdown()
     if distributed.is_zero():
         assert study is not None  # rank 0 holds the study
         print(f"study {sweep.name}: {len(study.trials)} trials")

@@ -16,8 +16,10 @@ WORLD_SIZE, MASTER_ADDR, ...); Lightning then reuses it. Without a launcher ever
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -56,6 +58,12 @@ def init(timeout_s: float = 1800.0) -> None:
     objects (gathered generation results); CPU runs use gloo for both."""
     if not launched() or dist.is_initialized():
         return
+    # torch.distributed.nn.functional binds `group=group.WORLD` as default arguments when it is imported. Imported
+    # after this init (`import lightning` imports it through torchmetrics, and the stages import Lightning late),
+    # its functions would hold the world group for the life of the process, so `shutdown` could not free it;
+    # imported now, the defaults are None.
+    importlib.import_module("torch.distributed.nn.functional")
+
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         backend = "cpu:gloo,cuda:nccl"
@@ -70,11 +78,31 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group (idempotent). A gloo process that simply exits can close its sockets while a peer's
-    background thread still reads from them, and the peer aborts with SIGABRT after a run that succeeded (seen in
-    CI); destroying the group is the documented way out."""
+    """Leave the process group (idempotent), so that its worker threads are joined while Python is still alive.
+
+    Why it matters: a gloo worker thread drops the tensors of the collective it just finished *after* the caller's
+    `wait()` has returned, and dropping a tensor that has a Python object needs the GIL. If the interpreter is
+    already finalising, that thread is killed inside a C++ destructor and the process aborts (SIGABRT, "terminate
+    called without an active exception") after a run that succeeded — seen in CI, about one 2-process run in seven.
+    `destroy_process_group` frees the group and joins its threads with the GIL released, but only when nothing else
+    holds the group (see `init` for the one thing that did)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def joined(timeout_s: float = 1800.0) -> Iterator[None]:
+    """The body runs inside the launcher's process group (a no-op without a launcher). On success every rank meets
+    at a barrier before leaving, so that no rank tears down the group while a peer is still in its last
+    collective; on an error the rank leaves at once, without waiting for peers that may never come."""
+    init(timeout_s)
+    try:
+        yield
+    except BaseException:
+        shutdown()
+        raise
+    barrier()
+    shutdown()
 
 
 def on_rank_zero(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:

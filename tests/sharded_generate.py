@@ -4,7 +4,6 @@ as JSON. tests/test_scale_out.py compares them with one process."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 PROMPTS = [f"Concepts: {' ; '.join(words)}\nProblem:" for words in (
@@ -23,17 +22,11 @@ if __name__ == "__main__":
     from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine
 
-    distributed.init()
-    model_dir, out = sys.argv[1], sys.argv[2]
-    engine = HFEngine(model_dir, EngineConfig(progress=False, device="cpu", batch_token_budget=SETTINGS["budget"]))
-    results = {name: [[c.text for c in group] for group in engine.generate(PROMPTS, SamplingConfig(**sampling))]
-               for name, sampling in SETTINGS["sampling"].items()}
-    if distributed.is_zero():
-        with open(out, "w") as handle:
-            json.dump(results, handle)
-    distributed.shutdown()
-    # Skip the interpreter's teardown: in ~1 of 6 CI runs both ranks aborted there ("terminate called without an
-    # active exception", SIGABRT: a C++ thread still joinable at exit) after the work and the report were done.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    with distributed.joined():
+        model_dir, out = sys.argv[1], sys.argv[2]
+        engine = HFEngine(model_dir, EngineConfig(progress=False, device="cpu", batch_token_budget=SETTINGS["budget"]))
+        results = {name: [[c.text for c in group] for group in engine.generate(PROMPTS, SamplingConfig(**sampling))]
+                   for name, sampling in SETTINGS["sampling"].items()}
+        if distributed.is_zero():
+            with open(out, "w") as handle:
+                json.dump(results, handle)
