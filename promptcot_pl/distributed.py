@@ -16,8 +16,11 @@ WORLD_SIZE, MASTER_ADDR, ...); Lightning then reuses it. Without a launcher ever
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
+import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -27,6 +30,13 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+# Modules whose functions take `group=dist.group.WORLD` as a default argument, bound when the module is imported.
+# Imported after `init` (`import lightning` imports the first through torchmetrics, and the stages import Lightning
+# late; Lightning's FSDP imports the second), they would hold the world group for the life of the process and
+# `shutdown` could not free it, so `init` imports them first.
+BIND_WORLD_AT_IMPORT = ("torch.distributed.nn.functional", "torch.distributed.fsdp.sharded_grad_scaler",
+                        "torch.distributed.optim.zero_redundancy_optimizer")
+KEPT = "the process group is still referenced after it was destroyed"  # `shutdown`'s warning starts so
 _writing = False  # inside an `on_rank_zero` call on rank 0
 
 
@@ -58,12 +68,8 @@ def init(timeout_s: float = 1800.0) -> None:
     objects (gathered generation results); CPU runs use gloo for both."""
     if not launched() or dist.is_initialized():
         return
-    # torch.distributed.nn.functional binds `group=group.WORLD` as default arguments when it is imported. Imported
-    # after this init (`import lightning` imports it through torchmetrics, and the stages import Lightning late),
-    # its functions would hold the world group for the life of the process, so `shutdown` could not free it;
-    # imported now, the defaults are None.
-    importlib.import_module("torch.distributed.nn.functional")
-
+    for module in BIND_WORLD_AT_IMPORT:  # before the group exists, so their defaults are None
+        importlib.import_module(module)
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         backend = "cpu:gloo,cuda:nccl"
@@ -85,9 +91,18 @@ def shutdown() -> None:
     already finalising, that thread is killed inside a C++ destructor and the process aborts (SIGABRT, "terminate
     called without an active exception") after a run that succeeded — seen in CI, about one 2-process run in seven.
     `destroy_process_group` frees the group and joins its threads with the GIL released, but only when nothing else
-    holds the group (see `init` for the one thing that did)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    holds the group (see BIND_WORLD_AT_IMPORT); if something still does, say so."""
+    if not dist.is_initialized():
+        return
+    world = weakref.ref(dist.group.WORLD)
+    dist.destroy_process_group()
+    if world() is not None:
+        gc.collect()  # a reference cycle (a module and its hooks) may be all that holds it
+    if world() is not None:
+        warnings.warn(f"{KEPT}, so its threads live on into the interpreter's teardown, where they can abort a "
+                      "run that succeeded (SIGABRT); a module imported after distributed.init() may hold it as a "
+                      "default argument (see promptcot_pl.distributed.BIND_WORLD_AT_IMPORT)",
+                      RuntimeWarning, stacklevel=2)
 
 
 @contextmanager

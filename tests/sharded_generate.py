@@ -17,16 +17,23 @@ SETTINGS = {
                  "sampled": {"temperature": 1.0, "n": 2, "max_new_tokens": 24, "seed": 7}},
 }
 
-if __name__ == "__main__":
+
+def main() -> None:
     from promptcot_pl import distributed
     from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine
 
+    model_dir, out = sys.argv[1], sys.argv[2]
+    engine = HFEngine(model_dir, EngineConfig(progress=False, device="cpu", batch_token_budget=SETTINGS["budget"]))
+    results = {name: [[c.text for c in group] for group in engine.generate(PROMPTS, SamplingConfig(**sampling))]
+               for name, sampling in SETTINGS["sampling"].items()}
+    if distributed.is_zero():
+        with open(out, "w") as handle:
+            json.dump(results, handle)
+
+
+if __name__ == "__main__":
+    from promptcot_pl import distributed
+
     with distributed.joined():
-        model_dir, out = sys.argv[1], sys.argv[2]
-        engine = HFEngine(model_dir, EngineConfig(progress=False, device="cpu", batch_token_budget=SETTINGS["budget"]))
-        results = {name: [[c.text for c in group] for group in engine.generate(PROMPTS, SamplingConfig(**sampling))]
-                   for name, sampling in SETTINGS["sampling"].items()}
-        if distributed.is_zero():
-            with open(out, "w") as handle:
-                json.dump(results, handle)
+        main()  # a function, so that its engine is gone before the group is left

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from promptcot_pl import distributed
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -21,6 +22,7 @@ def _run(model_dir: Path, tmp_path: Path) -> dict:
                            str(model_dir), str(out)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-6000:]
+    assert distributed.KEPT not in proc.stderr
     return json.loads(out.read_text())
 
 

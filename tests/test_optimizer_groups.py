@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from promptcot_pl import distributed
 from tests.conftest import REPO
 
 SCRIPT = str(REPO / "tests/optimizer_groups.py")
@@ -22,6 +23,7 @@ def _groups(tiny_dir, tmp_path: Path, strategy: str, processes: int) -> list[dic
     proc = subprocess.run([*launcher, SCRIPT, str(tiny_dir), str(out), strategy], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert distributed.KEPT not in proc.stderr
     return json.loads(out.read_text())
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from promptcot_pl import distributed
 from tests.conftest import REPO, kill_when
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,7 @@ def launch(command: list[str], cwd: Path, timeout: float = 900) -> subprocess.Co
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # torchrun / fabric of this venv
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert distributed.KEPT not in proc.stderr, proc.stderr[-5000:]  # every rank left the group cleanly
     return proc
 
 
