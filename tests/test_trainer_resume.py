@@ -1,6 +1,7 @@
 """A fit killed right after a checkpoint and resumed ends exactly as the uninterrupted fit: the same number of
 steps and the same weights — also when the checkpoint fell on an epoch's last batch, which Lightning treats as the
-epoch's end (resuming it as mid-epoch skipped the next epoch's batches: found by the chaos test)."""
+epoch's end (resuming it as mid-epoch skipped the next epoch's batches: found by the chaos test) — and, for packed
+rows, the same padding waste over the whole fit."""
 
 import subprocess
 import sys
@@ -28,3 +29,12 @@ def test_a_fit_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_dir, t
     assert plain[0] == "24"
     assert _fit("kill", tiny_dir, tmp_path / "k", every, 12).returncode == 3  # died after step 12 (epoch 2's end)
     assert _result(_fit("resume", tiny_dir, tmp_path / "k", every, 0)) == plain
+
+
+def test_a_killed_packed_fit_reports_the_whole_fits_padding_waste(tiny_dir, tmp_path):
+    """The padding totals are in the checkpoint: the resumed fit's waste counts the steps before the kill too."""
+    plain = _result(_fit("plain", tiny_dir, tmp_path / "plain", 1, 0, "packed"))
+    steps, waste = int(plain[0]), float(plain[2])
+    assert steps >= 8 and 0.0 < waste < 1.0
+    assert _fit("kill", tiny_dir, tmp_path / "k", 1, steps // 2, "packed").returncode == 3
+    assert _result(_fit("resume", tiny_dir, tmp_path / "k", 1, 0, "packed")) == plain

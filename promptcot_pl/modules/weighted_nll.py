@@ -28,11 +28,13 @@ class WeightedNLLModule(L.LightningModule):
         # from_pretrained returns eval mode and Lightning keeps submodule modes: train mode (dropout) is explicit.
         self.model = model.train()
         self.optim, self.loss_name = optim, loss_name
-        self.tokens_seen = self.positions_seen = 0  # over the whole fit: its padding waste
+        # (real tokens, positions) of the packed rows over the whole fit, summed over the ranks: its padding waste
+        self._seen = torch.zeros(2, dtype=torch.long)
 
     @property
     def padding_waste(self) -> float:
-        return 1.0 - self.tokens_seen / self.positions_seen if self.positions_seen else 0.0
+        real, positions = self._seen.tolist()
+        return 1.0 - real / positions if positions else 0.0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(Σ w·NLL over the batch's target tokens, Σ w over them); w = the token's row weight, or 1."""
@@ -47,12 +49,24 @@ class WeightedNLLModule(L.LightningModule):
         loss, mean = global_mean(self, total, n_tokens, batch.get("window_count"))
         self.log(self.loss_name, mean, prog_bar=True, batch_size=1)
         if "real_tokens" in batch:  # share of the (global) batch's positions that hold padding, not tokens
-            counts = torch.stack([n_tokens, batch["real_tokens"], torch.tensor(batch["input_ids"].numel())]).float()
-            target, real, positions = self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").tolist()
-            self.tokens_seen, self.positions_seen = self.tokens_seen + real, self.positions_seen + positions
+            # Kept on the device (REVIEW m20): no host sync per step; the logger reads the values when it writes
+            # (every log_every_n_steps) and the fit's total is read at its end. The sum over the ranks stays: it is
+            # 3 numbers, asynchronous on GPUs, and it makes each step's value exact and every rank's total equal.
+            # fp32 holds one batch's counts exactly (< 2**24); the fit's totals are integers (MPS has no fp64)
+            counts = torch.stack([n_tokens.detach(), batch["real_tokens"], torch.tensor(batch["input_ids"].numel())])
+            target, real, positions = self.trainer.strategy.reduce(counts.to(self.device, torch.float32),
+                                                                      reduce_op="sum")
+            self._seen = self._seen.to(self.device) + torch.stack([real, positions]).round().long()
             self.log("train/padding_waste", 1.0 - real / positions, batch_size=1)
             self.log("train/target_tokens", target, reduce_fx="sum", batch_size=1)
         return loss
+
+    # The fit's padding totals go into its checkpoints, so a fit killed and resumed reports the whole fit's waste.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["padding_seen"] = self._seen.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._seen = torch.tensor(checkpoint.get("padding_seen", [0, 0]), dtype=torch.long)
 
     # Held-out NLL per token = Σ NLL / Σ tokens over the whole validation set (all ranks), summed exactly here:
     # Lightning's own epoch mean with sync_dist averages an integer batch-size count and rounds it.
