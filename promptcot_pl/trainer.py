@@ -146,6 +146,25 @@ class ResumeMidEpoch(Callback):
                 sampler.resume_after(processed)
 
 
+class MetricsFirstCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` that hands a training step's metrics to the loggers before it writes that step's
+    checkpoint. Lightning writes them after the batch-end hooks, so a process killed between the checkpoint and
+    that write resumed after the step and never logged it: a lost MLflow point (found by the chaos test). Lightning
+    then writes the same step again; the tracker keeps one point per (metric, step)."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        self._in_batch_end = True
+        try:
+            super().on_train_batch_end(trainer, *args, **kwargs)
+        finally:
+            self._in_batch_end = False
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if getattr(self, "_in_batch_end", False):
+            trainer._logger_connector.update_train_step_metrics()  # what the loop calls after the hooks
+        super()._save_checkpoint(trainer, filepath)
+
+
 def full_state_dict(strategy: Strategy) -> dict[str, Any]:
     """The LightningModule's complete state dict (keys `model.…`), complete on rank 0. Under FSDP every rank must
     call this: the shards are gathered."""

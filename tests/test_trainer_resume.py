@@ -1,7 +1,7 @@
 """A fit killed right after a checkpoint and resumed ends exactly as the uninterrupted fit: the same number of
 steps and the same weights — also when the checkpoint fell on an epoch's last batch, which Lightning treats as the
-epoch's end (resuming it as mid-epoch skipped the next epoch's batches: found by the chaos test) — and, for packed
-rows, the same padding waste over the whole fit."""
+epoch's end (resuming it as mid-epoch skipped the next epoch's batches: found by the chaos test) — with no step's
+metrics lost to the kill, and, for packed rows, the same padding waste over the whole fit."""
 
 import subprocess
 import sys
@@ -29,6 +29,26 @@ def test_a_fit_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_dir, t
     assert plain[0] == "24"
     assert _fit("kill", tiny_dir, tmp_path / "k", every, 12).returncode == 3  # died after step 12 (epoch 2's end)
     assert _result(_fit("resume", tiny_dir, tmp_path / "k", every, 0)) == plain
+
+
+def test_a_step_killed_right_after_its_checkpoint_keeps_its_metrics(tiny_dir, tmp_path):
+    """Lightning hands a step's metrics to the loggers after the batch-end hooks, where it writes the checkpoint:
+    killed in between, the resumed fit starts after that step and its metrics were lost (a missing MLflow point, found
+    by the chaos test). MetricsFirstCheckpoint hands them over before it writes."""
+    plain = _result(_fit("plain", tiny_dir, tmp_path / "plain", 5, 0))
+    assert _fit("kill_saved", tiny_dir, tmp_path / "k", 5, 10).returncode == 3
+    assert _result(_fit("resume", tiny_dir, tmp_path / "k", 5, 0)) == plain
+    assert _logged(tmp_path / "k") == _logged(tmp_path / "plain")
+    assert sorted(_logged(tmp_path / "k")) == list(range(24))
+
+
+def _logged(root) -> dict[int, str]:
+    """step → the loss the logger was given; a step that a resume recomputed must repeat the same value."""
+    logged: dict[int, str] = {}
+    for line in (root / "logged_steps").read_text().splitlines():
+        step, loss = line.split()
+        assert logged.setdefault(int(step), loss) == loss, f"step {step} logged with two values"
+    return logged
 
 
 def test_a_killed_packed_fit_reports_the_whole_fits_padding_waste(tiny_dir, tmp_path):

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from promptcot_pl.config import OptimConfig
 from promptcot_pl.data.atomic import atomic_dir
@@ -25,7 +24,7 @@ from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.pruning import ReportToPruner
-from promptcot_pl.trainer import build_trainer, full_state_dict, load_for_fit
+from promptcot_pl.trainer import MetricsFirstCheckpoint, build_trainer, full_state_dict, load_for_fit
 
 
 def intact_checkpoint(path: Path) -> bool:
@@ -62,8 +61,8 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     nll_init = json.loads(init_path.read_text())["nll_init"]
 
     module = WeightedNLLModule(load_for_fit(base, cfg.trainer), optim, cfg.trainer.logits_chunk_mib)
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
+    checkpoint = MetricsFirstCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
+                                        every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
     callbacks: list = [checkpoint]
     pruning = ReportToPruner(ctx.report, report_as) if ctx.report is not None and report_as else None
     if pruning is not None:
