@@ -152,6 +152,8 @@ class MetricsFirstCheckpoint(ModelCheckpoint):
     that write resumed after the step and never logged it: a lost MLflow point (found by the chaos test). Lightning
     then writes the same step again; the tracker keeps one point per (metric, step)."""
 
+    _in_batch_end = False  # a save from the train-batch hook (epoch-end and validation saves have no step metrics)
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         self._in_batch_end = True
         try:
@@ -160,7 +162,7 @@ class MetricsFirstCheckpoint(ModelCheckpoint):
             self._in_batch_end = False
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        if getattr(self, "_in_batch_end", False):
+        if self._in_batch_end:
             trainer._logger_connector.update_train_step_metrics()  # what the loop calls after the hooks
         super()._save_checkpoint(trainer, filepath)
 

@@ -1,8 +1,9 @@
 """Run as a script: a 4-epoch fit of the model at argv[2] (6 batches an epoch) with a checkpoint every argv[4] steps.
 argv[1] = "plain" (uninterrupted), "kill" (the process dies right after step argv[5]), "kill_saved" (it dies right
-after writing the checkpoint of step argv[5]) or "resume" (from the last checkpoint); argv[6] = "packed" packs the rows. Prints "RESULT <global step> <sum of the weights> <padding waste>";
-every step the loggers were given is appended to <argv[3]>/logged_steps, as it is given (a kill loses nothing
-written). tests/test_trainer_resume.py runs it."""
+after writing the checkpoint of step argv[5]) or "resume" (from the last checkpoint); argv[6] = "packed" packs the
+rows. Prints "RESULT <global step> <sum of the weights> <padding waste>"; every step the loggers were given is
+appended to <argv[3]>/logged_steps as it is given (a kill loses nothing written). tests/test_trainer_resume.py
+runs it."""
 
 from __future__ import annotations
 
