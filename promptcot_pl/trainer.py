@@ -7,7 +7,8 @@ Strategies (`trainer.strategy`): `auto` (one device, or DDP when launched with s
 - activation checkpointing of the same layers (`trainer.activation_checkpointing`);
 - mixed precision from `trainer.precision` (bf16-mixed on GPU) over fp32 master weights (`training_dtype`: every
   fit and scoring pass loads its model in fp32, whatever the inference dtype `model.dtype`; FSDP shards the fp32
-  copy and its MixedPrecision casts to bf16 for compute) and sharded checkpoints
+  copy and its MixedPrecision casts parameters to bf16 for compute, while buffers — RoPE's frequencies — and the
+  gradient reduce stay fp32: `precision.py`) and sharded checkpoints
   (`trainer.fsdp_state_dict: sharded`: each rank writes its own shard; resuming reads them back).
 Lightning refuses FSDP without a GPU; `CPUFSDPStrategy` runs the same wrapping code on CPU with gloo (FSDP needs
 `device_id=cpu` there, and a full state dict gathered without CPU offload, which segfaults on CPU), so CI tests it.
@@ -29,9 +30,10 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from transformers import PreTrainedModel
 
 from promptcot_pl import distributed
-from promptcot_pl.accounting import TokenCounter
+from promptcot_pl.accounting import TokenAccounting
 from promptcot_pl.config import TrainerConfig
 from promptcot_pl.models import load_model
+from promptcot_pl.precision import fsdp_mixed_precision, precision_plugin
 
 
 def training_dtype(cfg: TrainerConfig) -> str:
@@ -191,6 +193,7 @@ def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strate
                     else torch.device("cpu")
                 sync = {"sync_module_states": True, "param_init_fn": _Materialize(device)}
             return CPUFSDPStrategy(auto_wrap_policy=DecoderLayerPolicy(),
+                                   mixed_precision=fsdp_mixed_precision(cfg.precision),
                                    activation_checkpointing_policy=DecoderLayerPolicy()
                                    if cfg.activation_checkpointing else None,
                                    sharding_strategy=cfg.fsdp_sharding, state_dict_type=cfg.fsdp_state_dict, **sync)
@@ -224,7 +227,7 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
         num_nodes = cfg.num_nodes
     accelerator = cfg.accelerator
     clip = cfg.gradient_clip_val
-    callbacks = [*callbacks, ResumeMidEpoch(), TokenCounter()]
+    callbacks = [*callbacks, ResumeMidEpoch(), TokenAccounting()]
     if cfg.enable_progress_bar and distributed.is_zero():
         callbacks.append(CountedEpochs())
     if cfg.strategy == "fsdp":
@@ -241,7 +244,9 @@ def build_trainer(cfg: TrainerConfig, *, max_epochs: int, default_root_dir: str 
         devices=devices,
         num_nodes=num_nodes,
         strategy=_strategy(cfg, accelerator, distributed.launched()),
-        precision=cfg.precision,
+        # a plugin that keeps buffers in fp32 and batches uncast where Lightning's would not (promptcot_pl/precision.py)
+        **({"plugins": [plugin]} if (plugin := precision_plugin(cfg.precision, cfg.strategy == "fsdp"))
+           else {"precision": cfg.precision}),
         max_epochs=max_epochs,
         max_steps=max_steps,
         gradient_clip_val=clip,

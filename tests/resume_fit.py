@@ -15,6 +15,7 @@ if __name__ == "__main__":
     from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers import Logger
 
+    from promptcot_pl.accounting import padding_waste
     from promptcot_pl.config import OptimConfig, TrainerConfig
     from promptcot_pl.models import load_model, load_tokenizer
     from promptcot_pl.modules import WeightedNLLModule
@@ -55,4 +56,4 @@ if __name__ == "__main__":
     module = WeightedNLLModule(load_model(model_dir), OptimConfig(lr=1e-3))
     trainer.fit(module, datamodule=data, ckpt_path=f"{root}/ck/last.ckpt" if mode == "resume" else None)
     print("RESULT", trainer.global_step, repr(sum(float(p.double().sum()) for p in module.parameters())),
-          repr(module.padding_waste))
+          repr(padding_waste(trainer)))

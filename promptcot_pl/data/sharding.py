@@ -102,7 +102,7 @@ class MarkPadding:
         real = torch.tensor([ok for _, ok, _ in triples])
         batch["real"] = real
         if triples[0][2] is not None:
-            batch["window_count"] = torch.tensor(triples[0][2], dtype=torch.float64)
+            batch["window_count"] = torch.tensor(triples[0][2], dtype=torch.float32)  # MPS has no fp64
         if not real.all():
             if "labels" in batch:
                 batch["labels"][~real] = IGNORE

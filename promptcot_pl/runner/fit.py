@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 
+from promptcot_pl.accounting import padding_waste
 from promptcot_pl.config import OptimConfig
 from promptcot_pl.data.atomic import atomic_dir
 from promptcot_pl.distributed import on_rank_zero
@@ -87,7 +88,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     final = trainer.callback_metrics.get("val/nll")
     nll = float(final) if final is not None else validate(ctx, out_dir / "model", data, optim)
     metrics = {"nll_init": nll_init, "nll": nll, "steps": trainer.global_step, "dropped": data.dropped,
-               "padding_waste": module.padding_waste}
+               "padding_waste": padding_waste(trainer)}
     on_rank_zero(_finish, out_dir, metrics)
     log.info("%s/%s: held-out NLL per token %.3f → %.3f (%d steps)", ctx.stage_dir.name, name, nll_init, nll,
              trainer.global_step)
