@@ -94,7 +94,7 @@ class ScriptedEngine:
     def __init__(self, outputs: list[list[str]]) -> None:
         self.outputs, self.prompts = outputs, []
 
-    def generate(self, prompts, sampling, local=False):
+    def generate(self, prompts, sampling, local=False, indices=None):
         from promptcot_pl.generation.engine import Completion
 
         self.prompts += list(prompts)

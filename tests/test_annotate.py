@@ -47,7 +47,7 @@ class CallsEngine(ScriptedEngine):
         super().__init__([])
         self.calls = iter(calls)
 
-    def generate(self, prompts, sampling, local=False):
+    def generate(self, prompts, sampling, local=False, indices=None):
         self.outputs = next(self.calls)
         return super().generate(prompts, sampling, local)
 

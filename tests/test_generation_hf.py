@@ -55,6 +55,20 @@ def test_samples_differ_and_seed_reproduces(engine):
     assert [[c.token_ids for c in g] for g in other] != [[c.token_ids for c in g] for g in first]
 
 
+def test_samples_are_seeded_per_prompt_and_do_not_depend_on_batching(engine, tiny_dir):
+    """Every sample has a stream of its own (`engine.prompt_seed`, as vLLM seeds): two copies of one prompt get
+    different samples, and a sample is the same whatever batch it was generated in, or which part of the job."""
+    sampling = SamplingConfig(n=3, temperature=1.0, max_new_tokens=12, seed=5)
+    twins = engine.generate([PROMPTS[0], PROMPTS[0]], sampling)
+    assert all(a.token_ids != b.token_ids for a, b in zip(*twins))
+    whole = engine.generate(PROMPTS, sampling)
+    one_row = build_engine(EngineConfig(backend="hf", device="cpu", progress=False, batch_token_budget=1), tiny_dir)
+    assert [[c.token_ids for c in g] for g in one_row.generate(PROMPTS, sampling)] == [
+        [c.token_ids for c in g] for g in whole]
+    part = engine.generate(PROMPTS[1:], sampling, indices=range(1, len(PROMPTS)))
+    assert [[c.token_ids for c in g] for g in part] == [[c.token_ids for c in g] for g in whole[1:]]
+
+
 def test_sampling_leaves_the_callers_rng_alone(engine):
     torch.manual_seed(123)
     expected = torch.rand(3)

