@@ -47,12 +47,19 @@ def meta_init(cfg: TrainerConfig) -> bool:
     return cfg.strategy == "fsdp" and distributed.world_size() > 1 and not distributed.is_zero()
 
 
+MASTERS = "masters"  # a fitted model's wider trained weights, beside its export in the serving dtype (runner/fit.py)
+
+
 def load_for_fit(path: str | Path, cfg: TrainerConfig) -> PreTrainedModel:
-    """The model a fit or scoring pass under `build_trainer(cfg)` starts from, in the training dtype. Under FSDP
-    with several processes only rank 0 reads the checkpoint; the others build it on the meta device and FSDP
-    materialises their shards and fills them from rank 0 (`sync_module_states`): one read of a 7B checkpoint per
-    fit instead of one per rank, and no full copy in every rank's memory before sharding (REVIEW m19)."""
-    return load_model(path, training_dtype(cfg), empty=meta_init(cfg))
+    """The model a fit starts from, in the training dtype: a fitted model's fp32 `masters/` when it has them and
+    the fit trains in fp32, else the checkpoint itself. Under FSDP with several processes only rank 0 reads the
+    checkpoint; the others build it on the meta device and FSDP materialises their shards and fills them from rank
+    0 (`sync_module_states`): one read of a 7B checkpoint per fit instead of one per rank, and no full copy in
+    every rank's memory before sharding."""
+    masters = Path(path) / MASTERS
+    dtype = training_dtype(cfg)
+    source = masters if dtype == "float32" and (masters / "config.json").is_file() else path
+    return load_model(source, dtype, empty=meta_init(cfg))
 
 
 class _Materialize:

@@ -6,8 +6,11 @@ and prompts, padding and the shared prefix are never scored. Here the decoder ru
 are gathered at the positions that predict a target token, and the LM head and log-softmax run on those only, in
 chunks (`losses.chunked_logprobs`). The chunk holds `logits_chunk_mib` MiB of fp32 logits whatever the vocabulary.
 
-Models whose head is not a plain linear layer over the decoder's output (Cohere's logit scale, custom classes)
-take the model's own forward pass, with `logits_to_keep` where the model has it — exact, only not as lean.
+Whether a model's logits really are head(decoder(x)) (optionally soft-capped, as Gemma-2's) is checked once per
+model object, on the first batch it scores, against the model's own forward pass on an 8-token probe: Cohere's
+logit scale, Granite's `logits_scaling`, MiniCPM's width scaling or a custom head change the logits after the
+linear layer, and such models take the model's own forward pass, with `logits_to_keep` where the model has it —
+exact, only not as lean (tests/test_head.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import nn
@@ -38,14 +42,50 @@ def chunk_rows(model: nn.Module, chunk_mib: int = DEFAULT_CHUNK_MIB) -> int:
     return max(1, chunk_mib * 2**20 // (4 * vocab))
 
 
-def _lean_head(model: nn.Module) -> tuple[nn.Module, nn.Linear, float | None] | None:
-    """(decoder, head, soft-cap) when the model's logits are head(decoder(x)) (optionally soft-capped), else None."""
+_LEAN: WeakKeyDictionary[nn.Module, bool] = WeakKeyDictionary()  # model → its probe's verdict
+
+
+def _lean_head(model: nn.Module, probe_ids: torch.Tensor) -> tuple[nn.Module, nn.Linear, float | None] | None:
+    """(decoder, head, soft-cap) when the model's logits are head(decoder(x)) (optionally soft-capped), else None;
+    decided on this model's first call by comparing both on `probe_ids[:1, :8]` (every rank calls it at the same
+    step, so FSDP's collective forward passes stay in step)."""
     head = _output_embeddings(model)
     decoder = getattr(model, "base_model", None)
-    config = getattr(model, "config", None)
-    if not isinstance(head, nn.Linear) or decoder is None or decoder is model or getattr(config, "logit_scale", None):
+    if not isinstance(head, nn.Linear) or decoder is None or decoder is model:
         return None
-    return decoder, head, getattr(config, "final_logit_softcapping", None)
+    softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    if model not in _LEAN:
+        _LEAN[model] = _lean_matches(model, decoder, head, softcap, probe_ids[:1, :8])
+        if not _LEAN[model]:
+            log.info("%s: logits are not the LM head's output alone (a logit scale?): log-probs come from the "
+                     "model's own forward pass", type(model).__name__)
+    return (decoder, head, softcap) if _LEAN[model] else None
+
+
+def _lean_matches(model: nn.Module, decoder: nn.Module, head: nn.Linear, softcap: float | None,
+                  ids: torch.Tensor) -> bool:
+    training = model.training
+    model.eval()  # no dropout: both passes must see the same network
+    try:
+        with torch.no_grad():
+            lean = head(decoder(input_ids=ids, use_cache=False).last_hidden_state).float()
+            if softcap:
+                lean = softcap * torch.tanh(lean / softcap)
+            full = model(input_ids=ids, use_cache=False).logits.float()
+    finally:
+        model.train(training)
+    return bool(torch.allclose(lean.log_softmax(-1), full.log_softmax(-1), atol=1e-2, rtol=0))
+
+
+def sliding_window(model: nn.Module) -> int | None:
+    """The attention window of a model with sliding-window layers (Mistral, Gemma-2/3 local layers, Qwen2 with
+    `use_sliding_window`), else None."""
+    config = getattr(model, "config", None)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return int(window) if window else None
 
 
 def model_mask(model: nn.Module, mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -58,6 +98,12 @@ def model_mask(model: nn.Module, mask: torch.Tensor | None) -> torch.Tensor | No
     dense 4-D mask at all: those need `trainer.share_prefix=false` (one target per row, a 2-D padding mask)."""
     if mask is None or mask.dim() != 4 or mask.dtype != torch.bool:
         return mask
+    window = sliding_window(model)
+    if window is not None and mask.shape[-1] > window:
+        # transformers passes a 4-D mask through unchanged: sliding-window layers would attend beyond their window
+        raise ValueError(f"{type(model).__name__} attends within a sliding window of {window} tokens, which the 4-D "
+                         f"mask of prefix-shared rows ({mask.shape[-1]} tokens) cannot express; set "
+                         "trainer.share_prefix=false")
     config = getattr(model, "config", None)
     implementation = getattr(config, "_attn_implementation", None) or "sdpa"
     if implementation == "sdpa":
@@ -77,7 +123,7 @@ def target_logprobs(model: nn.Module, batch: dict[str, torch.Tensor], rows: torc
     `position_ids`."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": model_mask(model, batch.get("attention_mask")),
               "position_ids": batch.get("position_ids"), "use_cache": False}
-    lean = _lean_head(model)
+    lean = _lean_head(model, batch["input_ids"])
     if lean is None:
         return _full_logits_logprobs(model, inputs, rows, positions, tokens)
     decoder, head, softcap = lean

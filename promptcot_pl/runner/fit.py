@@ -3,6 +3,13 @@
 Layout under `out_dir`: `checkpoints/last.ckpt` while fitting (every `trainer.checkpoint_every_n_steps` steps and
 at each epoch end), then `model/` (save_pretrained, model + tokenizer), `metrics.json` and `DONE`.
 A rerun after a kill resumes from `last.ckpt`; a finished fit is not redone.
+
+Every fitted model is exported in the serving dtype `model.dtype` (what the engines load: a 7B model in bf16 is
+14 GB, not the 28 GB of its fp32 training copy). When the fit trained wider masters (fp32 under `*-mixed`), they
+are kept beside it in `model/masters/` (an HF directory vLLM does not read), because a later fit continues from
+them (`trainer.load_for_fit`): rounding a fit's result to bf16 between chained fits would undo updates smaller
+than bf16's resolution, the reason for fp32 masters. Chains drop the masters no later fit will read
+(`drop_masters`: EM iterations, self-play rounds).
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ from promptcot_pl.accounting import padding_waste
 from promptcot_pl.config import OptimConfig
 from promptcot_pl.data.atomic import atomic_dir
 from promptcot_pl.distributed import on_rank_zero
-from promptcot_pl.models import load_tokenizer
+from promptcot_pl.models import DTYPES, load_tokenizer
 from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.pruning import ReportToPruner
-from promptcot_pl.trainer import MetricsFirstCheckpoint, build_trainer, full_state_dict, load_for_fit
+from promptcot_pl.trainer import MASTERS, MetricsFirstCheckpoint, build_trainer, full_state_dict, load_for_fit
 
 
 def intact_checkpoint(path: Path) -> bool:
@@ -82,7 +89,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if pruning is not None:
         pruning.raise_if_pruned()
-    export_trained(trainer, tokenizer, out_dir / "model")
+    export_trained(trainer, tokenizer, out_dir / "model", cfg.model.dtype)
     ctx.log_model(out_dir / "model", fit_run, train)
     # The last epoch ended with a validation of the final weights; a fit resumed after its last epoch did not.
     final = trainer.callback_metrics.get("val/nll")
@@ -111,19 +118,41 @@ def validate(ctx: StageContext, model_dir: str | Path, data: PairDataModule, opt
     return float(result["val/nll"])
 
 
-def export_trained(trainer: L.Trainer, tokenizer, target: Path) -> Path:
-    """The fitted module's `model` in HF format at `target` (complete or absent). Every rank calls this: under
-    FSDP the shards are gathered into one state dict, which rank 0 writes."""
+def export_trained(trainer: L.Trainer, tokenizer, target: Path, dtype: str) -> Path:
+    """The fitted module's `model` in HF format at `target` (complete or absent), in `dtype` (`model.dtype`), with
+    its wider trained weights in `target/masters/` when they are wider. Every rank calls this: under FSDP the
+    shards are gathered into one state dict, which rank 0 writes."""
     state = full_state_dict(trainer.strategy)
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights)
+    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights, dtype)
     return target
 
 
-def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None) -> Path:
-    """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent."""
+def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dtype: str | None = None) -> Path:
+    """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent; in `dtype` (None:
+    as the weights are), plus `masters/` with the weights as they are when they are wider than `dtype`."""
+    weights = state_dict if state_dict is not None else model.state_dict()
+    serve = DTYPES[dtype] if dtype else None
+    wider = serve is not None and any(v.is_floating_point() and v.element_size() > serve.itemsize
+                                      for v in weights.values())
+
     def build(tmp: Path) -> None:
-        model.save_pretrained(tmp, state_dict=state_dict)
+        if wider:
+            model.save_pretrained(tmp / MASTERS, state_dict=weights)
+        cast = {k: v.to(serve) if serve is not None and v.is_floating_point() else v for k, v in weights.items()}
+        model.save_pretrained(tmp, state_dict=cast)
+        if dtype:  # config.json names the dtype the weights are stored in (save_pretrained writes the model's)
+            config = json.loads((tmp / "config.json").read_text())
+            (tmp / "config.json").write_text(json.dumps({**config, "dtype": dtype}, indent=2) + "\n")
         tokenizer.save_pretrained(tmp)
 
     return atomic_dir(target, build)
+
+
+def drop_masters(keep: Sequence[Path], below: Path) -> None:
+    """Remove every `masters/` under `below` except those of the models in `keep` (rank 0; the chain's next fits
+    start from `keep` only)."""
+    kept = {Path(path).resolve() / MASTERS for path in keep}
+    for masters in list(below.rglob(MASTERS)):
+        if masters.is_dir() and masters.resolve() not in kept and (masters.parent / "config.json").is_file():
+            shutil.rmtree(masters, ignore_errors=True)

@@ -44,7 +44,7 @@ from promptcot_pl.losses import elbo_estimate, em_weights, iwae_bound
 from promptcot_pl.models import load_tokenizer
 from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.runner.context import StageContext, log, write_json
-from promptcot_pl.runner.fit import export_trained
+from promptcot_pl.runner.fit import drop_masters, export_trained
 from promptcot_pl.runner.model_paths import base_models
 from promptcot_pl.runner.steps import ResumableSteps
 from promptcot_pl.stages.em.candidates import (
@@ -83,7 +83,7 @@ def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[st
         module = WeightedNLLModule(load_for_fit(base, ctx.cfg.trainer), optim, ctx.cfg.trainer.logits_chunk_mib, loss_name)
         trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
         trainer.fit(module, loader)
-        path = export_trained(trainer, tokenizer, out)
+        path = export_trained(trainer, tokenizer, out, ctx.cfg.model.dtype)
     ctx.log_model(path, None, items)
     return path
 
@@ -230,6 +230,7 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
         else:
             metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, f, q, p, heldout)
         steps.finish(step, metrics)
+        on_rank_zero(drop_masters, [q, p], root)  # the next iteration continues from q and p only
         # a sweep's pruner sees the main variant's iterations 1..N (iteration 0, the cold start, is the same for
         # every trial of an EM sweep, and Optuna's pruners judge a trial by its best value so far)
         if ctx.report is not None and metric_prefix == "em/" and it > 0:

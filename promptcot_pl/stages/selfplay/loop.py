@@ -34,7 +34,7 @@ from promptcot_pl.generation.streamed import ShardedEngine
 from promptcot_pl.models import load_tokenizer
 from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.difficulty import difficulty
-from promptcot_pl.runner.fit import export_trained
+from promptcot_pl.runner.fit import drop_masters, export_trained
 from promptcot_pl.runner.model_paths import solver_model
 from promptcot_pl.runner.problems import load_problems
 from promptcot_pl.runner.scoring import score_pairs
@@ -111,7 +111,7 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
                             logger=ctx.tracker.lightning_logger(fit_run))
     trainer.fit(module, datamodule=data)
-    export_trained(trainer, tokenizer, out / "model")
+    export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype)
     ctx.log_model(out / "model", fit_run, triplets)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
     ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
@@ -204,6 +204,7 @@ def run(ctx: StageContext) -> dict[str, float]:
             else:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
             steps.finish(step, metrics)
+            on_rank_zero(drop_masters, [policy], ctx.stage_dir)  # the next round continues from `policy` only
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
             log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])
