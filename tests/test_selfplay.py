@@ -37,7 +37,7 @@ def test_rounds_write_rollouts_pairs_models_and_accuracy(straight):
     for r in (1, 2):
         out = stage / f"round_{r:03d}"
         rollouts = read_jsonl(out / "rollouts.jsonl", Rollout)
-        assert len(rollouts) == 12 * 4
+        assert len(rollouts) == 12 * 8
         pairs = read_jsonl(out / "pairs.jsonl", Pair)
         released = [json.loads(line) for line in (out / "pairs_released.jsonl").read_text().splitlines()]
         # the release's layout: the ChatML prompt ends at the assistant header, its newline opens the completion
@@ -54,7 +54,7 @@ def test_rounds_write_rollouts_pairs_models_and_accuracy(straight):
             assert "selfplay/rewards_margin" in history[r] and "train/loss" in history[r]
     assert trained >= 1, "the debug policy found no pair in any round"
     assert (stage / "accuracy.png").stat().st_size > 0
-    assert "selfplay round 1: 12 problems × 4 rollouts" in proc.stdout
+    assert "selfplay round 1: 12 problems × 8 rollouts" in proc.stdout
 
     from mlflow.tracking import MlflowClient
 

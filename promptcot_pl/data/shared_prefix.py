@@ -21,6 +21,14 @@ from transformers import PreTrainedTokenizerBase
 from promptcot_pl.data.encode import encode, encode_prompt
 
 
+class CutPair(ValueError):
+    """A pair that does not fit in the scoring length: its score would be that of a cut sequence."""
+
+    def __init__(self, position: int, max_length: int) -> None:
+        super().__init__(f"pair {position} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
+        self.position = position
+
+
 @dataclass
 class SharedPrefix:
     prompt_ids: list[int]
@@ -48,7 +56,7 @@ def group_by_prompt(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[st
         else:  # token ids as sampled (through their EOS, if any): scored as they are, never re-tokenised
             ids, boundary = prompt_ids[prompt] + list(target), len(prompt_ids[prompt])
         if len(ids) > max_length:
-            raise ValueError(f"pair {i} does not fit in {max_length} tokens; scores of cut sequences would be wrong")
+            raise CutPair(i, max_length)
         key, target_ids = tuple(ids[:boundary]), ids[boundary:]
         row = open_rows.get(key)
         if row is None or len(row.targets) >= max_targets or len(row) + len(target_ids) > row_tokens:

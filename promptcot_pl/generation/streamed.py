@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,14 +35,16 @@ def shard_path(out_dir: Path, s: int) -> Path:
 
 
 def generate_shards(engine, prompts: Sequence[str], sampling: SamplingConfig, out_dir: str | Path,
-                    to_rows: Callable[[int, list[Completion]], list[dict]], shard_prompts: int,
-                    desc: str = "generate") -> list[Path]:
-    """Generate `sampling.n` completions per prompt into shard files under `out_dir`; `to_rows(prompt index,
-    completions)` makes the rows kept for one prompt. Returns every shard file, in order, on every rank."""
+                    to_rows: Callable[[int, list[list[Completion]]], Iterable[dict]], shard_prompts: int,
+                    desc: str = "generate", model: str = "") -> list[Path]:
+    """Generate `sampling.n` completions per prompt into shard files under `out_dir`; `to_rows(index of the shard's
+    first prompt, the shard's completions per prompt)` makes the rows kept for a shard, on the rank that generated
+    it (rewards, say: only the rows travel). `model` names the weights served (`checkpoint_tag`): shards of other
+    weights are not reused. Returns every shard file, in order, on every rank."""
     out_dir = Path(out_dir)
     n_shards = -(-len(prompts) // shard_prompts)
     rank, world = distributed.rank(), distributed.world_size()
-    distributed.on_rank_zero(_claim, out_dir, _fingerprint(prompts, sampling, shard_prompts))
+    distributed.on_rank_zero(_claim, out_dir, _fingerprint(prompts, sampling, shard_prompts, model))
     finished = {s for s in range(n_shards) if shard_path(out_dir, s).is_file()}
     if finished and rank == 0:
         log.info("%s: %d of %d shards already written in %s, reused", desc, len(finished), n_shards, out_dir)
@@ -54,16 +56,22 @@ def generate_shards(engine, prompts: Sequence[str], sampling: SamplingConfig, ou
             start = s * shard_prompts
             part = list(prompts[start:start + shard_prompts])
             groups = engine.generate(part, sampling, local=True, indices=range(start, start + len(part)))
-            _write_rows(shard_path(out_dir, s),
-                        (row for i, group in enumerate(groups, start=start) for row in to_rows(i, group)))
+            _write_rows(shard_path(out_dir, s), to_rows(start, groups))
             bar.update(1)
     distributed.barrier()
     return [shard_path(out_dir, s) for s in range(n_shards)]
 
 
-def _fingerprint(prompts: Sequence[str], sampling: SamplingConfig, shard_prompts: int) -> str:
+def checkpoint_tag(path: str | Path) -> str:
+    """A served checkpoint's name for `generate_shards`: its path and when its weights were written (a model
+    fitted again into the same directory is other weights)."""
+    weights = sorted(Path(path).glob("*.safetensors")) or sorted(Path(path).glob("*.bin"))
+    return f"{Path(path).resolve()}@{max((w.stat().st_mtime_ns for w in weights), default=0)}"
+
+
+def _fingerprint(prompts: Sequence[str], sampling: SamplingConfig, shard_prompts: int, model: str) -> str:
     # "seeds": 2 — each prompt seeded by its index (shards written under the earlier per-shard seeds are redone)
-    digest = hashlib.sha256(json.dumps([asdict(sampling), shard_prompts, {"seeds": 2}]).encode())
+    digest = hashlib.sha256(json.dumps([asdict(sampling), shard_prompts, {"seeds": 2}, model]).encode())
     for prompt in prompts:
         digest.update(prompt.encode())
         digest.update(b"\0")
@@ -93,9 +101,10 @@ class ShardedEngine:
         self.engine, self.out_dir, self.shard_prompts, self.desc = engine, Path(out_dir), shard_prompts, desc
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        def to_rows(i: int, group: list[Completion]) -> list[dict]:
-            return [{"prompt": i, "sample": j, "text": c.text, "finish_reason": c.finish_reason,
-                     "n_tokens": c.n_tokens, "logprob": c.logprob} for j, c in enumerate(group)]
+        def to_rows(start: int, groups: list[list[Completion]]) -> Iterator[dict]:
+            for i, group in enumerate(groups, start=start):
+                yield from ({"prompt": i, "sample": j, "text": c.text, "finish_reason": c.finish_reason,
+                             "n_tokens": c.n_tokens, "logprob": c.logprob} for j, c in enumerate(group))
 
         shards = generate_shards(self.engine, prompts, sampling, self.out_dir, to_rows, self.shard_prompts, self.desc)
         groups: list[list[Completion]] = [[] for _ in prompts]

@@ -43,6 +43,11 @@ def math_reward(completion: str, problem: Target) -> float | None:
     return Rewards().score([completion], [problem])[0]
 
 
+def program(completion: str, problem: Target, thinking: bool = False) -> str | None:
+    """The program a code completion submits (its final python block, after a think block), None for math or none."""
+    return extract_code(final_text(completion, thinking) or "") if problem.domain == "code" else None
+
+
 def _code_score(verdict) -> float | None:
     if any(t.reason.startswith("sandbox") for t in verdict.tests):
         return None  # the sandbox itself failed: no judgement about the program
@@ -106,7 +111,7 @@ class Rewards:
                     math_pairs.append((predicted, answer))
             elif problem.domain == "code":
                 tests = required(problem, "tests")
-                code = extract_code(text)
+                code = program(full, problem, thinking)
                 if code is not None:
                     code_idx.append(i)
                     code_jobs.append((code, tests))

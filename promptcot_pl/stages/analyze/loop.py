@@ -65,7 +65,8 @@ def run(ctx: StageContext) -> dict[str, float]:
             if not texts:
                 log.warning("analyze: set %s is empty (every synthesized problem was filtered out)", name)
                 continue
-            hard = difficulty(engine, fmt, problems, texts, sampling, ctx.rewards())
+            hard = difficulty(engine, fmt, problems, texts, sampling, ctx.rewards(), ctx.stage_dir / "samples" / name,
+                              ctx.cfg.engine.shard_prompts, solver)
             embeddings[name] = embed(texts)
             rows[name] = {"pass_rate": hard.pass_rate, "mean_tokens": hard.mean_tokens, "unscorable": hard.unscorable,
                           "unscorable_share": hard.unscorable_share, **structural_difficulty(problems),

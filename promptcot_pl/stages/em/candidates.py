@@ -1,14 +1,21 @@
 """EM's rationale candidates: q_φ's samples as the engine generated them, why a sample has no comparable density
 (its flaw), and their scores under p_θ and q_φ (batched `Trainer.predict` through `runner.scoring`).
 
+Candidates are streamed (`generation/streamed.py`): each rank writes the shards it generated — text, the sampled
+token ids, whether the sample finished — to `<dir>/shard_*.jsonl`, and everything after reads them back a shard at a
+time: the scoring passes (`runner.scoring.score_chunks`), the E-step's selected items, the M-step's z̃. No process
+holds every candidate's token ids, and none are gathered to every rank: only the [N, K] scores are
+(bench/em_memory.py measures the stage's peak memory against the number of pairs).
+
 Used by the E-step (weights), the M-step (z̃) and the held-out bound of `loop.py`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,10 +23,13 @@ import torch
 
 from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
+from promptcot_pl.data.jsonl import iter_json_rows
 from promptcot_pl.data.prompts import MARKERS, prompt_model_example, rationale_model_example
 from promptcot_pl.data.records import Triple
+from promptcot_pl.generation.engine import Completion
+from promptcot_pl.generation.streamed import checkpoint_tag, generate_shards
 from promptcot_pl.runner.context import StageContext
-from promptcot_pl.runner.scoring import score_pairs
+from promptcot_pl.runner.scoring import score_chunks, score_pairs
 from promptcot_pl.trainer import training_dtype
 
 
@@ -63,19 +73,63 @@ class Candidate:
 FLAWS = ("truncated", "marker", "malformed")
 
 
-def sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, ctx: StageContext,
-           seed: int) -> list[list[Candidate]]:
-    """`n` rationales per pair from the engine serving q_φ (top-p 1, no top-k), at most `em.max_rationale_tokens`."""
+@dataclass(frozen=True)
+class CandidateShards:
+    """`k` candidates for each of `n_pairs` pairs, in shard files (rows: pair, k, text, ids, finished)."""
+
+    paths: tuple[Path, ...]
+    n_pairs: int
+    k: int
+
+    def read(self, path: Path) -> list[tuple[int, int, Candidate]]:
+        """(pair index, sample index, candidate) of one shard."""
+        return [(row["pair"], row["k"], Candidate(row["text"], tuple(row["ids"]), row["finished"]))
+                for _, row in iter_json_rows(path)]
+
+    def __iter__(self) -> Iterator[tuple[int, int, Candidate]]:
+        for path in self.paths:
+            yield from self.read(path)
+
+    def flaws(self) -> list[list[str | None]]:
+        """[N][K] flaw of every candidate (None: valid), without their ids."""
+        out: list[list[str | None]] = [[None] * self.k for _ in range(self.n_pairs)]
+        for i, j, candidate in self:
+            out[i][j] = candidate.flaw
+        return out
+
+
+def sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, ctx: StageContext, seed: int,
+           out_dir: Path, model: Path) -> CandidateShards:
+    """`n` rationales per pair from the engine serving q_φ (`model`; top-p 1, no top-k), at most
+    `em.max_rationale_tokens`, streamed to shards under `out_dir` (reused when a resumed run finds them written by
+    the same weights)."""
     sampling = SamplingConfig(n=n, temperature=temperature, top_p=1.0, top_k=0,
                               max_new_tokens=ctx.cfg.em.max_rationale_tokens, seed=seed)
+
+    def rows(start: int, groups: list[list[Completion]]) -> Iterator[dict]:
+        for i, group in enumerate(groups, start=start):
+            yield from ({"pair": i, "k": k, "text": c.text, "ids": c.token_ids, "finished": c.finish_reason == "stop"}
+                        for k, c in enumerate(group))
+
     prompts = [q_pair(f, t, "")[0] for t in pairs]
-    return [[Candidate(c.text, tuple(c.token_ids), c.finish_reason == "stop") for c in group]
-            for group in engine.generate(prompts, sampling)]
+    paths = generate_shards(engine, prompts, sampling, out_dir, rows, ctx.cfg.engine.shard_prompts,
+                            desc=f"em {out_dir.parent.name}/{out_dir.name}", model=checkpoint_tag(model))
+    return CandidateShards(tuple(paths), len(pairs), n)
 
 
-def flaw_shares(zs: list[list[Candidate]], prefix: str) -> dict[str, float]:
+def first_texts(shards: CandidateShards, valid_only: bool = True) -> list[str | None]:
+    """Each pair's first candidate's text (z̃ of the M-step, the held-out greedy z); with `valid_only`, None where
+    it is flawed."""
+    out: list[str | None] = [None] * shards.n_pairs
+    for i, j, candidate in shards:
+        if j == 0 and (candidate.flaw is None or not valid_only):
+            out[i] = candidate.text
+    return out
+
+
+def flaw_shares(flaws: list[list[str | None]], prefix: str) -> dict[str, float]:
     """The share of candidates with each flaw, as `<prefix>truncated_share`, …"""
-    flat = [z.flaw for group in zs for z in group]
+    flat = [flaw for group in flaws for flaw in group]
     return {f"{prefix}{flaw}_share": sum(x == flaw for x in flat) / max(len(flat), 1) for flaw in FLAWS}
 
 
@@ -87,7 +141,7 @@ def token_budget(ctx: StageContext) -> int:
 
 
 def score(ctx: StageContext, model: Path,
-           pairs: Sequence[tuple[str, str | Sequence[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+          pairs: Sequence[tuple[str, str | Sequence[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
     with ctx.released(f"scoring by {where(ctx, model)}"):
         return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=token_budget(ctx),
                            dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
@@ -104,25 +158,37 @@ class Scores(NamedTuple):
     valid: torch.Tensor
 
 
-def score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple],
-                      zs: list[list[Candidate]], extra_p: Sequence[tuple[str, str]] = ()):
-    """`Scores` of the valid candidates (log q on the sampled ids, log p on the text p_θ would write); with
-    `extra_p`, p_θ's scores of those pairs too, from the same pass (each model is loaded once per scoring pass:
-    REVIEW m19)."""
-    shape = (len(pairs), len(zs[0]))
-    valid = torch.tensor([[z.flaw is None for z in group] for group in zs], dtype=torch.bool).view(shape)
-    flat = [(t, z) for t, group in zip(pairs, zs) for z in group if z.flaw is None]
-    lp, p_tokens = score(ctx, p, [p_pair(f, t, z.text) for t, z in flat] + list(extra_p))
-    lq, q_tokens = score(ctx, q, [(q_pair(f, t, "")[0], list(z.ids)) for t, z in flat]) if flat else (lp[:0], p_tokens[:0])
-    n = len(flat)
+def score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: list[Triple], shards: CandidateShards,
+                     extra_p: Sequence[tuple[str, str]] = ()):
+    """`Scores` of the valid candidates (log q on the sampled ids, log p on the text p_θ would write), a shard at a
+    time; with `extra_p`, p_θ's scores of those pairs too, from the same pass (each model is loaded once per
+    scoring pass)."""
+    n, k = shards.n_pairs, shards.k
+    valid = torch.tensor([[flaw is None for flaw in group] for group in shards.flaws()], dtype=torch.bool)
+    valid = valid.view(n, k)
 
-    def place(values: torch.Tensor, fill: float) -> torch.Tensor:
-        full = torch.full(shape, fill, dtype=values.dtype)
-        full[valid] = values
-        return full
+    def p_chunk(path: Path) -> list:
+        return [(i * k + j, p_pair(f, pairs[i], z.text)) for i, j, z in shards.read(path) if z.flaw is None]
 
-    scores = Scores(place(lp[:n], -math.inf), place(lq, 0.0), place(p_tokens[:n], 0), place(q_tokens, 0), valid)
-    return (scores, lp[n:], p_tokens[n:]) if extra_p else scores
+    def q_chunk(path: Path) -> list:
+        return [(i * k + j, (q_pair(f, pairs[i], "")[0], list(z.ids))) for i, j, z in shards.read(path)
+                if z.flaw is None]
+
+    extra = [(n * k + e, pair) for e, pair in enumerate(extra_p)]
+    lp, p_tokens = _score(ctx, p, [partial(p_chunk, path) for path in shards.paths] + [lambda: extra], n * k + len(extra))
+    lq, q_tokens = (_score(ctx, q, [partial(q_chunk, path) for path in shards.paths], n * k) if valid.any()
+                    else (torch.zeros(n * k, dtype=torch.float64), torch.zeros(n * k, dtype=torch.long)))
+    flat = valid.flatten()
+    scores = Scores(lp[: n * k].masked_fill(~flat, -math.inf).view(n, k), lq.masked_fill(~flat, 0.0).view(n, k),
+                    p_tokens[: n * k].masked_fill(~flat, 0).view(n, k), q_tokens.masked_fill(~flat, 0).view(n, k),
+                    valid)
+    return (scores, lp[n * k:], p_tokens[n * k:]) if extra_p else scores
+
+
+def _score(ctx: StageContext, model: Path, chunks: list, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    with ctx.released(f"scoring by {where(ctx, model)}"):
+        return score_chunks(model, chunks, total, trainer_cfg=ctx.cfg.trainer, max_length=token_budget(ctx),
+                            dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
 
 def where(ctx: StageContext, path: Path) -> str:

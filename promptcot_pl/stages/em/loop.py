@@ -49,6 +49,7 @@ from promptcot_pl.runner.model_paths import base_models
 from promptcot_pl.runner.steps import ResumableSteps
 from promptcot_pl.stages.em.candidates import (
     Formats,
+    first_texts,
     flaw_shares,
     p_pair,
     q_pair,
@@ -88,17 +89,20 @@ def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[st
     return path
 
 
-def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: list[Triple]) -> dict[str, float]:
-    """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare.
+def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: list[Triple],
+             out: Path) -> dict[str, float]:
+    """Held-out bound and conditional NLL of x; the same seed every iteration, so iterations compare. Samples are
+    streamed under `out` (`heldout_candidates/`, `heldout_greedy/`).
 
     The bound's samples are `em.eval_k` draws at temperature 1, top-p 1 — the q_φ whose log q is scored — never
     the training K or temperature. A pair none of whose samples is valid has no finite bound: it is left out of the
     means and counted (`em/heldout_unbounded_pairs`)."""
     em = ctx.cfg.em
     engine.serve(q)
-    zs = sample(engine, f, heldout, em.eval_k, 1.0, ctx, seed=ctx.cfg.seed)
-    greedy = [g[0].text.strip() for g in sample(engine, f, heldout, 1, 0.0, ctx, seed=ctx.cfg.seed)]
-    x_pairs = [problem_given_rationale_example(f.p, t.concepts, t.level, z, t.problem, t.domain)
+    zs = sample(engine, f, heldout, em.eval_k, 1.0, ctx, ctx.cfg.seed, out / "heldout_candidates", q)
+    greedy = first_texts(sample(engine, f, heldout, 1, 0.0, ctx, ctx.cfg.seed, out / "heldout_greedy", q),
+                         valid_only=False)
+    x_pairs = [problem_given_rationale_example(f.p, t.concepts, t.level, (z or "").strip(), t.problem, t.domain)
                for t, z in zip(heldout, greedy)]
     scores, lx, x_tokens = score_candidates(ctx, f, q, p, heldout, zs, extra_p=x_pairs)
     iwae, elbo = iwae_bound(scores.lp, scores.lq, scores.valid), elbo_estimate(scores.lp, scores.lq, scores.valid)
@@ -111,7 +115,7 @@ def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: l
                     int((~bounded).sum()), len(heldout), em.eval_k)
     return {"em/iwae_heldout": float(iwae[bounded].mean()), "em/elbo_heldout": float(elbo[bounded].mean()),
             "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum()),
-            "em/heldout_unbounded_pairs": float((~bounded).sum()), **flaw_shares(zs, "em/heldout_")}
+            "em/heldout_unbounded_pairs": float((~bounded).sum()), **flaw_shares(zs.flaws(), "em/heldout_")}
 
 
 def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, it: int, q: Path, p: Path,
@@ -124,23 +128,27 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
     winners: list[str | None] = []
     if em.e_step:
         engine.serve(q)
-        zs = sample(engine, f, pairs, em.k, em.rationale_temperature, ctx, seed=ctx.cfg.seed + it)
+        zs = sample(engine, f, pairs, em.k, em.rationale_temperature, ctx, ctx.cfg.seed + it, out / "candidates", q)
         sc = score_candidates(ctx, f, q, p, pairs, zs)
         norm = dict(p_tokens=sc.p_tokens, q_tokens=sc.q_tokens) if em.length_normalize else {}
         weights = em_weights(sc.lp, sc.lq, selection=em.selection, tau=em.tau, beta=em.beta, valid=sc.valid, **norm)
-        e_items = [(q_pair(f, t, "")[0], list(z.ids), float(w))
-                   for t, group, row in zip(pairs, zs, weights) for z, w in zip(group, row) if w > 1e-6]
+        has_valid = sc.valid.any(dim=1)
+        best = weights.argmax(dim=1)
+        e_items, winners = [], [None] * len(pairs)
+        for i, j, z in zs:  # a shard at a time: only the selected candidates' ids are kept
+            if weights[i, j] > 1e-6:
+                e_items.append((q_pair(f, pairs[i], "")[0], list(z.ids), float(weights[i, j])))
+            if j == best[i] and has_valid[i]:
+                winners[i] = z.text
         if not e_items:
             raise ValueError(f"em iteration {it}: no valid rationale among {em.k} samples of any pair "
-                             f"({flaw_shares(zs, '')}); raise em.max_rationale_tokens")
+                             f"({flaw_shares(zs.flaws(), '')}); raise em.max_rationale_tokens")
         q = _fit(ctx, "em/e_loss", q, e_items, em.e_optim, em.epochs_e, out / "rationale_model")
-        has_valid = sc.valid.any(dim=1)
-        winners = [group[int(row.argmax())].text if ok else None for group, row, ok in zip(zs, weights, has_valid)]
         entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1)[has_valid].mean()
         stats = {"em/reward_mean": float(sc.lp[sc.valid].mean()),
                  "em/reward_best_mean": float(sc.lp.max(dim=1).values[has_valid].mean()),
                  "em/weight_entropy": float(entropy) + 0.0,  # + 0.0: one-hot weights give -0.0
-                 "em/pairs_without_valid_candidate": float((~has_valid).sum()), **flaw_shares(zs, "em/")}
+                 "em/pairs_without_valid_candidate": float((~has_valid).sum()), **flaw_shares(zs.flaws(), "em/")}
     match em.z_mode if em.e_step else "frozen":
         case "frozen":
             z_tilde = [frozen.get(t.id) for t in pairs]
@@ -149,8 +157,7 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
         case mode:
             engine.serve(q)
             temperature = 0.0 if mode == "greedy" else em.z_temperature
-            z_tilde = [g[0].text if g[0].flaw is None else None
-                       for g in sample(engine, f, pairs, 1, temperature, ctx, seed=ctx.cfg.seed + it)]
+            z_tilde = first_texts(sample(engine, f, pairs, 1, temperature, ctx, ctx.cfg.seed + it, out / "z_tilde", q))
     # an invalid z̃ (cut off, nested markers) would teach p_θ to write one: that pair sits this M-step out
     items = [(*p_pair(f, t, z), 1.0) for t, z in zip(pairs, z_tilde) if z is not None]
     stats["em/m_step_pairs_dropped"] = float(len(pairs) - len(items))
@@ -168,8 +175,8 @@ def _frozen_rationales(ctx: StageContext, engine, f: Formats, q: Path, train: li
     path = ctx.stage_dir / "frozen_rationales.jsonl"
     if not path.is_file():
         engine.serve(q)
-        zs = sample(engine, f, train, 1, 0.0, ctx, seed=ctx.cfg.seed)
-        write_jsonl(path, [{"id": t.id, "rationale": g[0].text, "flaw": g[0].flaw} for t, g in zip(train, zs)])
+        zs = sample(engine, f, train, 1, 0.0, ctx, ctx.cfg.seed, ctx.stage_dir / "frozen_greedy", q)
+        write_jsonl(path, ({"id": train[i].id, "rationale": z.text, "flaw": z.flaw} for i, _, z in zs))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return {row["id"]: row["rationale"] for row in rows if row.get("flaw") is None}
 
@@ -226,9 +233,10 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
         metrics: dict[str, float] = {}
         if it > 0:
             q, p, metrics = _iteration(ctx, em, root, engine, f, it, q, p, train, frozen)
-            metrics.update(evaluate(ctx, engine, f, q, p, heldout))
+            metrics.update(evaluate(ctx, engine, f, q, p, heldout, step.dir))
         else:
-            metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, f, q, p, heldout)
+            metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, f, q, p, heldout,
+                                                                                 step.dir)
         steps.finish(step, metrics)
         on_rank_zero(drop_masters, [q, p], root)  # the next iteration continues from q and p only
         # a sweep's pruner sees the main variant's iterations 1..N (iteration 0, the cold start, is the same for

@@ -14,14 +14,14 @@ Outputs: `<set>/samples.jsonl` (every sample with its reward), `metrics.json`.
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.jsonl import write_jsonl
-from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.released import read_eval_rows
+from promptcot_pl.generation.streamed import iter_rows
 from promptcot_pl.runner.context import StageContext, log, write_json
+from promptcot_pl.runner.difficulty import judged_samples
 from promptcot_pl.runner.model_paths import solver_model
 from promptcot_pl.verify.format import invalid_reason
 
@@ -54,23 +54,27 @@ def run(ctx: StageContext) -> dict[str, float]:
                                                   fmt.thinking, "evaluate")
     with ctx.engine(model) as engine:
         for name, problems in sets.items():
-            groups = engine.generate([solver_prompt(fmt, p.problem, p.domain) for p in problems], sampling)
-            flat = [(p, i, c) for p, group in zip(problems, groups) for i, c in enumerate(group)]
-            judge = replace(rewards, programs=0, timed_out=0)
-            scores = judge.score([c.text for _, _, c in flat], [p for p, _, _ in flat], fmt.thinking)
+            # generated, judged and written a shard at a time by the rank that generated it (runner/difficulty.py)
+            shards = judged_samples(engine, fmt, problems, [p.problem for p in problems], sampling, rewards,
+                                    ctx.stage_dir / name / "generated", ctx.cfg.engine.shard_prompts, model)
+            write_jsonl(ctx.stage_dir / name / "samples.jsonl", (
+                {"problem_id": problems[row["problem"]].id, "sample": row["sample"], "text": row["text"],
+                 "reward": row["reward"], "finish_reason": row["finish_reason"],
+                 "invalid": invalid_reason(row["text"], problems[row["problem"]].domain,
+                                           row["finish_reason"] == "length", fmt.thinking)}
+                for row in iter_rows(shards)))
+            rows = [(row["reward"], row["program"], row["timed_out"]) for row in iter_rows(shards)]
+            scores = [reward for reward, _, _ in rows]
             scored = [r for r in scores if r is not None]
             code = all(p.domain == "code" for p in problems)
             key = f"evaluate/{name}/{'pass_at_1' if code else 'accuracy'}"
             metrics[key] = statistics.fmean(scored) if scored else float("nan")
             metrics[f"evaluate/{name}/unscorable_share"] = (len(scores) - len(scored)) / max(len(scores), 1)
-            if judge.timeout_share() is not None:
-                metrics[f"evaluate/{name}/code_timeout_share"] = judge.timeout_share()
+            programs = sum(ran for _, ran, _ in rows)
+            if programs:
+                metrics[f"evaluate/{name}/code_timeout_share"] = sum(t for _, _, t in rows) / programs
             metrics[f"evaluate/{name}/problems"] = float(len(problems))
             metrics[f"evaluate/{name}/samples"] = float(len(scores))
-            write_jsonl(ctx.stage_dir / name / "samples.jsonl", [
-                {"problem_id": p.id, "sample": i, "text": c.text, "reward": r, "finish_reason": c.finish_reason,
-                 "invalid": invalid_reason(c.text, p.domain, c.finish_reason == "length", fmt.thinking)}
-                for (p, i, c), r in zip(flat, scores)])
             log.info("evaluate/%s: %s %.4f over %d problems × %d samples (unscorable %.3f)", name, key.rsplit("/")[-1],
                      metrics[key], len(problems), cfg.n, metrics[f"evaluate/{name}/unscorable_share"])
     write_json(ctx.stage_dir / "metrics.json", {"model": str(model), **metrics})

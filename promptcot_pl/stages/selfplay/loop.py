@@ -119,12 +119,14 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
             "steps": float(trainer.global_step), **final}
 
 
-def _evaluate(ctx: StageContext, engine, fmt: PromptFormat, heldout: list[Triple], rewards: Rewards) -> dict[str, float]:
-    """Mean reward over n samples per held-out problem, with its unscorable share and per level; the same sampling
-    seed every round, so rounds compare."""
+def _evaluate(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, heldout: list[Triple], rewards: Rewards,
+              out: Path) -> dict[str, float]:
+    """Mean reward over n samples per held-out problem (streamed under `out/eval`), with its unscorable share and
+    per level; the same sampling seed every round, so rounds compare."""
     sampling = ctx.cfg.selfplay.eval
-    return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
-                      replace(sampling, seed=ctx.cfg.seed), rewards).metrics("selfplay/accuracy_heldout")
+    return difficulty(engine, fmt, heldout, [t.problem for t in heldout], replace(sampling, seed=ctx.cfg.seed),
+                      rewards, out / "eval", ctx.cfg.engine.shard_prompts,
+                      engine.path).metrics("selfplay/accuracy_heldout")
 
 
 def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
@@ -162,7 +164,7 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     else:
         log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
     engine.serve(policy)
-    metrics.update(_evaluate(ctx, engine, fmt, heldout, rewards))
+    metrics.update(_evaluate(ctx, engine, fmt, heldout, rewards, out))
     # relative: the run dir may move
     on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
@@ -200,7 +202,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                 policy = ctx.run_dir / (out / "policy.txt").read_text().strip() if r else policy
                 continue
             if r == 0:
-                metrics = _evaluate(ctx, engine, fmt, heldout, rewards)
+                metrics = _evaluate(ctx, engine, fmt, heldout, rewards, out)
             else:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
             steps.finish(step, metrics)

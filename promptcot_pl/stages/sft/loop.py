@@ -97,12 +97,13 @@ def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: i
     return kept
 
 
-def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple], key: str) -> dict[str, float]:
-    """Held-out accuracy under `key`, with its unscorable share and per level."""
+def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple], key: str, out: Path) -> dict[str, float]:
+    """Held-out accuracy under `key`, with its unscorable share and per level (samples streamed to `out`)."""
     fmt = ctx.prompt_format("solver", model)
     with ctx.engine(model) as engine:
         return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
-                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed), ctx.rewards()).metrics(key)
+                          replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed), ctx.rewards(), out,
+                          ctx.cfg.engine.shard_prompts, model).metrics(key)
 
 
 def run(ctx: StageContext) -> dict[str, float]:
@@ -120,7 +121,8 @@ def run(ctx: StageContext) -> dict[str, float]:
         log.info("sft: every source keeps at most %d trace tokens (the smallest source's)", budget)
     before_path = ctx.stage_dir / "accuracy_before.json"
     if not before_path.is_file():
-        write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before"))
+        write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before",
+                                          ctx.stage_dir / "eval_before"))
     metrics.update(json.loads(before_path.read_text()))
     before = metrics["sft/accuracy_heldout_before"]
     for source, items in traces.items():
@@ -132,7 +134,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
                         packing=cfg.packing)
         accuracy = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit],
-                             f"sft/{source}/accuracy_heldout")
+                             f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval")
         after = accuracy[f"sft/{source}/accuracy_heldout"]
         metrics.update(accuracy)
         metrics.update({f"sft/{source}/traces": float(len(kept)),

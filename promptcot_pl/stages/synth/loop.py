@@ -96,8 +96,9 @@ def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]],
             prompts = [prompt_model_prompt(fmt, c, level, domain) for c, level in sets]
         with ctx.engine(model) as engine:
             shards = generate_shards(engine, prompts, ctx.cfg.synth.sampling, out / "generated",
-                                     lambda i, group: [{"set": i, "sample": j, "text": c.text}
-                                                       for j, c in enumerate(group)],
+                                     lambda start, groups: [{"set": i, "sample": j, "text": c.text}
+                                                            for i, group in enumerate(groups, start=start)
+                                                            for j, c in enumerate(group)],
                                      ctx.cfg.engine.shard_prompts, desc=f"synth/{out.name}")
         write_jsonl(path, iter_rows(shards))
     return [row for _, row in iter_json_rows(path)]
