@@ -1,138 +1,229 @@
-"""GPU check (the body of bench/gpu_check.sh): what a user should see on a fresh GPU machine in under 4 minutes.
+"""GPU check (the body of bench/gpu_check.sh): what a user should see on a fresh GPU machine, in under 8 minutes on
+one GPU, through the code paths the pipeline runs — no hand-made batches. Prints one table with the date.
 
-1. An FSDP bf16 training step of a randomly initialised Qwen2-style model of ~0.5B parameters (Qwen2.5-0.5B's
-   shape) through `build_trainer` exactly as the pipeline builds it (auto-wrapped decoder layers, activation
-   checkpointing, bf16 mixed precision): tokens/s and model FLOPs utilisation (6·params·tokens/s over the chip's
-   dense bf16 peak).
-2. HF `generate` on the same model: generated tokens/s (greedy, batch 32, 128 new tokens).
-3. The vLLM engine on the same weights when vLLM is installed: generated tokens/s on the same request.
+1. **Paper-shaped fit step.** A randomly initialised Qwen2-style model of ~0.5B parameters (Qwen2.5-0.5B's shape,
+   151,936-token vocabulary) fitted by `WeightedNLLModule` under `build_trainer` with FSDP, bf16-mixed (fp32
+   buffers and gradient reduce: `promptcot_pl/precision.py`) and activation checkpointing, on packed rows of
+   `--seq` tokens from the real `PairDataModule` and collate. Tokens/s, model FLOPs utilisation (6·params·tokens/s
+   over the chip's dense bf16 peak), peak memory, and RoPE's `inv_freq` dtype after the steps.
+2. **Engine refresh after a fit.** The engine (vLLM on a GPU, HF with `--smoke`) serves the tiny model, sleeps
+   during a fit of it, is refreshed with the fitted weights and must answer a probe greedily exactly as HF does
+   on those weights.
+3. **The whole pipeline.** `promptcot run experiments/debug/tiny.yaml` with the vLLM engine (HF with `--smoke`):
+   every stage, engines asleep during fits, the new weights served after each fit; each stage's wall time from
+   its `accounting.json`.
 
-`--smoke` runs the same code on CPU with a small model in seconds (used by the tests, so the script cannot rot
-on machines without a GPU).
+`--smoke` runs all of it on CPU with a small model in about a minute (tests/test_scale_out.py runs it, so the
+script cannot rot on machines without a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parent.parent
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}  # dense, per chip
+PARTS = ("fit", "refresh", "pipeline")
 
 
-def qwen2_config(smoke: bool):
+def report(what: str, value: str) -> None:
+    """A row of the table: printed by the part that measured it, collected by `main`."""
+    print(f"ROW\t{what}\t{value}", flush=True)
+
+
+def qwen2_config(smoke: bool, vocab: int):
     from transformers import Qwen2Config
 
     if smoke:
-        return Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
+        return Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096)
     return Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096,
-                       tie_word_embeddings=False)
+                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+                       rope_theta=1e6, tie_word_embeddings=False)
 
 
-def train(model, args) -> tuple[float, int]:
-    """(tokens/s over the timed steps, parameters)."""
+def training_pairs(n: int) -> tuple[object, list[tuple[str, str]]]:
+    """A tokenizer trained offline on arithmetic word problems, and (prompt, worked solution) pairs of them."""
+    from promptcot_pl.domains import build_domain
+    from promptcot_pl.models.tokenizer_styles import train_tokenizer
+
+    triples = build_domain("arithmetic", n, seed=0)
+    pairs = [(f"Problem:\n{t.problem}\nSolution:\n", t.solution) for t in triples]
+    return train_tokenizer([p + s for p, s in pairs], 1024, split_digits=True), pairs
+
+
+def fit_step(args, device: torch.device) -> None:
     import lightning as L
-    from torch.utils.data import DataLoader
+    from transformers import Qwen2ForCausalLM
 
     from promptcot_pl.config import OptimConfig, TrainerConfig
     from promptcot_pl.modules import WeightedNLLModule
+    from promptcot_pl.modules.data import PairDataModule
     from promptcot_pl.trainer import build_trainer
 
+    tokenizer, pairs = training_pairs(2000 if args.smoke else 6000)
+    data = PairDataModule(tokenizer, pairs, pairs[:8], batch_size=args.batch, max_length=args.seq, packing=True)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(qwen2_config(args.smoke, len(tokenizer)))
     params = sum(p.numel() for p in model.parameters())
-    g = torch.Generator().manual_seed(0)
-    rows = [torch.randint(0, model.config.vocab_size, (args.seq,), generator=g) for _ in range(args.batch)]
-    batch = {"input_ids": torch.stack(rows), "labels": torch.stack(rows),
-             "attention_mask": torch.ones(args.batch, args.seq, dtype=torch.long)}
-    loader = DataLoader([batch] * (args.warmup + args.steps), batch_size=None)
     times: list[float] = []
+    seen: dict[str, str] = {}
 
     class Clock(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if torch.cuda.is_available():
+            if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter())
 
-    cfg = TrainerConfig(strategy="fsdp", precision="32-true" if args.smoke else "bf16-mixed",
-                        activation_checkpointing=True, enable_progress_bar=False, devices="1")
-    trainer = build_trainer(cfg, max_epochs=1, default_root_dir=tempfile.mkdtemp(), callbacks=[Clock()])
-    trainer.fit(WeightedNLLModule(model, OptimConfig(lr=1e-5, scheduler="constant", warmup_ratio=0.0)), loader)
-    if torch.cuda.is_available():
+        def on_train_batch_end(self, trainer, module, *rest):
+            (inv_freq,) = [b for name, b in module.named_buffers() if name.endswith("rotary_emb.inv_freq")]
+            seen["inv_freq"] = str(inv_freq.dtype).removeprefix("torch.")
+
+    cfg = TrainerConfig(strategy="fsdp", precision="bf16-mixed", activation_checkpointing=True,
+                        enable_progress_bar=False, devices="1", log_every_n_steps=1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer = build_trainer(cfg, max_epochs=None, max_steps=args.warmup + args.steps,
+                            default_root_dir=tempfile.mkdtemp(), callbacks=[Clock()])
+    trainer.fit(WeightedNLLModule(model, OptimConfig(lr=1e-5, scheduler="constant", warmup_ratio=0.0)),
+                datamodule=data)
+    if device.type == "cuda":
         torch.cuda.synchronize()
     times.append(time.perf_counter())
     timed = times[args.warmup:]
-    return args.batch * args.seq * (len(timed) - 1) / (timed[-1] - timed[0]), params
+    tokens_s = args.batch * args.seq * (len(timed) - 1) / (timed[-1] - timed[0])
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    report("fit step", f"{params / 1e6:.1f}M params, FSDP bf16-mixed, packed rows {args.batch} × {args.seq} "
+                       f"(padding {trainer.callback_metrics['train/padding_waste']:.1%})")
+    report("fit tokens/s", f"{tokens_s:,.0f}")
+    report("fit MFU", f"{6 * params * tokens_s / peak:.1%}" if peak else "n/a (unknown peak)")
+    if device.type == "cuda":
+        report("fit peak memory", f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    report("RoPE inv_freq after the steps", seen["inv_freq"])
+    if seen["inv_freq"] != "float32":
+        raise SystemExit("FSDP bf16-mixed rounded RoPE's frequencies to bf16")
 
 
-def hf_generate(model, args, device) -> float:
-    model = model.to(device=device, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32).eval()
-    ids = torch.randint(0, model.config.vocab_size, (args.gen_batch, 64), generator=torch.Generator().manual_seed(1))
-    options = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                   pad_token_id=0, eos_token_id=None)
-    with torch.inference_mode():
-        model.generate(input_ids=ids[:2].to(device), **{**options, "max_new_tokens": 8, "min_new_tokens": 8})
-        start = time.perf_counter()
-        out = model.generate(input_ids=ids.to(device), **options)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return (out.shape[1] - ids.shape[1]) * ids.shape[0] / (time.perf_counter() - start)
+def engine_refresh(args, work: Path) -> None:
+    """The engine serves the tiny model, sleeps during a fit, then serves the fitted weights exactly."""
+    import lightning as L
 
+    from promptcot_pl.config import EngineConfig, OptimConfig, SamplingConfig, TinyModelConfig, TrainerConfig
+    from promptcot_pl.generation import build_engine
+    from promptcot_pl.models import load_model, load_tokenizer, tiny_model_dir
+    from promptcot_pl.modules import WeightedNLLModule
+    from promptcot_pl.modules.data import PairDataModule
+    from promptcot_pl.runner.fit import export_trained
+    from promptcot_pl.trainer import build_trainer
 
-def vllm_generate(model, args) -> float | None:
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError:
-        return None
-    path = tempfile.mkdtemp()
-    model.save_pretrained(path)
-    llm = LLM(model=path, skip_tokenizer_init=True, dtype="bfloat16" if torch.cuda.is_available() else "float32",
-              gpu_memory_utilization=0.5, enforce_eager=args.smoke)
-    g = torch.Generator().manual_seed(1)
-    prompts = [{"prompt_token_ids": torch.randint(0, model.config.vocab_size, (64,), generator=g).tolist()}
-               for _ in range(args.gen_batch)]
-    params = SamplingParams(max_tokens=args.new_tokens, ignore_eos=True, temperature=0.0, detokenize=False)
-    llm.generate(prompts[:2], params, use_tqdm=False)
+    _, pairs = training_pairs(400)
+    base = tiny_model_dir(TinyModelConfig(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2,
+                                          intermediate_size=128), [p + s for p, s in pairs], work / "cache", 0)
+    backend = "hf" if args.smoke else "vllm"
+    engine = build_engine(EngineConfig(backend=backend, progress=False, enforce_eager=True,
+                                       gpu_memory_utilization=0.3), base)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=32)
+    probe = [pairs[0][0], pairs[1][0]]
+    before = [g[0].token_ids for g in engine.generate(probe, greedy)]
+    how = engine.sleep()
+    data = PairDataModule(load_tokenizer(base), pairs, pairs[:8], batch_size=16, max_length=512)
+    trainer = build_trainer(TrainerConfig(enable_progress_bar=False), max_epochs=1, default_root_dir=work / "fit")
+    L.seed_everything(0, verbose=False)
+    trainer.fit(WeightedNLLModule(load_model(base), OptimConfig(lr=3e-3, warmup_ratio=0.1)), datamodule=data)
+    fitted = export_trained(trainer, load_tokenizer(base), work / "fitted", "bfloat16" if torch.cuda.is_available()
+                            else "float32")
     start = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    return sum(len(o.outputs[0].token_ids) for o in outputs) / (time.perf_counter() - start)
+    engine.refresh(fitted)
+    after = [g[0].token_ids for g in engine.generate(probe, greedy)]
+    woke = time.perf_counter() - start
+    hf = build_engine(EngineConfig(backend="hf", progress=False), fitted,
+                      dtype="bfloat16" if torch.cuda.is_available() else "float32")
+    expected = [g[0].token_ids for g in hf.generate(probe, greedy)]
+    engine.close()
+    same = after == expected
+    report("engine refresh after a fit", f"{backend}: asleep during the fit ({how}); woke with the fitted weights in "
+                                         f"{woke:.1f} s; greedy = HF on them: {same}; changed: {after != before}")
+    if not same:
+        raise SystemExit("the engine did not serve the fitted weights")
+
+
+def pipeline(args, work: Path) -> None:
+    overrides = [f"model.cache_dir={work / 'cache'}", "tracking.enabled=false"]
+    if not args.smoke:
+        overrides += ["engine.backend=vllm", "engine.enforce_eager=true", "engine.gpu_memory_utilization=0.3",
+                      "model.dtype=bfloat16", "trainer.precision=bf16-mixed"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "promptcot_pl", "run", str(REPO / "experiments/debug/tiny.yaml"),
+                           *overrides], cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"the pipeline failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    run = work / "runs/tiny/main"
+    stages = [s for s in ("seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft")
+              if (run / s / "DONE").is_file()]
+    asleep = sum("engine asleep during" in line for line in proc.stdout.splitlines() + proc.stderr.splitlines())
+    report("pipeline", f"{len(stages)} stages in {wall:.0f} s ({'HF' if args.smoke else 'vLLM'} engine), "
+                       f"{asleep} fits and scoring passes with the engine asleep")
+    for stage in stages:
+        accounting = json.loads((run / stage / "accounting.json").read_text())
+        report(f"  {stage}", f"{accounting[f'{stage}/accounting/wall_s']:.1f} s"
+                             + (f", peak GPU {accounting[f'{stage}/accounting/peak_gpu_gb']:.1f} GiB"
+                                if f"{stage}/accounting/peak_gpu_gb" in accounting else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a small model on CPU, seconds (tests)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq", type=int, default=2048)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--smoke", action="store_true", help="a small model on CPU, about a minute (tests)")
+    parser.add_argument("--batch", type=int, default=8, help="packed rows per step")
+    parser.add_argument("--seq", type=int, default=4096, help="tokens per packed row")
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--gen-batch", type=int, default=32)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--no-vllm", action="store_true")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # one part, in a process of its own
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
-        args.batch, args.seq, args.steps, args.warmup, args.gen_batch, args.new_tokens = 2, 64, 3, 1, 4, 8
-    from transformers import Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    cfg = qwen2_config(args.smoke)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"device: {name}; torch {torch.__version__}", flush=True)
-
-    tokens_s, params = train(Qwen2ForCausalLM(cfg), args)
-    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    mfu = f"{6 * params * tokens_s / peak:.1%}" if peak else "n/a (unknown peak)"
-    label = "fp32 (smoke, CPU)" if args.smoke else "bf16"
-    print(f"FSDP {label} train step, {params / 1e6:.0f}M params, batch {args.batch} × {args.seq}: "
-          f"{tokens_s:,.0f} tokens/s, MFU {mfu}", flush=True)
-    model = Qwen2ForCausalLM(cfg)
-    print(f"HF generate, batch {args.gen_batch}, {args.new_tokens} new tokens: "
-          f"{hf_generate(model, args, device):,.0f} tokens/s", flush=True)
-    rate = None if args.no_vllm else vllm_generate(model.float().cpu(), args)
-    print(f"vLLM generate, same request: {'not installed' if rate is None else f'{rate:,.0f} tokens/s'}", flush=True)
+        args.batch, args.seq, args.steps, args.warmup = 2, 256, 3, 1
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if args.part:
+        work = Path(args.work)
+        {"fit": lambda: fit_step(args, device), "refresh": lambda: engine_refresh(args, work),
+         "pipeline": lambda: pipeline(args, work)}[args.part]()
+        return
+    # each part in a process of its own: the fit's process group and memory are gone before an engine starts
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke)"
+    rows = [("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+            ("device", f"{name}; torch {torch.__version__}")]
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    failed = []
+    for part in args.parts:
+        start = time.perf_counter()
+        command = [sys.executable, __file__, "--part", part, "--work", str(work), "--batch", str(args.batch),
+                   "--seq", str(args.seq), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        proc = subprocess.run(command + (["--smoke"] if args.smoke else []), capture_output=True, text=True)
+        lines = [line.split("\t")[1:] for line in proc.stdout.splitlines() if line.startswith("ROW\t")]
+        rows += [(what, value) for what, value in lines]
+        rows.append((f"{part} wall time", f"{time.perf_counter() - start:.0f} s"))
+        if proc.returncode != 0:
+            failed.append(part)
+            print(f"--- part {part} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}", flush=True)
+    print("\n| check | result |\n|---|---|")
+    for what, value in rows:
+        print(f"| {what.strip()} | {value} |")
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
