@@ -64,7 +64,9 @@ def test_one_batch_of_8_equals_4_accumulated_micro_batches_of_2(tiny_dir, tmp_pa
     _assert_same(whole, accumulated)
 
 
-def test_dpo_pair_mean_is_exact_under_accumulation(tiny_dir, tmp_path):
+@pytest.mark.parametrize("dpo", [DPOConfig(), DPOConfig(rpo_weight=1.0)], ids=["dpo", "dpo+rpo"])
+def test_dpo_pair_mean_is_exact_under_accumulation(tiny_dir, tmp_path, dpo):
+    """The DPO term is a mean over the window's pairs, the RPO term (chosen NLL) one over its chosen tokens."""
     tok = load_tokenizer(tiny_dir)
     # 7 pairs: micro-batches of 2, 2, 2, 1 pairs, whose mean of means differs from the mean over 7
     triplets = [(p, t, "No idea " * (1 + i)) for i, (p, t) in enumerate(PAIRS[:7])]
@@ -74,7 +76,7 @@ def test_dpo_pair_mean_is_exact_under_accumulation(tiny_dir, tmp_path):
 
     def run(batch_size, accumulate):
         module = DPOModule(load_model(tiny_dir), OptimConfig(lr=1e-3, scheduler="constant", warmup_ratio=0.0),
-                           DPOConfig(), ref_model=policy)
+                           dpo, ref_model=policy)
         data = PreferenceDataModule(rows, tok.pad_token_id, batch_size, seed=3)
         return _step_grads(module, data, accumulate, tmp_path / f"dpo{batch_size}")
 

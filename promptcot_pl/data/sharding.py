@@ -9,7 +9,8 @@ into a row that contributes nothing (labels ignored, weight 0). Every rank there
 steps, which FSDP requires (its forward pass is collective).
 
 Gradient accumulation: with `window` = A global batches per optimizer step and per-item `counts` (target tokens,
-weighted tokens, pairs), every index carries the count of its whole accumulation window — summed over the window's
+weighted tokens, pairs; or a tuple of counts per item for a loss with several denominators, DPO's pairs and its RPO
+term's chosen tokens), every index carries the count of its whole accumulation window — summed over the window's
 global batches, real items only — and the collated batch holds it as `window_count`. The modules divide each
 micro-batch's summed loss by it (`modules/reduce.py`), so one step's gradient is Σ loss / Σ count over the window,
 exactly as one batch A times larger (the mean of micro-batch means differs when their counts do; REVIEW M6).
@@ -35,7 +36,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
     """This rank's part of each global batch of `batch_size` items (shuffled per epoch when `shuffle`)."""
 
     def __init__(self, n: int, batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 seed: int = 0, counts: Sequence[float] | None = None, window: int = 1) -> None:
+                 seed: int = 0, counts: Sequence[float] | Sequence[tuple[float, ...]] | None = None,
+                 window: int = 1) -> None:
         if batch_size < 1 or window < 1:
             raise ValueError("batch_size and window must be at least 1")
         if counts is not None and len(counts) != n:
@@ -68,10 +70,17 @@ class GlobalBatchSampler(Sampler[list[int]]):
             mine = batch[self.rank::self.world_size] or [PAD - batch[0]]
             if self.counts is not None:  # windows start at batch 0 of the epoch, as Lightning's accumulation does
                 first = b - b % self.window
-                total = float(sum(self.counts[i] for window_batch in batches[first:first + self.window]
-                                  for i in window_batch))
+                total = _summed([self.counts[i] for window_batch in batches[first:first + self.window]
+                                 for i in window_batch])
                 mine = [(i, total) for i in mine]
             yield mine
+
+
+def _summed(counts: list) -> float | tuple[float, ...]:
+    """The sum of plain counts, or the elementwise sum of tuples of counts (a loss with several denominators)."""
+    if counts and isinstance(counts[0], tuple):
+        return tuple(float(sum(column)) for column in zip(*counts))
+    return float(sum(counts))
 
 
 class PaddedItems(Dataset):
@@ -112,7 +121,8 @@ class MarkPadding:
 
 
 def sharded_loader(items: Sequence[Any], batch_size: int, *, shuffle: bool, seed: int, collate: Callable,
-                   num_workers: int = 0, counts: Sequence[float] | None = None, window: int = 1) -> DataLoader:
+                   num_workers: int = 0, counts: Sequence[float] | Sequence[tuple[float, ...]] | None = None,
+                   window: int = 1) -> DataLoader:
     """A DataLoader over this rank's part of every global batch of `items` (see the module docstring); with
     `counts`, batches carry the `window_count` of their accumulation window of `window` global batches."""
     from promptcot_pl import distributed

@@ -35,3 +35,11 @@ def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Ten
     accumulation = trainer.accumulate_grad_batches if trainer is not None else 1
     loss = total / window_count.to(total.dtype).clamp(min=1e-8) * (world * accumulation)
     return loss, mean.detach()
+
+
+def global_sum(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:
+    """`values` (detached) summed over every rank of a multi-process fit: metrics of the global batch."""
+    trainer = module._trainer
+    if trainer is None or trainer.world_size == 1:
+        return values.detach()
+    return trainer.strategy.reduce(values.detach().float(), reduce_op="sum")

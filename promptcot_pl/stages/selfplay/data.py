@@ -66,6 +66,7 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         window = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
+        # the window's (pairs, chosen completion tokens): the DPO term is a mean over pairs, the RPO term over tokens
         return sharded_loader(self.rows, self.batch_size, shuffle=True, seed=self.seed, collate=self.collate,
-                              counts=[1.0] * len(self.rows), window=window,
+                              counts=[(1.0, float(len(row.targets[0]))) for row in self.rows], window=window,
                               num_workers=self.num_workers)

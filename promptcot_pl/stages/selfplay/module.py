@@ -17,7 +17,7 @@ from promptcot_pl.config import OptimConfig
 from promptcot_pl.losses.dpo import chosen_nll, dpo_loss
 from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, owner_sums, target_logprobs
 from promptcot_pl.modules.optim import adamw_with_schedule
-from promptcot_pl.modules.reduce import global_mean
+from promptcot_pl.modules.reduce import global_mean, global_sum
 from promptcot_pl.stages.selfplay.config import DPOConfig
 
 
@@ -57,21 +57,27 @@ class DPOModule(L.LightningModule):
                        chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
         # padding rows (a global batch with fewer pairs than ranks) count for nothing; see data/sharding.py
         real = batch["real"].to(out.losses.dtype) if "real" in batch else torch.ones_like(out.losses)
-        loss, mean = global_mean(self, (out.losses * real).sum(), real.sum(), batch.get("window_count"))
+        # the accumulation window's (pairs, chosen tokens) over every rank (PreferenceDataModule)
+        window = batch.get("window_count")
+        pairs_window, tokens_window = (None, None) if window is None else (window[0], window[1])
+        loss, mean = global_mean(self, (out.losses * real).sum(), real.sum(), pairs_window)
         if self.dpo.rpo_weight:
             tokens = (chosen_tokens * real).sum()
-            nll, nll_mean = global_mean(self, chosen_nll(policy_chosen * real, tokens) * tokens, tokens)
+            nll, nll_mean = global_mean(self, chosen_nll(policy_chosen * real, tokens) * tokens, tokens, tokens_window)
             loss, mean = loss + self.dpo.rpo_weight * nll, mean + self.dpo.rpo_weight * nll_mean
-        keep = real.bool()
-        chosen, rejected = out.chosen_rewards[keep], out.rejected_rewards[keep]
-        metrics = {"loss": mean, "rewards_chosen": chosen.mean(), "rewards_rejected": rejected.mean(),
-                   "rewards_margin": (chosen - rejected).mean(), "rewards_accuracy": (chosen > rejected).float().mean()}
+        # reward statistics over the global batch: a rank holding only a padding row adds nothing (no NaN)
+        chosen, rejected = out.chosen_rewards * real, out.rejected_rewards * real
+        sums = global_sum(self, torch.stack([chosen.sum(), rejected.sum(), ((chosen > rejected).float() * real).sum(),
+                                             real.sum()]))
+        n = sums[3].clamp(min=1)
+        metrics = {"loss": mean, "rewards_chosen": sums[0] / n, "rewards_rejected": sums[1] / n,
+                   "rewards_margin": (sums[0] - sums[1]) / n, "rewards_accuracy": sums[2] / n}
         return loss, metrics
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss(batch)
         self.log("train/loss", metrics.pop("loss"), prog_bar=True, batch_size=1)
-        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=len(batch["pair_index"]))
+        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=1)  # global values already
         return loss
 
     def configure_optimizers(self):
