@@ -53,8 +53,8 @@ def test_accuracy_and_pass_at_1_with_the_right_counts(tiny_dir, tmp_path, monkey
 
     def scripted(*args, **kwargs):
         engine = ScriptedEngine([])
-        engine.generate = lambda prompts, sampling, e=engine: (setattr(e, "outputs", next(answers)),
-                                                               ScriptedEngine.generate(e, prompts, sampling))[1]
+        engine.generate = lambda prompts, sampling, e=engine, **_: (setattr(e, "outputs", next(answers)),
+                                                                    ScriptedEngine.generate(e, prompts, sampling))[1]
         engine.close = lambda: None
         engines.append(engine)
         return engine

@@ -7,10 +7,9 @@ replaced on load by one that holds only the token ids, and every call builds a f
 are trimmed, on every EOS id of the model (`models.stop_ids`). Prompts are encoded by `data/encode.py`'s rule.
 
 Every sample draws from a random stream of its own, seeded as vLLM seeds it (`engine.prompt_seed`: the call's
-seed, the prompt's index in the job, the sample's number): `RowStreams` turns each row's next-token distribution
-(transformers' temperature, top-k and top-p warpers) into that row's draw by the inverse CDF of one uniform from
-its stream per step. So a sample does not depend on which batch, shard or rank generated it, and sample k of two
-prompts never shares its random numbers.
+seed, the prompt's index in the job, the sample's number), and drawn as vLLM draws (`RowStreams`). So a sample
+does not depend on which batch, shard or rank generated it, and sample k of two prompts never shares its random
+numbers.
 
 transformers does the decoding (`GenerationMixin.generate`, `stop_strings`); this module decides the batches and
 turns rows back into `Completion`s. Log-probs, when asked for, come from one teacher-forced forward pass over
@@ -70,11 +69,14 @@ def plan_batches(prompt_lengths: Sequence[int], n: int, max_new_tokens: int, bud
 
 class RowStreams(LogitsProcessor):
     """The last logits processor of a greedy `generate`: row r's next token is drawn from the configured
-    distribution with uniform `uniforms[r, step]` (inverse CDF), and returned as the only finite score, which
-    greedy decoding then takes. The distribution is the model's under transformers' own warpers."""
+    distribution with the random stream of its own generator, and returned as the only finite score, which greedy
+    decoding then takes. The draw is vLLM's (and `torch.multinomial`'s): argmax of p / q with q ~ Exp(1) per token,
+    which moves only when the leading tokens' race is close — a sample changes little under the tiny numeric
+    differences between batch shapes or process counts. The distribution is the model's under transformers' own
+    temperature, top-k and top-p warpers."""
 
-    def __init__(self, sampling: SamplingConfig, uniforms: torch.Tensor, prompt_width: int) -> None:
-        self.uniforms, self.prompt_width = uniforms, prompt_width
+    def __init__(self, sampling: SamplingConfig, seeds: Sequence[int], device: torch.device) -> None:
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         self.warpers = LogitsProcessorList([TemperatureLogitsWarper(sampling.temperature)])
         if sampling.top_k > 0:
             self.warpers.append(TopKLogitsWarper(sampling.top_k))
@@ -82,18 +84,12 @@ class RowStreams(LogitsProcessor):
             self.warpers.append(TopPLogitsWarper(sampling.top_p))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
-        step = input_ids.shape[1] - self.prompt_width
-        cdf = self.warpers(input_ids, scores).float().softmax(dim=-1).cumsum(dim=-1)
-        u = self.uniforms[:, step:step + 1] * cdf[:, -1:]
-        token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # never a zero-probability one
+        probs = self.warpers(input_ids, scores).float().softmax(dim=-1)
+        race = torch.empty_like(probs)
+        for row, generator in zip(race, self.generators):
+            row.exponential_(generator=generator)
+        token = probs.div_(race).argmax(dim=-1, keepdim=True)  # never a zero-probability token
         return torch.full_like(scores, -torch.inf).scatter_(1, token, 0.0)
-
-
-def row_uniforms(seed: int, rows: Sequence[tuple[int, int]], n: int, steps: int) -> torch.Tensor:
-    """[rows, steps] uniforms: row (prompt index, sample k) takes the first `steps` draws of the stream seeded
-    `prompt_seed(seed, prompt index, n) + k` (one CPU generator per row: the same numbers on every device)."""
-    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(prompt_seed(seed, i, n) + k))
-                        for i, k in rows])
 
 
 class HFEngine:
@@ -213,10 +209,8 @@ class HFEngine:
                 ids[r, width - len(row):] = torch.tensor(row)
                 mask[r, width - len(row):] = 1
             if sampling.temperature > 0:  # temperature 0: greedy, no random numbers at all
-                uniforms = row_uniforms(sampling.seed, [(index[i], k) for i, k in batch], sampling.n,
-                                        sampling.max_new_tokens)
-                options["logits_processor"] = LogitsProcessorList([RowStreams(sampling, uniforms.to(self.device),
-                                                                              width)])
+                seeds = [prompt_seed(sampling.seed, index[i], sampling.n) + k for i, k in batch]
+                options["logits_processor"] = LogitsProcessorList([RowStreams(sampling, seeds, self.device)])
             sequences = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                             **options)
             done = [self._trim(seq[width:].tolist(), stops) for seq in sequences]
