@@ -1,4 +1,4 @@
-"""Peak RSS of stage `em` against the number of training pairs (issue O): EM's K candidates per pair are streamed to
+"""Peak RSS of stage `em` against the number of training pairs: EM's K candidates per pair are streamed to
 shard files and scored shard by shard, so no process holds every candidate's token ids and the peak should stay
 flat as the training set grows (within what one shard of candidates takes).
 

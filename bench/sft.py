@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from tiny_model import DEFAULT_CACHE, bench_model, race
 
+from promptcot_pl.accounting import padding_waste
 from promptcot_pl.config import OptimConfig, TrainerConfig
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import solver_example
@@ -52,7 +53,7 @@ def ours(model_dir, pairs, batch_size: int, epochs: int, max_length: int, packin
     L.seed_everything(0, verbose=False)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    return time.perf_counter() - start, module.padding_waste
+    return time.perf_counter() - start, padding_waste(trainer)
 
 
 def trl(model_dir, pairs, batch_size: int, epochs: int) -> tuple[float, float]:

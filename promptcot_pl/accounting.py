@@ -21,6 +21,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from promptcot_pl.distributed import all_reduce_sum
+
 _COUNTS = {"generated": 0, "trained": 0}
 
 
@@ -64,7 +66,7 @@ class TokenAccounting(L.Callback):
         if "real_tokens" not in batch:
             return
         counts = torch.stack([real.float(), torch.tensor(float(ids.numel()), device=ids.device)])
-        real_all, positions_all = trainer.strategy.reduce(counts, reduce_op="sum")  # 2 numbers; async on GPUs
+        real_all, positions_all = all_reduce_sum(counts)  # 2 numbers, queued on the device: no host sync
         self.fit_total = self.fit_total + torch.stack([real_all, positions_all]).round().long()
         pl_module.log("train/padding_waste", 1.0 - real_all / positions_all, batch_size=1)
 

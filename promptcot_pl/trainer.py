@@ -50,16 +50,21 @@ def meta_init(cfg: TrainerConfig) -> bool:
 MASTERS = "masters"  # a fitted model's wider trained weights, beside its export in the serving dtype (runner/fit.py)
 
 
-def load_for_fit(path: str | Path, cfg: TrainerConfig) -> PreTrainedModel:
-    """The model a fit starts from, in the training dtype: a fitted model's fp32 `masters/` when it has them and
-    the fit trains in fp32, else the checkpoint itself. Under FSDP with several processes only rank 0 reads the
-    checkpoint; the others build it on the meta device and FSDP materialises their shards and fills them from rank
-    0 (`sync_module_states`): one read of a 7B checkpoint per fit instead of one per rank, and no full copy in
-    every rank's memory before sharding."""
+def training_source(path: str | Path, dtype: str) -> str | Path:
+    """Where a fit or scoring pass in `dtype` reads the model at `path`: its fp32 `masters/` when it has them and
+    the pass runs in fp32 (the exact fitted weights), else the checkpoint itself. Fits and scoring passes read the
+    same weights, so a DPO policy starts exactly at its reference (margin 0 at step 0); engines serve the export."""
     masters = Path(path) / MASTERS
+    return masters if dtype == "float32" and (masters / "config.json").is_file() else path
+
+
+def load_for_fit(path: str | Path, cfg: TrainerConfig) -> PreTrainedModel:
+    """The model a fit starts from, in the training dtype (`training_source`). Under FSDP with several processes
+    only rank 0 reads the checkpoint; the others build it on the meta device and FSDP materialises their shards and
+    fills them from rank 0 (`sync_module_states`): one read of a 7B checkpoint per fit instead of one per rank, and
+    no full copy in every rank's memory before sharding."""
     dtype = training_dtype(cfg)
-    source = masters if dtype == "float32" and (masters / "config.json").is_file() else path
-    return load_model(source, dtype, empty=meta_init(cfg))
+    return load_model(training_source(path, dtype), dtype, empty=meta_init(cfg))
 
 
 class _Materialize:

@@ -1,7 +1,8 @@
 """Run under `torchrun --nproc-per-node 1`: two FSDP steps of the model at argv[1] under `trainer.precision` argv[2],
 through `build_trainer` and the real DataModule, then scoring of long sequences under the same FSDP precision and
 by the plain fp32 model (no FSDP). Writes JSON to argv[3]: the dtype of RoPE's `inv_freq` after the steps, its
-largest relative error against the checkpoint's, and both sets of per-token log-probs.
+largest relative error against the checkpoint's, the dtype FSDP reduces gradients in, and both sets of per-token
+log-probs.
 tests/test_fsdp_precision.py runs it."""
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def main() -> None:
     fsdp, tokens = score_pairs(model_dir, long, trainer_cfg=cfg, max_length=1024, root_dir=f"{out}.score")
     plain, _ = score_pairs(model_dir, long, trainer_cfg=TrainerConfig(accelerator="cpu", enable_progress_bar=False),
                            max_length=1024, root_dir=f"{out}.score")
+    reduce_dtype = str(trainer.strategy.mixed_precision_config.reduce_dtype).removeprefix("torch.")
     with open(out, "w") as handle:
-        json.dump({**seen, "steps": trainer.global_step, "tokens": tokens.tolist(),
+        json.dump({**seen, "steps": trainer.global_step, "tokens": tokens.tolist(), "reduce_dtype": reduce_dtype,
                    "fsdp_per_token": (fsdp / tokens).tolist(), "plain_per_token": (plain / tokens).tolist()}, handle)
 
 

@@ -64,6 +64,15 @@ def test_one_batch_of_8_equals_4_accumulated_micro_batches_of_2(tiny_dir, tmp_pa
     _assert_same(whole, accumulated)
 
 
+def test_a_preference_window_counts_its_pairs_and_chosen_tokens(tiny_dir):
+    """The RPO term's denominator is the window's chosen completion tokens: what the module scores as chosen."""
+    tok = load_tokenizer(tiny_dir)
+    rows, _ = encode_preferences(tok, [(p, t, "No idea " * (1 + i)) for i, (p, t) in enumerate(PAIRS[:5])], 256)
+    (batch,) = list(PreferenceDataModule(rows, tok.pad_token_id, batch_size=5).train_dataloader())
+    chosen_tokens = int((batch["score_owner"] % 2 == 0).sum())  # owner 2k: row k's chosen completion
+    assert batch["window_count"].tolist() == [5.0, float(chosen_tokens)]
+
+
 @pytest.mark.parametrize("dpo", [DPOConfig(), DPOConfig(rpo_weight=1.0)], ids=["dpo", "dpo+rpo"])
 def test_dpo_pair_mean_is_exact_under_accumulation(tiny_dir, tmp_path, dpo):
     """The DPO term is a mean over the window's pairs, the RPO term (chosen NLL) one over its chosen tokens."""

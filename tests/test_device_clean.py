@@ -74,8 +74,8 @@ def _solver_pairs(triples):
 
 
 def test_the_meta_default_catches_a_cpu_tensor_beside_the_batch():
-    """The stand-in raises on the bug it stands in for (the one `WeightedNLLModule` had: a count made without a
-    device, stacked with counts on the batch's device) and lets device-clean code through."""
+    """The stand-in raises on the bug it stands in for (a count made without a device, stacked with counts on the
+    batch's device) and lets device-clean code through."""
     batch = {"input_ids": torch.ones(2, 3, dtype=torch.long)}
     count = batch["input_ids"].sum()
     with torch.device("meta"), pytest.raises(RuntimeError, match="not on the expected device"):

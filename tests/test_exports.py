@@ -67,5 +67,5 @@ def test_a_chain_keeps_only_the_masters_its_next_fit_reads(tmp_path):
         (model / MASTERS).mkdir(parents=True)
         (model / MASTERS / "config.json").write_text("{}")
         (model / "config.json").write_text("{}")
-    drop_masters([models[2], models[1]], tmp_path)  # q of iteration 2, p carried over from iteration 1
+    drop_masters([models[2], models[1]], models)  # q of iteration 2, p carried over from iteration 1
     assert [(m / MASTERS).exists() for m in models] == [False, True, True, False]

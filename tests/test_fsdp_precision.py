@@ -42,6 +42,7 @@ def test_fsdp_half_precision_keeps_rope_in_fp32_and_scores_like_the_plain_model(
     report = _fsdp(tiny_dir, precision, tmp_path)
     assert report["steps"] == 2
     assert report["dtype"] == "float32" and report["max_rel_err"] == 0.0, report
+    assert report["reduce_dtype"] == "float32"  # gradients are reduce-scattered in fp32 (Lightning's: bf16)
     assert min(report["tokens"]) > 300  # long rows: distant positions are scored
     for fsdp, plain in zip(report["fsdp_per_token"], report["plain_per_token"]):
         assert fsdp == pytest.approx(plain, abs=2e-3)

@@ -98,8 +98,9 @@ def test_many_seeded_samples_on_the_cpu_build(engines):
 
 def test_samples_are_seeded_per_prompt(engines):
     """Each prompt draws from its own streams (`engine.prompt_seed`): sample k of two copies of one prompt differ
-    (one seed for the call gave every prompt's sample k the same stream: identical samples here), the same call
-    gives the same samples, and a prompt's samples follow its index in the job, not its place in the call."""
+    (a seed shared by the call would give every prompt's sample k the same stream: identical samples here), the
+    same call gives the same samples, and a prompt's samples follow its index in the job, not its place in the
+    call."""
     _, fast = engines
     sampling = SamplingConfig(n=4, temperature=1.0, max_new_tokens=16, seed=11)
     twins = fast.generate([PROMPTS[0], PROMPTS[0]], sampling)

@@ -101,6 +101,9 @@ def test_ddp_two_processes_train_exactly_like_one(runs):
     for key in compared:
         assert [s for s, _ in a[key]] == [s for s, _ in b[key]], f"{key}: different steps"
         for (step, x), (_, y) in zip(a[key], b[key]):
+            margin = dict(a.get((key[0], "selfplay/rewards_margin"), []))
+            if key[1] == "selfplay/rewards_accuracy" and abs(margin.get(step, 1.0)) < 1e-3:
+                continue  # the policy is still its reference: chosen vs rejected is decided by rounding noise
             assert_close(x, y, f"{key} at step {step}")
     # every stage's final metrics too: EM bounds, synthesized problem counts, self-play accuracy, ...
     ma, mb = stage_metrics(one / "runs/tiny/main"), stage_metrics(two / "runs/tiny/main")
@@ -196,6 +199,7 @@ def test_gpu_check_runs_its_code_path_on_cpu(tmp_path):
     table = proc.stdout[proc.stdout.index("| check | result |"):]
     assert "| RoPE inv_freq after the steps | float32 |" in table
     assert re.search(r"\| fit tokens/s \| [\d,]+ \|", table)
-    assert "greedy = HF on them: True; changed: True" in table
-    assert re.search(r"\| pipeline \| 8 stages in \d+ s \(HF engine\), \d+ fits", table)
+    assert "greedy = a fresh engine on them: True; changed: True" in table
+    assert re.search(r"\| pipeline \| 8 stages in \d+ s \(HF engine\), \d+ fits .* new weights loaded in place \|",
+                     table)
     assert all(f"| {stage} |" in table for stage in ("coldstart", "em", "selfplay", "sft"))

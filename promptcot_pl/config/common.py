@@ -23,7 +23,8 @@ HOW_TO_RUN = ("stages", "threads", "tracking.", "data.num_workers", "model.cache
 
 @dataclass
 class TinyModelConfig:
-    """The offline Llama-style model built when `model.path == "tiny"` (embeddings untied, for vLLM reloads).
+    """The offline Llama-style model built when `model.path == "tiny"` (embeddings untied, as the results in docs/
+    were measured with; the engines refresh tied models in place too).
 
     vLLM's CPU attention needs a head size (hidden_size / num_heads) of at least 32."""
 
@@ -144,8 +145,9 @@ class EngineConfig:
     batch_token_budget: int = 16384
     device: str = "auto"  # hf: "auto" (cuda when available), "cpu", "cuda:0", ...
     progress: bool = True
-    # Long sampling jobs (synthesis, rollouts, traces) write a shard file every this many prompts and resume from
-    # the finished ones (generation/streamed.py); each shard has its own seed, so this changes the samples.
+    # Sampling jobs (synthesis, rollouts, traces, EM's candidates, evaluations) write a shard file every this many
+    # prompts and resume from the finished ones (generation/streamed.py); prompts are seeded by their index in the
+    # job, so this does not change the samples.
     shard_prompts: int = 256
     # Fits and scoring passes inside a stage that generates (EM, self-play) put the engine to sleep (vLLM sleep
     # mode on GPUs; on CPU, or for the hf backend, its weights are freed) and wake it after: false keeps it

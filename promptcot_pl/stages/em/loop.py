@@ -115,7 +115,7 @@ def evaluate(ctx: StageContext, engine, f: Formats, q: Path, p: Path, heldout: l
                     int((~bounded).sum()), len(heldout), em.eval_k)
     return {"em/iwae_heldout": float(iwae[bounded].mean()), "em/elbo_heldout": float(elbo[bounded].mean()),
             "em/nll_x_given_z_heldout": float(-lx.sum() / x_tokens.sum()),
-            "em/heldout_unbounded_pairs": float((~bounded).sum()), **flaw_shares(zs.flaws(), "em/heldout_")}
+            "em/heldout_unbounded_pairs": float((~bounded).sum()), **flaw_shares(zs.flaws, "em/heldout_")}
 
 
 def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, it: int, q: Path, p: Path,
@@ -137,18 +137,18 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
         e_items, winners = [], [None] * len(pairs)
         for i, j, z in zs:  # a shard at a time: only the selected candidates' ids are kept
             if weights[i, j] > 1e-6:
-                e_items.append((q_pair(f, pairs[i], "")[0], list(z.ids), float(weights[i, j])))
+                e_items.append((q_pair(f, pairs[i], "")[0], z.ids, float(weights[i, j])))
             if j == best[i] and has_valid[i]:
                 winners[i] = z.text
         if not e_items:
             raise ValueError(f"em iteration {it}: no valid rationale among {em.k} samples of any pair "
-                             f"({flaw_shares(zs.flaws(), '')}); raise em.max_rationale_tokens")
+                             f"({flaw_shares(zs.flaws, '')}); raise em.max_rationale_tokens")
         q = _fit(ctx, "em/e_loss", q, e_items, em.e_optim, em.epochs_e, out / "rationale_model")
         entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1)[has_valid].mean()
         stats = {"em/reward_mean": float(sc.lp[sc.valid].mean()),
                  "em/reward_best_mean": float(sc.lp.max(dim=1).values[has_valid].mean()),
                  "em/weight_entropy": float(entropy) + 0.0,  # + 0.0: one-hot weights give -0.0
-                 "em/pairs_without_valid_candidate": float((~has_valid).sum()), **flaw_shares(zs.flaws(), "em/")}
+                 "em/pairs_without_valid_candidate": float((~has_valid).sum()), **flaw_shares(zs.flaws, "em/")}
     match em.z_mode if em.e_step else "frozen":
         case "frozen":
             z_tilde = [frozen.get(t.id) for t in pairs]
@@ -238,7 +238,8 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
             metrics = dict(coldstart_metrics) if coldstart_metrics else evaluate(ctx, engine, f, q, p, heldout,
                                                                                  step.dir)
         steps.finish(step, metrics)
-        on_rank_zero(drop_masters, [q, p], root)  # the next iteration continues from q and p only
+        # the next iteration continues from q and p only (the frozen variant under root/frozen/ has its own chain)
+        on_rank_zero(drop_masters, [q, p], sorted(root.glob("iter_*/*_model")))
         # a sweep's pruner sees the main variant's iterations 1..N (iteration 0, the cold start, is the same for
         # every trial of an EM sweep, and Optuna's pruners judge a trial by its best value so far)
         if ctx.report is not None and metric_prefix == "em/" and it > 0:

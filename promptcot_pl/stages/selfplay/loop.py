@@ -206,7 +206,8 @@ def run(ctx: StageContext) -> dict[str, float]:
             else:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
             steps.finish(step, metrics)
-            on_rank_zero(drop_masters, [policy], ctx.stage_dir)  # the next round continues from `policy` only
+            # the next round continues from `policy` only
+            on_rank_zero(drop_masters, [policy], sorted(ctx.stage_dir.glob("round_*/model")))
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
             log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])

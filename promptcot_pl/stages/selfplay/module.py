@@ -67,7 +67,7 @@ class DPOModule(L.LightningModule):
             loss, mean = loss + self.dpo.rpo_weight * nll, mean + self.dpo.rpo_weight * nll_mean
         # reward statistics over the global batch: a rank holding only a padding row adds nothing (no NaN)
         chosen, rejected = out.chosen_rewards * real, out.rejected_rewards * real
-        sums = global_sum(self, torch.stack([chosen.sum(), rejected.sum(), ((chosen > rejected).float() * real).sum(),
+        sums = global_sum(torch.stack([chosen.sum(), rejected.sum(), ((chosen > rejected).float() * real).sum(),
                                              real.sum()]))
         n = sums[3].clamp(min=1)
         metrics = {"loss": mean, "rewards_chosen": sums[0] / n, "rewards_rejected": sums[1] / n,

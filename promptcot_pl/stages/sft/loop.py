@@ -132,7 +132,7 @@ def run(ctx: StageContext) -> dict[str, float]:
             raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
         fit = fit_pairs(ctx, f"{source}/student", student, [fit_pair(fmt, t) for t in kept],
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
-                        packing=cfg.packing)
+                        packing=cfg.packing, masters=False)  # no fit continues from a student
         accuracy = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit],
                              f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval")
         after = accuracy[f"sft/{source}/accuracy_heldout"]
