@@ -3,6 +3,7 @@ with its fp32 masters beside it, from which the next fit continues exactly; chai
 reads."""
 
 import json
+import shutil
 
 import lightning as L
 import torch
@@ -14,6 +15,7 @@ from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.runner.fit import drop_masters, export_trained
+from promptcot_pl.runner.scoring import score_pairs
 from promptcot_pl.trainer import MASTERS, build_trainer, load_for_fit
 
 PAIRS = [(f"Problem:\nWhat is {a} + 1?\nSolution:\n", f"{a + 1}") for a in range(16)]
@@ -53,6 +55,24 @@ def test_a_bf16_export_keeps_fp32_masters_for_the_next_fit(tiny_dir, tmp_path):
     assert completion.token_ids
     # a bf16-true fit has no wider masters: it continues from its own storage
     assert load_for_fit(export, TrainerConfig(precision="bf16-true")).dtype == torch.bfloat16
+
+
+def test_scoring_reads_the_weights_the_next_fit_starts_from(tiny_dir, tmp_path):
+    """A DPO reference (scored) and its policy (fitted) are the same weights — the masters, not their bf16
+    rounding — so the policy starts exactly at its reference."""
+    L.seed_everything(0, verbose=False)
+    _fit_and_export(tiny_dir, tmp_path / "fit" / "model", "bfloat16")
+    export = tmp_path / "fit" / "model"
+    masters = tmp_path / "masters_alone"
+    shutil.copytree(export / MASTERS, masters)
+    load_tokenizer(tiny_dir).save_pretrained(masters)
+    rounded = tmp_path / "rounded"
+    load_model(export, "bfloat16").save_pretrained(rounded)
+    load_tokenizer(tiny_dir).save_pretrained(rounded)
+    scores = {name: score_pairs(path, PAIRS[:6], trainer_cfg=CPU, max_length=64, root_dir=tmp_path)[0]
+              for name, path in [("export", export), ("masters", masters), ("rounded", rounded)]}
+    assert torch.equal(scores["export"], scores["masters"])
+    assert not torch.allclose(scores["export"], scores["rounded"], atol=1e-6, rtol=0)  # bf16 rounding shows
 
 
 def test_an_export_in_the_training_dtype_has_no_masters(tiny_dir, tmp_path):
