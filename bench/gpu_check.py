@@ -176,7 +176,7 @@ def pipeline(args, work: Path) -> None:
     if proc.returncode != 0:
         raise SystemExit(f"the pipeline failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     run = work / "runs/tiny/main"
-    stages = [s for s in ("seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft")
+    stages = [s for s in ("seed", "coldstart", "em", "solver", "synth", "analyze", "sft", "selfplay")
               if (run / s / "DONE").is_file()]
     lines = proc.stdout.splitlines() + proc.stderr.splitlines()
     asleep = sum("engine asleep during" in line for line in lines)

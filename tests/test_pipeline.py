@@ -146,7 +146,7 @@ def test_settings_of_a_stage_that_never_started_may_change(finished, tmp_path):
     assert refused.returncode == 2 and "synth.n_concept_sets: 12 → 5" in refused.stderr
 
 
-STAGES = ["seed", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft"]
+STAGES = ["seed", "coldstart", "em", "solver", "synth", "analyze", "sft", "selfplay"]
 # Values that measure the machine, not the method: compared by presence and step, not by value.
 TIMING = re.compile(r"/accounting/|_per_s$|wall|rss|seconds|_time")
 

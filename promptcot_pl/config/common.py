@@ -4,10 +4,11 @@ settings, `stages/<stage>/config.py`.)"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyze", "selfplay", "sft", "evaluate")
+STAGE_NAMES = ("seed", "annotate", "coldstart", "em", "solver", "synth", "analyze", "sft", "selfplay", "evaluate")
 """Pipeline stages, in the order they run."""
 
 # Keys that say how to run, not what to compute: a resumed run may change them (pipeline.py) and the stage
@@ -53,8 +54,9 @@ class ModelConfig:
     # The inference dtype: generation engines (HF, vLLM) load models in it. Fits never train in it: their storage
     # (master weights, optimizer states) follows trainer.precision (`trainer.training_dtype`), fp32 for *-mixed.
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    # Built tiny models and tokenizers are cached here, keyed by their config and training corpus.
-    cache_dir: str = "~/.cache/promptcot_pl"
+    # Built tiny models and tokenizers (keyed by their config and training corpus) and checkpoints converted from
+    # .gguf files (keyed by the file's digest) are cached here. Default: $PROMPTCOT_CACHE, else ~/.cache/promptcot_pl.
+    cache_dir: str = field(default_factory=lambda: os.environ.get("PROMPTCOT_CACHE", "~/.cache/promptcot_pl"))
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 

@@ -4,6 +4,7 @@ they live below the stages."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from promptcot_pl import distributed
@@ -29,6 +30,17 @@ def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
     path = str(distributed.broadcast(on_rank_zero(tiny_model_dir, model.tiny, texts, model.cache_dir, ctx.cfg.seed)))
     log.info("%s: tiny model at %s", ctx.stage_dir.name, path)
     return path, model.rationale_path or path
+
+
+def best_sft_student(run_dir: Path, sources: list[str]) -> str:
+    """The student of a finished `sft` stage with the highest held-out accuracy after SFT (the first on a tie)."""
+    done = run_dir / "sft" / "DONE"
+    if not done.is_file():
+        raise FileNotFoundError(f"{done}: selfplay.policy=sft starts from an SFT student, but stage sft has not "
+                                "finished in this run (add sft to stages)")
+    metrics = json.loads(done.read_text() or "{}")
+    best = max(sources, key=lambda s: (metrics.get(f"sft/{s}/accuracy_heldout", float("-inf")), -sources.index(s)))
+    return str(run_dir / "sft" / best / "student" / "model")
 
 
 def solver_model(run_dir: Path) -> str:

@@ -29,7 +29,11 @@ class DPOConfig:
 class SelfPlayConfig:
     """Self-play preference optimisation (SPEC §5): rollouts on synthesized problems, verifiable rewards, pairs
     from problems whose pass rate lies in the window, DPO; `rounds` times, each round's reference being the policy
-    at its start. The policy starts from the solver (stage `solver`)."""
+    at its start. The policy starts from the solver (stage `solver`) or the best SFT student (stage `sft`)."""
+
+    # "solver": the model of stage `solver`; "sft": the student of `sft.sources` with the highest held-out
+    # accuracy after SFT (stage `sft` runs first) — the paper's order on a model too weak to self-play from scratch
+    policy: Literal["solver", "sft"] = "solver"
 
     rounds: int = 2
     # What the policy practises on: the synthesized problems (stage `synth`), or the seed's training problems —

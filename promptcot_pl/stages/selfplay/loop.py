@@ -32,10 +32,11 @@ from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.generation import ServedEngine
 from promptcot_pl.generation.streamed import ShardedEngine
 from promptcot_pl.models import load_tokenizer
+from promptcot_pl.runner.confidence import ci_metrics, describe
 from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.difficulty import difficulty
 from promptcot_pl.runner.fit import drop_masters, export_trained
-from promptcot_pl.runner.model_paths import solver_model
+from promptcot_pl.runner.model_paths import best_sft_student, solver_model
 from promptcot_pl.runner.problems import load_problems
 from promptcot_pl.runner.scoring import score_pairs
 from promptcot_pl.runner.steps import ResumableSteps
@@ -170,6 +171,16 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     return policy, metrics
 
 
+def _with_interval(metrics: dict[str, float]) -> str:
+    """"0.412 [0.371, 0.455]" and, after round 0, ", gain +0.036 [+0.010, +0.061]" (95% intervals)."""
+    key = "selfplay/accuracy_heldout"
+    text = describe(metrics[key], metrics[f"{key}/ci_low"], metrics[f"{key}/ci_high"])
+    if f"{key}/gain" in metrics:
+        text += ", gain " + describe(metrics[f"{key}/gain"], metrics[f"{key}/gain_ci_low"],
+                                     metrics[f"{key}/gain_ci_high"], signed=True)
+    return text
+
+
 def _with_targets(problems: list[Problem]) -> list[Problem]:
     """Problems a reward can be trusted on: math with an answer, code with tests whose expected outputs are not
     all the same (one constant print would pass them all: the `prints_first_output` canary)."""
@@ -187,7 +198,9 @@ def run(ctx: StageContext) -> dict[str, float]:
     if not problems:
         raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
     heldout = read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[: sp.eval_limit]
-    policy = Path(solver_model(ctx.run_dir))
+    policy = Path(solver_model(ctx.run_dir) if sp.policy == "solver"
+                  else best_sft_student(ctx.run_dir, list(ctx.cfg.sft.sources)))
+    log.info("selfplay: the policy starts from %s", policy)
     fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
     rewards = ctx.rewards()
     first = next((r for r in range(1, sp.rounds + 1) if not (ctx.stage_dir / f"round_{r:03d}" / "DONE").is_file()), None)
@@ -205,17 +218,22 @@ def run(ctx: StageContext) -> dict[str, float]:
                 metrics = _evaluate(ctx, engine, fmt, heldout, rewards, out)
             else:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
+            # 95% intervals: the round's accuracy, and its paired gain over the starting policy (round 0)
+            metrics |= ci_metrics("selfplay/accuracy_heldout", out / "eval",
+                                  ctx.stage_dir / "round_000" / "eval" if r else None, ctx.cfg.seed)
             steps.finish(step, metrics)
             # the next round continues from `policy` only
             on_rank_zero(drop_masters, [policy], sorted(ctx.stage_dir.glob("round_*/model")))
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
-            log.info("selfplay round %d: held-out accuracy %.4f", r, metrics["selfplay/accuracy_heldout"])
+            log.info("selfplay round %d: held-out accuracy %s", r, _with_interval(metrics))
     history = steps.history
     from promptcot_pl.stages.selfplay.plot import plot_accuracy
 
     ctx.tracker.log_artifact(ctx.run_id, on_rank_zero(plot_accuracy, history, ctx.stage_dir / "accuracy.png"))
     before, after = history[0]["selfplay/accuracy_heldout"], history[-1]["selfplay/accuracy_heldout"]
+    last = {k.replace("/accuracy_heldout/gain", "/accuracy_gain"): v for k, v in history[-1].items()
+            if k.startswith("selfplay/accuracy_heldout/gain")}
     return {"selfplay/accuracy_heldout_before": before, "selfplay/accuracy_heldout": after,
-            "selfplay/accuracy_gain": after - before,
+            "selfplay/accuracy_gain": after - before, **last,
             "selfplay/pairs_total": float(sum(h.get("selfplay/pairs", 0.0) for h in history))}

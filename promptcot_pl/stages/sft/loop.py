@@ -28,6 +28,7 @@ from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import solver_pairs
 from promptcot_pl.data.records import Trace, Triple
 from promptcot_pl.generation.streamed import ShardedEngine
+from promptcot_pl.runner.confidence import ci_metrics, describe, interval, scores
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.difficulty import difficulty
 from promptcot_pl.runner.fit import fit_pairs
@@ -85,6 +86,12 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
     return traces
 
 
+def _completion_tokens(fmt: PromptFormat, trace: Trace) -> int:
+    """The tokens a fit trains on for `trace`: its completion and EOS, not its prompt."""
+    ids, boundary = encode(fmt.tokenizer, *fit_pair(fmt, trace))
+    return len(ids) - boundary
+
+
 def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: int) -> list[Trace]:
     """A seeded random subset of `traces` whose tokens sum to at most `budget`."""
     order = list(range(len(traces)))
@@ -115,16 +122,19 @@ def run(ctx: StageContext) -> dict[str, float]:
     # the reward that filters traces and grades the students, probed before anything runs
     metrics: dict[str, float] = ctx.check_rewards(ctx.rewards(), heldout, fmt.thinking, "sft")
     traces = {source: _traces(ctx, source, ctx.stage_dir / source, fmt) for source in cfg.sources}
-    lengths = {s: [len(encode(fmt.tokenizer, *fit_pair(fmt, t))[0]) for t in ts] for s, ts in traces.items()}
+    lengths = {s: [_completion_tokens(fmt, t) for t in ts] for s, ts in traces.items()}
     budget = min(sum(v) for v in lengths.values())
     if len(traces) > 1:
-        log.info("sft: every source keeps at most %d trace tokens (the smallest source's)", budget)
+        log.info("sft: every source keeps at most %d trained (completion) tokens (the smallest source's)", budget)
     before_path = ctx.stage_dir / "accuracy_before.json"
     if not before_path.is_file():
         write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before",
                                           ctx.stage_dir / "eval_before"))
     metrics.update(json.loads(before_path.read_text()))
+    metrics |= ci_metrics("sft/accuracy_heldout_before", ctx.stage_dir / "eval_before", seed=ctx.cfg.seed)
     before = metrics["sft/accuracy_heldout_before"]
+    # a self-play that continues from a student starts its fits from the student's masters
+    masters = ctx.cfg.selfplay.policy == "sft" and "selfplay" in ctx.cfg.stages
     for source, items in traces.items():
         kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items
         length_of = {id(t): n for t, n in zip(items, lengths[source])}
@@ -132,15 +142,27 @@ def run(ctx: StageContext) -> dict[str, float]:
             raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
         fit = fit_pairs(ctx, f"{source}/student", student, [fit_pair(fmt, t) for t in kept],
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
-                        packing=cfg.packing, masters=False)  # no fit continues from a student
+                        packing=cfg.packing, masters=masters)
         accuracy = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit],
                              f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval")
         after = accuracy[f"sft/{source}/accuracy_heldout"]
         metrics.update(accuracy)
+        # 95% intervals: the student's accuracy and its paired gain over the student before SFT
+        metrics |= ci_metrics(f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval",
+                              ctx.stage_dir / "eval_before", ctx.cfg.seed)
         metrics.update({f"sft/{source}/traces": float(len(kept)),
                         f"sft/{source}/trace_tokens": float(sum(length_of[id(t)] for t in kept)),
                         f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"],
                         f"sft/{source}/dropped_too_long": float(fit["dropped"])})
-        log.info("sft/%s: %d traces; held-out accuracy %.4f → %.4f; padding waste %.3f", source, len(kept), before,
-                 after, fit["padding_waste"])
+        key = f"sft/{source}/accuracy_heldout"
+        log.info("sft/%s: %d traces; held-out accuracy %.4f → %s, gain %s; padding waste %.3f", source, len(kept),
+                 before, describe(after, metrics[f"{key}/ci_low"], metrics[f"{key}/ci_high"]),
+                 describe(metrics[f"{key}/gain"], metrics[f"{key}/gain_ci_low"], metrics[f"{key}/gain_ci_high"],
+                          signed=True), fit["padding_waste"])
+    if {"synth", "seed"} <= set(cfg.sources):  # the paper's data claim: synthesized prompts vs seed prompts
+        diff = interval(scores(ctx.stage_dir / "seed" / "eval"), scores(ctx.stage_dir / "synth" / "eval"),
+                        seed=ctx.cfg.seed)
+        metrics |= dict(zip(("sft/synth_minus_seed", "sft/synth_minus_seed/ci_low", "sft/synth_minus_seed/ci_high"),
+                            diff))
+        log.info("sft: synth − seed held-out accuracy %s (paired, 95%%)", describe(*diff, signed=True))
     return metrics

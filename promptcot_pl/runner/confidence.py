@@ -1,0 +1,73 @@
+"""95% confidence intervals for held-out accuracy and for the difference between two evaluations of the same
+problems, by a two-level bootstrap: problems are resampled with replacement, and within each drawn problem its
+samples are resampled with replacement (the accuracy varies between problems and, for a sampled solver, between
+samples of one problem; both show in the interval). A difference is paired: both evaluations are resampled on
+the same draw of problems, so what the problems have in common cancels. numpy does the work.
+
+The scores are read back from the judged samples an evaluation streamed to disk (`runner/difficulty.py`: rows of
+problem, sample, reward), so any two finished evaluations can be compared after the fact. Unscorable samples
+(reward None) are left out, as the accuracy itself leaves them out. tests/test_confidence.py pins the coverage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from promptcot_pl.generation.streamed import iter_rows
+
+RESAMPLES = 4000
+
+
+def scores(eval_dir: str | Path) -> np.ndarray:
+    """[problems, samples] rewards of an evaluation directory's judged samples; NaN where unscorable."""
+    rows = list(iter_rows(sorted(Path(eval_dir).glob("shard_*.jsonl"))))
+    if not rows:
+        raise FileNotFoundError(f"{eval_dir}: no judged samples")
+    out = np.full((max(r["problem"] for r in rows) + 1, max(r["sample"] for r in rows) + 1), np.nan)
+    for r in rows:
+        out[r["problem"], r["sample"]] = np.nan if r["reward"] is None else float(r["reward"])
+    return out
+
+
+def _resampled_means(x: np.ndarray, problems: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    samples = rng.integers(0, x.shape[1], size=(*problems.shape, x.shape[1]))
+    picked = x[problems[..., None], samples].reshape(len(problems), -1)
+    return np.nanmean(picked, axis=1)
+
+
+def interval(a: np.ndarray, b: np.ndarray | None = None, *, seed: int = 0,
+             resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """(estimate, low, high): the accuracy of `a`, or with `b` the paired difference b − a (b after, a before),
+    with its 95% percentile interval. `a` and `b` are [problems, samples] score matrices of the same problems."""
+    if b is not None and a.shape[0] != b.shape[0]:
+        raise ValueError(f"paired evaluations need the same problems: {a.shape[0]} vs {b.shape[0]}")
+    rng = np.random.default_rng(seed)
+    problems = rng.integers(0, a.shape[0], size=(resamples, a.shape[0]))
+    stat = _resampled_means(a, problems, rng)
+    estimate = float(np.nanmean(a))
+    if b is not None:
+        stat = _resampled_means(b, problems, rng) - stat
+        estimate = float(np.nanmean(b)) - estimate
+    low, high = np.nanpercentile(stat, [2.5, 97.5])
+    return estimate, float(low), float(high)
+
+
+def ci_metrics(key: str, after: str | Path, before: str | Path | None = None, seed: int = 0) -> dict[str, float]:
+    """`key/ci_low`, `key/ci_high` of the evaluation in `after`; with `before`, also `key/gain` and its interval
+    (`key/gain_ci_low`, `key/gain_ci_high`) against the evaluation in `before`."""
+    a = scores(after)
+    _, low, high = interval(a, seed=seed)
+    out = {f"{key}/ci_low": low, f"{key}/ci_high": high}
+    if before is not None:
+        gain, low, high = interval(scores(before), a, seed=seed)
+        out |= {f"{key}/gain": gain, f"{key}/gain_ci_low": low, f"{key}/gain_ci_high": high}
+    return out
+
+
+def describe(estimate: float, low: float, high: float, signed: bool = False) -> str:
+    """"0.412 [0.371, 0.455]"; signed: "+0.036 [+0.010, +0.061]"."""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(estimate)} [{f.format(low)}, {f.format(high)}]"
+

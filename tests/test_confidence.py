@@ -1,0 +1,55 @@
+"""The held-out accuracy intervals (`runner/confidence.py`): the two-level bootstrap covers the true accuracy of a
+world where problems differ in difficulty about 95% of the time (a bootstrap over samples alone, ignoring that
+problems differ, covers it far less often), and a paired difference separates a real gain from none."""
+
+import json
+
+import numpy as np
+import pytest
+
+from promptcot_pl.runner.confidence import ci_metrics, interval, scores
+
+
+def _world(rng, problems=100, samples=4):
+    """Per-problem pass rates spread over (0, 1) (true mean 0.5), and one evaluation of them."""
+    rates = rng.beta(0.7, 0.7, size=problems)  # the naive bootstrap: 101 of 120
+    return rates, (rng.random((problems, samples)) < rates[:, None]).astype(float)
+
+
+def test_the_interval_covers_the_true_accuracy_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    covered = naive = 0
+    for rep in range(120):
+        _, x = _world(rng)
+        _, low, high = interval(x, seed=rep, resamples=800)
+        covered += low <= 0.5 <= high
+        flat = x.reshape(-1)  # every sample an independent draw: what ignoring problems would give
+        means = rng.choice(flat, size=(800, flat.size)).mean(axis=1)
+        lo, hi = np.percentile(means, [2.5, 97.5])
+        naive += lo <= 0.5 <= hi
+    assert covered >= 0.9 * 120, covered  # 115 of 120 here
+    assert naive < covered - 10, (naive, covered)  # the check can fail: the sample-only bootstrap under-covers
+
+
+def test_a_paired_difference_separates_a_gain_from_none():
+    rng = np.random.default_rng(1)
+    rates, before = _world(rng, problems=200)
+    again = (rng.random(before.shape) < rates[:, None]).astype(float)  # the same model, sampled anew
+    gain, low, high = interval(before, again, seed=0)
+    assert low < 0 < high and abs(gain) < 0.05
+    better = (rng.random(before.shape) < np.minimum(rates + 0.1, 1)[:, None]).astype(float)
+    gain, low, high = interval(before, better, seed=0)
+    assert low > 0 and 0.05 < gain < 0.15
+    with pytest.raises(ValueError, match="same problems"):
+        interval(before, better[:10])
+
+
+def test_scores_are_read_back_from_judged_shards(tmp_path):
+    rows = [{"problem": p, "sample": k, "reward": None if (p, k) == (1, 1) else float(p == k)}
+            for p in range(3) for k in range(2)]
+    for s, part in enumerate((rows[:4], rows[4:])):
+        (tmp_path / f"shard_{s:05d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    x = scores(tmp_path)
+    assert x.shape == (3, 2) and np.isnan(x[1, 1]) and x[0, 0] == 1 and x[2, 0] == 0
+    metrics = ci_metrics("acc", tmp_path, tmp_path)
+    assert metrics["acc/gain"] == 0 and metrics["acc/ci_low"] <= np.nanmean(x) <= metrics["acc/ci_high"]
