@@ -202,6 +202,9 @@ def _check(args: list[str]) -> int:
 
     files = [a for a in args if "=" not in a]
     overrides = [a for a in args if "=" in a]
+    if not files:
+        print("error   promptcot check: no experiment or sweep file given (KEY=VALUE overrides apply to files)")
+        return 1
     failed = 0
     for path in files:
         try:

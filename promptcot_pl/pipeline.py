@@ -109,6 +109,7 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
             log.info("note: %s", note)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    _check_stage_inputs(cfg, list(stages if stages is not None else cfg.stages))
     threads = set_threads(cfg.threads)
     log.info("torch threads: %d per process (%s)", threads,
              f"threads={cfg.threads}" if cfg.threads else "from the cores and processes here; set threads=N to change")
@@ -122,6 +123,35 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
         if fresh and distributed.is_zero() and _nothing_made(run_dir):
             _discard_failed_start(cfg, run_dir)
         raise
+
+
+def _check_stage_inputs(cfg: ExperimentConfig, todo: list[str]) -> None:
+    """What the stages about to run need from outside the run, refused before any of them starts (a run of one
+    stage, `promptcot stage NAME`, is not covered by `load_config`'s checks of `stages`)."""
+    if "evaluate" in todo and not cfg.evaluate.sets:
+        raise ConfigError("key 'evaluate.sets': stage evaluate needs evaluation files; "
+                          "give evaluate.sets=[path.jsonl, ...]")
+    if ("selfplay" in todo and cfg.selfplay.policy == "sft" and "sft" not in todo
+            and not (run_dir_of(cfg) / "sft" / "DONE").is_file()):
+        raise ConfigError("key 'selfplay.policy': 'sft' starts from an SFT student, but stage sft neither runs "
+                          "now nor has finished in this run; add sft to stages")
+
+
+def _check_same_weights(run_dir: Path, changed: dict[str, str]) -> None:
+    """A resumed run reads the same converted checkpoints: their directory names carry the file's digest and
+    dtype (`models/checkpoints.py`), recorded in `resolved_models.json` when the run started; the cache they live
+    in may move."""
+    path = run_dir / "resolved_models.json"
+    now = {key: Path(target).name for key, target in changed.items()}
+    if path.is_file():
+        before = json.loads(path.read_text())
+        differ = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        if differ:
+            details = ", ".join(f"{k}: {before.get(k)} → {now.get(k)}" for k in differ)
+            raise ConfigError(f"{path}: this run started from other weights ({details}): a model file changed. "
+                              f"Pick another run_name=..., or delete {run_dir} to start over.")
+    elif now:
+        atomic_write_text(path, json.dumps(now, indent=1) + "\n")
 
 
 def set_threads(threads: int | None) -> int:
@@ -139,7 +169,7 @@ def set_threads(threads: int | None) -> int:
 
 
 # What a run directory holds before any stage has written a file.
-_BOOKKEEPING = {".lock", "config.yaml", "tracking.json", "tracking_outbox.jsonl"}
+_BOOKKEEPING = {".lock", "config.yaml", "tracking.json", "tracking_outbox.jsonl", "resolved_models.json"}
 
 
 def _nothing_made(run_dir: Path) -> bool:
@@ -171,6 +201,7 @@ def _run_locked(spec: ExperimentConfig, resolved: Resolved, run_dir: Path, stage
     if saved.is_file():
         _check_same_experiment(spec, saved)
     on_rank_zero(_save_config, spec, saved)
+    on_rank_zero(_check_same_weights, run_dir, resolved.changed)
     cfg = resolved.cfg
 
     tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)

@@ -27,6 +27,8 @@ QUICKSTART = REPO / "experiments" / "quickstart.yaml"
     ("model.path=/nonexistent/m.gguf", "model.path", "no such GGUF file"),
     ("evaluate.model=pkg:no_such_package/m.gguf", "evaluate.model", "no installed package"),
     ("annotate.annotators=[oracle,/nonexistent/a]", r"annotate.annotators\[1\]", "no such directory"),
+    ("solver.path=sft", "solver.path", "not a model this key takes"),
+    ("model.path=oracle", "model.path", r"one of \['tiny'\]"),
 ])
 def test_a_key_naming_nothing_loadable_is_refused_naming_it(override, key, why):
     cfg = load_config(QUICKSTART, [override])
@@ -42,6 +44,9 @@ def test_check_and_run_refuse_it_before_any_stage(tmp_path):
     assert "cannot write" not in run.stderr and not (tmp_path / "runs" / "quickstart" / "main" / "seed").exists()
     no_sets = promptcot("check", str(QUICKSTART), "stages=[seed,solver,evaluate]", cwd=tmp_path)
     assert no_sets.returncode == 1 and "key 'evaluate.sets': stage evaluate needs evaluation files" in no_sets.stdout
+    alone = promptcot("stage", "evaluate", str(QUICKSTART), cwd=tmp_path)  # stages= does not name it
+    assert alone.returncode != 0 and "key 'evaluate.sets'" in alone.stderr and "Traceback" not in alone.stderr
+    assert promptcot("check", "solver.path=tiny", cwd=tmp_path).returncode == 1  # overrides without a file
 
 
 def test_hub_ids_and_built_words_pass_through(tmp_path):
@@ -87,3 +92,14 @@ def test_selfplay_from_sft_starts_from_the_better_student(tmp_path):
     (tmp_path / "sft" / "DONE").write_text(json.dumps({"sft/synth/accuracy_heldout": 0.42,
                                                         "sft/seed/accuracy_heldout": 0.42}))
     assert best_sft_student(tmp_path, ["synth", "seed"]).endswith("sft/synth/student/model")  # a tie: the first
+
+
+def test_a_resumed_run_refuses_other_weights_behind_the_same_key(tmp_path):
+    from promptcot_pl.config import ConfigError
+    from promptcot_pl.pipeline import _check_same_weights
+
+    first = {"solver.path": "/cache/gguf/SmolLM2-135M-Instruct.Q4_1-b179c9523d0e6a0f-float32"}
+    _check_same_weights(tmp_path, first)
+    _check_same_weights(tmp_path, {"solver.path": "/elsewhere/SmolLM2-135M-Instruct.Q4_1-b179c9523d0e6a0f-float32"})
+    with pytest.raises(ConfigError, match="other weights.*b179c9523d0e6a0f-float32 → .*-0000000000000000-.*a model file changed"):
+        _check_same_weights(tmp_path, {"solver.path": "/cache/gguf/SmolLM2-135M-Instruct.Q4_1-0000000000000000-float32"})

@@ -53,3 +53,25 @@ def test_scores_are_read_back_from_judged_shards(tmp_path):
     assert x.shape == (3, 2) and np.isnan(x[1, 1]) and x[0, 0] == 1 and x[2, 0] == 0
     metrics = ci_metrics("acc", tmp_path, tmp_path)
     assert metrics["acc/gain"] == 0 and metrics["acc/ci_low"] <= np.nanmean(x) <= metrics["acc/ci_high"]
+
+
+def test_pairing_narrows_the_interval_of_a_difference():
+    rng = np.random.default_rng(2)
+    rates, before = _world(rng, problems=150, samples=16)  # the problems' spread dominates the samples' noise
+    after = (rng.random(before.shape) < np.minimum(rates + 0.05, 1)[:, None]).astype(float)
+    _, low, high = interval(before, after, seed=0)
+    # unpaired: each evaluation resampled on its own draw of problems
+    a, b = interval(before, seed=1), interval(after, seed=2)
+    unpaired = 2 * 1.96 * np.hypot((a[2] - a[1]) / 3.92, (b[2] - b[1]) / 3.92)
+    assert high - low < 0.6 * unpaired  # the problems' shared difficulty cancels
+
+
+def test_per_level_intervals(tmp_path):
+    before, after = tmp_path / "before", tmp_path / "after"
+    for path, right in ((before, {0}), (after, {0, 1})):
+        path.mkdir()
+        rows = [{"problem": p, "sample": k, "reward": float(p % 2 in right)} for p in range(40) for k in range(2)]
+        (path / "shard_00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = ci_metrics("acc", after, before, levels=["Level 1", "Level 2"] * 20)
+    assert metrics["acc/level_1/gain"] == 0 and metrics["acc/level_2/gain"] == 1.0
+    assert metrics["acc/level_2/gain_ci_low"] == 1.0 and metrics["acc/gain"] == 0.5

@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 
 from promptcot_pl.config import ConfigError, flatten, to_yaml
@@ -108,6 +110,7 @@ def test_check_refuses_a_chat_format_for_a_tokenizer_without_a_template(tmp_path
     tokenizer.chat_template = None
     tokenizer.save_pretrained(plain)
     (plain / "chat_template.jinja").unlink(missing_ok=True)
+    shutil.copy(tiny_dir / "config.json", plain / "config.json")  # a checkpoint, as model keys must name
     experiment = tmp_path / "x.yaml"
     experiment.write_text(f"solver:\n  path: {plain}\n")
     failed = promptcot("check", str(experiment), cwd=tmp_path)

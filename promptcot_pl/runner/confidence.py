@@ -11,11 +11,14 @@ problem, sample, reward), so any two finished evaluations can be compared after 
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from promptcot_pl.generation.streamed import iter_rows
+from promptcot_pl.runner.difficulty import level_key
 
 RESAMPLES = 4000
 
@@ -31,10 +34,17 @@ def scores(eval_dir: str | Path) -> np.ndarray:
     return out
 
 
-def _resampled_means(x: np.ndarray, problems: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    samples = rng.integers(0, x.shape[1], size=(*problems.shape, x.shape[1]))
-    picked = x[problems[..., None], samples].reshape(len(problems), -1)
-    return np.nanmean(picked, axis=1)
+def _resampled_means(x: np.ndarray, problems: np.ndarray, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+    """The mean of each resample (a row of `problems`), its samples drawn anew within each problem; `chunk`
+    resamples at a time, so memory stays at chunk × problems × samples whatever the evaluation's size."""
+    out = np.empty(len(problems))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only unscorable samples: NaN, left out
+        for start in range(0, len(problems), chunk):
+            rows = problems[start:start + chunk]
+            samples = rng.integers(0, x.shape[1], size=(*rows.shape, x.shape[1]))
+            out[start:start + chunk] = np.nanmean(x[rows[..., None], samples].reshape(len(rows), -1), axis=1)
+    return out
 
 
 def interval(a: np.ndarray, b: np.ndarray | None = None, *, seed: int = 0,
@@ -54,16 +64,27 @@ def interval(a: np.ndarray, b: np.ndarray | None = None, *, seed: int = 0,
     return estimate, float(low), float(high)
 
 
-def ci_metrics(key: str, after: str | Path, before: str | Path | None = None, seed: int = 0) -> dict[str, float]:
+def ci_metrics(key: str, after: str | Path, before: str | Path | None = None, seed: int = 0,
+               levels: Sequence[str] | None = None) -> dict[str, float]:
     """`key/ci_low`, `key/ci_high` of the evaluation in `after`; with `before`, also `key/gain` and its interval
-    (`key/gain_ci_low`, `key/gain_ci_high`) against the evaluation in `before`."""
+    (`key/gain_ci_low`, `key/gain_ci_high`) against the evaluation in `before`. `levels`: each problem's level;
+    the same per level under `key/<level>/…` ("level_1" for "Level 1", as `Difficulty.metrics` names them)."""
     a = scores(after)
-    _, low, high = interval(a, seed=seed)
-    out = {f"{key}/ci_low": low, f"{key}/ci_high": high}
-    if before is not None:
-        gain, low, high = interval(scores(before), a, seed=seed)
-        out |= {f"{key}/gain": gain, f"{key}/gain_ci_low": low, f"{key}/gain_ci_high": high}
+    b = scores(before) if before is not None else None
+    groups: dict[str, np.ndarray] = {"": np.arange(a.shape[0])}
+    if levels is not None:
+        names = np.array([level_key(level) for level in levels[: a.shape[0]]])
+        groups |= {f"/{name}": np.flatnonzero(names == name) for name in sorted(set(names))}
+    out: dict[str, float] = {}
+    for suffix, rows in groups.items():
+        _, low, high = interval(a[rows], seed=seed)
+        out |= {f"{key}{suffix}/ci_low": low, f"{key}{suffix}/ci_high": high}
+        if b is not None:
+            gain, low, high = interval(b[rows], a[rows], seed=seed)
+            out |= {f"{key}{suffix}/gain": gain, f"{key}{suffix}/gain_ci_low": low,
+                    f"{key}{suffix}/gain_ci_high": high}
     return out
+
 
 
 def describe(estimate: float, low: float, high: float, signed: bool = False) -> str:

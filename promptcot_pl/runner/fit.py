@@ -8,9 +8,8 @@ Every fitted model is exported in the serving dtype `model.dtype` (what the engi
 14 GB, not the 28 GB of its fp32 training copy). When the fit trained wider masters (fp32 under `*-mixed`), they
 are kept beside it in `model/masters/` (an HF directory vLLM does not read), because a later fit continues from
 them (`trainer.load_for_fit`): rounding a fit's result to bf16 between chained fits would undo updates smaller
-than bf16's resolution, the reason for fp32 masters. Models no fit continues from are exported without them (SFT
-students: `fit_pairs(masters=False)`), and chains drop the masters of all but their latest models (`drop_masters`:
-EM iterations, self-play rounds).
+than bf16's resolution, the reason for fp32 masters. Chains drop the masters of all but their latest models
+(`drop_masters`: EM iterations, self-play rounds; self-play from an SFT student drops the other students').
 """
 
 from __future__ import annotations

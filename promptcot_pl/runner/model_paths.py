@@ -5,6 +5,7 @@ they live below the stages."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from promptcot_pl import distributed
@@ -33,19 +34,31 @@ def base_models(ctx: StageContext, train: list[Triple]) -> tuple[str, str]:
 
 
 def best_sft_student(run_dir: Path, sources: list[str]) -> str:
-    """The student of a finished `sft` stage with the highest held-out accuracy after SFT (the first on a tie)."""
+    """The student of a finished `sft` stage with the highest held-out accuracy after SFT (the first on a tie; a
+    NaN accuracy never wins)."""
     done = run_dir / "sft" / "DONE"
     if not done.is_file():
         raise FileNotFoundError(f"{done}: selfplay.policy=sft starts from an SFT student, but stage sft has not "
                                 "finished in this run (add sft to stages)")
     metrics = json.loads(done.read_text() or "{}")
-    best = max(sources, key=lambda s: (metrics.get(f"sft/{s}/accuracy_heldout", float("-inf")), -sources.index(s)))
-    return str(run_dir / "sft" / best / "student" / "model")
+
+    def accuracy(source: str) -> tuple[float, int]:
+        value = metrics.get(f"sft/{source}/accuracy_heldout", float("nan"))
+        return (float("-inf") if math.isnan(value) else value, -sources.index(source))
+
+    return str(run_dir / "sft" / max(sources, key=accuracy) / "student" / "model")
 
 
-def solver_model(run_dir: Path) -> str:
-    """The solver a finished `solver` stage provides."""
-    stage = run_dir / "solver"
-    if (stage / "model_path.txt").is_file():
-        return (stage / "model_path.txt").read_text().strip()
-    return str(stage / "fit" / "model")
+def solver_model(ctx: StageContext) -> str:
+    """The solver: `solver.path` as this run resolved it (a converted .gguf's directory, `models/checkpoints.py`),
+    or the tiny solver stage `solver` fitted."""
+    if ctx.cfg.solver.path != "tiny":
+        return ctx.cfg.solver.path
+    return str(ctx.run_dir / "solver" / "fit" / "model")
+
+
+def selfplay_start(ctx: StageContext) -> str:
+    """The model self-play starts from (`selfplay.policy`): the solver, or the better SFT student."""
+    if ctx.cfg.selfplay.policy == "sft":
+        return best_sft_student(ctx.run_dir, list(ctx.cfg.sft.sources))
+    return solver_model(ctx)

@@ -55,7 +55,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     embed = Embedder(ctx.cfg.synth.embedding_model, ctx.cfg.model.cache_dir)
     sampling = SamplingConfig(n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
-    solver = solver_model(ctx.run_dir)
+    solver = solver_model(ctx)
     fmt = ctx.prompt_format("solver", solver)
     with ctx.engine(solver) as engine:
         rows: dict[str, dict[str, float]] = {}

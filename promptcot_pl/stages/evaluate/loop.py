@@ -22,7 +22,7 @@ from promptcot_pl.data.released import read_eval_rows
 from promptcot_pl.generation.streamed import iter_rows
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.difficulty import judged_samples
-from promptcot_pl.runner.model_paths import solver_model
+from promptcot_pl.runner.model_paths import selfplay_start, solver_model
 from promptcot_pl.verify.format import invalid_reason
 
 
@@ -30,11 +30,11 @@ def evaluated_model(ctx: StageContext) -> str:
     """The model `evaluate.model` names: a stage's output or a path."""
     match ctx.cfg.evaluate.model:
         case "solver":
-            return solver_model(ctx.run_dir)
+            return solver_model(ctx)
         case "selfplay":
             stage = ctx.stage_output("selfplay")
             rounds = sorted(stage.glob("round_*/policy.txt"))
-            return str(ctx.run_dir / rounds[-1].read_text().strip()) if rounds else solver_model(ctx.run_dir)
+            return str(ctx.run_dir / rounds[-1].read_text().strip()) if rounds else selfplay_start(ctx)
         case "sft":
             return str(ctx.stage_output("sft") / ctx.cfg.sft.sources[0] / "student" / "model")
     return ctx.cfg.evaluate.model

@@ -1,12 +1,13 @@
 """Stage `selfplay` (SPEC §5): the policy improves itself on synthesized problems from verifiable rewards.
 
-The policy starts from the solver (stage `solver`). Round r (1..rounds), seeded with seed + r:
+The policy starts from the solver (stage `solver`) or, with `selfplay.policy: sft`, the better SFT student. Round r (1..rounds), seeded with seed + r:
   rollouts  `selfplay.max_problems` synthesized problems (a new draw each round) × n rollouts (engine), each
             checked for format and scored (math: equivalence to the reference answer; code: all unit tests)
   pairs     problems whose pass rate lies in the window → chosen/rejected pairs (`stages/selfplay/pairs.py`)
   fit       DPO from the round's starting policy, which is also the reference (log-probs precomputed once by a
             batched no-grad pass, or a frozen copy — `selfplay.dpo.reference`)
-  evaluate  held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples)
+  evaluate  held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples) with a
+            95% interval, and its paired gain over round 0 with one (`runner/confidence.py`)
 Outputs per round under `round_NNN/`: rollouts.jsonl, pairs.jsonl, pairs_released.jsonl (the release's source/prompt/chosen/rejected layout),
 outcomes.jsonl (per problem), model/ (HF), metrics.json + DONE; `round_000/` holds the evaluation before
 self-play. A rerun resumes after the last finished round; an interrupted round keeps its rollouts and
@@ -36,7 +37,7 @@ from promptcot_pl.runner.confidence import ci_metrics, describe
 from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.difficulty import difficulty
 from promptcot_pl.runner.fit import drop_masters, export_trained
-from promptcot_pl.runner.model_paths import best_sft_student, solver_model
+from promptcot_pl.runner.model_paths import selfplay_start
 from promptcot_pl.runner.problems import load_problems
 from promptcot_pl.runner.scoring import score_pairs
 from promptcot_pl.runner.steps import ResumableSteps
@@ -125,7 +126,10 @@ def _evaluate(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, heldou
     """Mean reward over n samples per held-out problem (streamed under `out/eval`), with its unscorable share and
     per level; the same sampling seed every round, so rounds compare."""
     sampling = ctx.cfg.selfplay.eval
-    return difficulty(engine, fmt, heldout, [t.problem for t in heldout], replace(sampling, seed=ctx.cfg.seed),
+    # A student chosen by its accuracy on these problems is evaluated anew on other samples (another seed), so
+    # that round 0 does not inherit the luck it was chosen for and later rounds regress from it.
+    seed = ctx.cfg.seed + (1 if ctx.cfg.selfplay.policy == "sft" else 0)
+    return difficulty(engine, fmt, heldout, [t.problem for t in heldout], replace(sampling, seed=seed),
                       rewards, out / "eval", ctx.cfg.engine.shard_prompts,
                       engine.path).metrics("selfplay/accuracy_heldout")
 
@@ -198,9 +202,10 @@ def run(ctx: StageContext) -> dict[str, float]:
     if not problems:
         raise ValueError(f"{problems_path}: no problem has a reference answer or tests to score against")
     heldout = read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)[: sp.eval_limit]
-    policy = Path(solver_model(ctx.run_dir) if sp.policy == "solver"
-                  else best_sft_student(ctx.run_dir, list(ctx.cfg.sft.sources)))
+    policy = Path(selfplay_start(ctx))
     log.info("selfplay: the policy starts from %s", policy)
+    if sp.policy == "sft":  # the other students' masters: no fit reads them
+        on_rank_zero(drop_masters, [policy], sorted((ctx.run_dir / "sft").glob("*/student/model")))
     fmt = ctx.prompt_format("solver", policy)  # the policy's tokenizer, the same in every round
     rewards = ctx.rewards()
     first = next((r for r in range(1, sp.rounds + 1) if not (ctx.stage_dir / f"round_{r:03d}" / "DONE").is_file()), None)
@@ -220,7 +225,8 @@ def run(ctx: StageContext) -> dict[str, float]:
                 policy, metrics = _round(ctx, engine, fmt, policy, problems, heldout, r, rewards, canaries)
             # 95% intervals: the round's accuracy, and its paired gain over the starting policy (round 0)
             metrics |= ci_metrics("selfplay/accuracy_heldout", out / "eval",
-                                  ctx.stage_dir / "round_000" / "eval" if r else None, ctx.cfg.seed)
+                                  ctx.stage_dir / "round_000" / "eval" if r else None, ctx.cfg.seed,
+                                  [t.level for t in heldout])
             steps.finish(step, metrics)
             # the next round continues from `policy` only
             on_rank_zero(drop_masters, [policy], sorted(ctx.stage_dir.glob("round_*/model")))

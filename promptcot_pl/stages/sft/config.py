@@ -16,7 +16,8 @@ class SFTConfig:
     # else: a Hugging Face model path or name, sampled through the engine.
     teacher: str = "oracle"
     # Whose prompts the teacher answers: "synth" (the synthesized problems) and/or "seed" (the seed's training
-    # problems). With several, one student is trained per source on the same token budget (the smallest).
+    # problems). With several, one student is trained per source on the same budget of trained (completion) tokens
+    # (the smallest source's).
     sources: list[str] = field(default_factory=lambda: ["synth"])
     traces: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=1, temperature=1.0, max_new_tokens=512))
     filter_correct: bool = False  # drop traces whose answer differs from the problem's reference (paper: off)

@@ -5,13 +5,16 @@ For every source in `sft.sources` ("synth": the synthesized problems; "seed": th
            solver, the solver model, or any HF model through the engine) → format filter → optional correctness
            filter; every drop counted (`<source>/funnel.json`), `<source>/traces.jsonl` with provenance and
            `<source>/traces_released.jsonl` in the released prompt/completion format
-  budget   with several sources, each keeps the same number of trace tokens (the smallest source's), so the
+  budget   with several sources, each keeps the same number of trained (completion) tokens (the smallest
+           source's; traces a fit would drop as too long are left out first), so the
            comparison is about which prompts, not how much data
   fit      the student (the solver by default) by masked NLL on the completions, exactly packed
            (`runner/fit.py`; resumable; padding waste reported)
   evaluate held-out accuracy (the seed's held-out problems, ground-truth answers; mean over n samples) of the
            student before and after
-Metrics: `sft/<source>/accuracy_heldout`, `…_before`, `…/traces`, `…/trace_tokens`, `…/padding_waste`.
+Metrics: `sft/<source>/accuracy_heldout` (with 95% intervals `…/ci_low`, `…/ci_high`, per level, and its gain over
+the student before: `…/gain`, `…/gain_ci_low`, `…/gain_ci_high`), `…_before`, `…/traces`, `…/trained_tokens`,
+`…/padding_waste`; with sources synth and seed, `sft/synth_minus_seed` and its interval.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from promptcot_pl.stages.sft.traces import (
 def _student(ctx: StageContext, train: list[Triple]) -> str:
     match ctx.cfg.sft.student:
         case "solver":
-            return solver_model(ctx.run_dir)
+            return solver_model(ctx)
         case "tiny":
             return base_models(ctx, train)[0]
     return ctx.cfg.sft.student
@@ -66,7 +69,7 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
     if cfg.teacher == "oracle":
         traces = oracle_traces(problems, student, dropped)
     else:
-        teacher = solver_model(ctx.run_dir) if cfg.teacher == "solver" else cfg.teacher
+        teacher = solver_model(ctx) if cfg.teacher == "solver" else cfg.teacher
         with ctx.engine(teacher) as engine:
             sharded = ShardedEngine(engine, out / "generated", ctx.cfg.engine.shard_prompts, desc=f"sft/{source} traces")
             traces = engine_traces(sharded, ctx.prompt_format("teacher", teacher), student, problems,
@@ -84,6 +87,13 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
     log.info("sft/%s: %d prompts → %d traces (teacher %s; dropped: %s)", source, len(problems), len(traces),
              cfg.teacher, ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none")
     return traces
+
+
+def _fitting(ctx: StageContext, fmt: PromptFormat, traces: list[Trace]) -> list[Trace]:
+    """The traces a fit keeps (prompt + completion + EOS within data.max_length), so that the equal budget counts
+    only tokens that are trained on."""
+    limit = ctx.cfg.data.max_length
+    return [t for t in traces if len(encode(fmt.tokenizer, *fit_pair(fmt, t))[0]) <= limit]
 
 
 def _completion_tokens(fmt: PromptFormat, trace: Trace) -> int:
@@ -121,7 +131,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     fmt = ctx.prompt_format("solver", student)
     # the reward that filters traces and grades the students, probed before anything runs
     metrics: dict[str, float] = ctx.check_rewards(ctx.rewards(), heldout, fmt.thinking, "sft")
-    traces = {source: _traces(ctx, source, ctx.stage_dir / source, fmt) for source in cfg.sources}
+    traces = {source: _fitting(ctx, fmt, _traces(ctx, source, ctx.stage_dir / source, fmt))
+              for source in cfg.sources}
     lengths = {s: [_completion_tokens(fmt, t) for t in ts] for s, ts in traces.items()}
     budget = min(sum(v) for v in lengths.values())
     if len(traces) > 1:
@@ -131,10 +142,10 @@ def run(ctx: StageContext) -> dict[str, float]:
         write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before",
                                           ctx.stage_dir / "eval_before"))
     metrics.update(json.loads(before_path.read_text()))
-    metrics |= ci_metrics("sft/accuracy_heldout_before", ctx.stage_dir / "eval_before", seed=ctx.cfg.seed)
+    levels = [t.level for t in heldout[: cfg.eval_limit]]
+    metrics |= ci_metrics("sft/accuracy_heldout_before", ctx.stage_dir / "eval_before", seed=ctx.cfg.seed,
+                          levels=levels)
     before = metrics["sft/accuracy_heldout_before"]
-    # a self-play that continues from a student starts its fits from the student's masters
-    masters = ctx.cfg.selfplay.policy == "sft" and "selfplay" in ctx.cfg.stages
     for source, items in traces.items():
         kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items
         length_of = {id(t): n for t, n in zip(items, lengths[source])}
@@ -142,16 +153,16 @@ def run(ctx: StageContext) -> dict[str, float]:
             raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
         fit = fit_pairs(ctx, f"{source}/student", student, [fit_pair(fmt, t) for t in kept],
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
-                        packing=cfg.packing, masters=masters)
+                        packing=cfg.packing)  # masters: self-play may continue from a student
         accuracy = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit],
                              f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval")
         after = accuracy[f"sft/{source}/accuracy_heldout"]
         metrics.update(accuracy)
         # 95% intervals: the student's accuracy and its paired gain over the student before SFT
         metrics |= ci_metrics(f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval",
-                              ctx.stage_dir / "eval_before", ctx.cfg.seed)
+                              ctx.stage_dir / "eval_before", ctx.cfg.seed, levels)
         metrics.update({f"sft/{source}/traces": float(len(kept)),
-                        f"sft/{source}/trace_tokens": float(sum(length_of[id(t)] for t in kept)),
+                        f"sft/{source}/trained_tokens": float(sum(length_of[id(t)] for t in kept)),
                         f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"],
                         f"sft/{source}/dropped_too_long": float(fit["dropped"])})
         key = f"sft/{source}/accuracy_heldout"

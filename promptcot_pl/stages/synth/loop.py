@@ -155,7 +155,7 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
         oracle: list[tuple[str, float] | None] = [None if r is None else (r[1], 1.0) for r in solved]
         return _with_references(problems, oracle, dropped, cfg.min_words)
     # math references come from the solver's votes; code tests from the test writer (by default the solver too)
-    model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx.run_dir)
+    model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx)
     with ctx.engine(model) as served:
         engine = ShardedEngine(served, out / "targets", ctx.cfg.engine.shard_prompts, desc=f"synth/{out.name} targets")
         if ctx.cfg.domain.name == "code":
