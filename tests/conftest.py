@@ -118,6 +118,27 @@ def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 300) ->
     assert exists, f"{marker} did not appear (exit code {proc.returncode})"
 
 
+def shared_vs_alone(model, tok, pairs: list[tuple[str, str]], max_length: int, max_targets: int):
+    """Log-probs of `pairs` (one prompt, several targets) scored in prefix-shared rows and one pair at a time:
+    (shared by pair index, alone in pair order, the shared rows)."""
+    import torch
+
+    from promptcot_pl.data.collate import encode_pair, pad_batch
+    from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
+    from promptcot_pl.modules import SequenceScorer
+
+    scorer = SequenceScorer(model)
+    rows = group_by_prompt(tok, pairs, max_length, row_tokens=10_000, max_targets=max_targets)
+    with torch.no_grad():
+        shared = scorer.predict_step(shared_prefix_batch(rows, tok.pad_token_id), 0)
+        alone = []
+        for prompt, target in pairs:
+            item = encode_pair(tok, prompt, target, max_length)
+            item.index = 0
+            alone.append(float(scorer.predict_step(pad_batch([item], tok.pad_token_id), 0)["logprob"][0]))
+    return dict(zip(shared["index"].tolist(), shared["logprob"].tolist())), alone, rows
+
+
 class ScriptedEngine:
     """A stand-in for a model behind the Engine interface, for tests of what happens to a model's outputs: it
     returns the given texts (one group per prompt) as completions that ended on their own."""

@@ -24,7 +24,7 @@ from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.modules.data import PairDataModule
 from promptcot_pl.runner.fit import export_trained
 from promptcot_pl.trainer import build_trainer, load_for_fit
-from tests.conftest import REPO, promptcot
+from tests.conftest import REPO, promptcot, shared_vs_alone
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -102,9 +102,6 @@ def test_encode_round_trips_with_one_im_start_per_turn_and_the_eos_label_kept(to
 
 
 def test_chunked_logprobs_and_prefix_shared_scoring_are_the_models_own(smollm2_dir, tok, chat_pairs):
-    from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
-    from promptcot_pl.modules import SequenceScorer
-
     model = load_model(smollm2_dir).eval()
     items = [encode_pair(tok, p, t, 256) for p, t in chat_pairs[:3]]
     batch = pad_batch(items, tok.pad_token_id)
@@ -118,17 +115,8 @@ def test_chunked_logprobs_and_prefix_shared_scoring_are_the_models_own(smollm2_d
     # K = 4 candidates after one prompt in one row (RoPE positions restart per candidate, GQA) = one at a time
     prompt = chat_pairs[0][0]
     candidates = [(prompt, t) for _, t in chat_pairs[:4]]
-    scorer = SequenceScorer(model)
-    shared_rows = group_by_prompt(tok, candidates, 256, row_tokens=10_000, max_targets=4)
+    got, alone, shared_rows = shared_vs_alone(model, tok, candidates, 256, max_targets=4)
     assert len(shared_rows) == 1 and len(shared_rows[0].targets) == 4
-    with torch.no_grad():
-        shared = scorer.predict_step(shared_prefix_batch(shared_rows, tok.pad_token_id), 0)
-        alone = []
-        for p, t in candidates:
-            item = encode_pair(tok, p, t, 256)
-            item.index = 0
-            alone.append(float(scorer.predict_step(pad_batch([item], tok.pad_token_id), 0)["logprob"][0]))
-    got = dict(zip(shared["index"].tolist(), shared["logprob"].tolist()))
     assert max(abs(got[i] - alone[i]) for i in range(4)) < 1e-4
 
 

@@ -8,6 +8,7 @@ from promptcot_pl.data.prompts import prompt_model_example
 from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.runner.scoring import score_pairs
+from tests.conftest import shared_vs_alone
 
 CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
 ONE_ROW = TrainerConfig(accelerator="cpu", enable_progress_bar=False, score_tokens=1)  # a batch per sequence
@@ -69,26 +70,15 @@ def test_prefix_shared_rows_split_by_target_count_and_length(tiny_dir, math_trip
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, math_triples, attention):
     """REVIEW M4: eager attention adds the mask to the scores, so a boolean mask would let siblings see each other."""
-    from promptcot_pl.data.collate import encode_pair, pad_batch
-    from promptcot_pl.data.shared_prefix import group_by_prompt, shared_prefix_batch
+    from promptcot_pl.data.shared_prefix import shared_prefix_batch
     from promptcot_pl.models.head import owner_sums
-    from promptcot_pl.modules import SequenceScorer
 
     tok = load_tokenizer(tiny_dir)
     model = load_model(tiny_dir)
     model.set_attn_implementation(attention)
-    scorer = SequenceScorer(model)
     pairs = _candidates(math_triples[:3], k=4)
-    rows = group_by_prompt(tok, pairs, 512, row_tokens=10_000, max_targets=4)
+    by_index, alone, rows = shared_vs_alone(model, tok, pairs, 512, max_targets=4)
     assert max(len(r.targets) for r in rows) == 4
-    with torch.no_grad():
-        shared = scorer.predict_step(shared_prefix_batch(rows, tok.pad_token_id), 0)
-        alone = []
-        for prompt, target in pairs:
-            item = encode_pair(tok, prompt, target, 512)
-            item.index = 0
-            alone.append(float(scorer.predict_step(pad_batch([item], tok.pad_token_id), 0)["logprob"][0]))
-    by_index = dict(zip(shared["index"].tolist(), shared["logprob"].tolist()))
     got = torch.tensor([by_index[i] for i in range(len(pairs))])
     assert torch.allclose(got, torch.tensor(alone), atol=1e-4, rtol=1e-6)
     if attention == "eager":  # the check can fail: the raw boolean mask under eager attention leaks
@@ -99,7 +89,7 @@ def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, m
             logits = model.lm_head(out[batch["score_row"], batch["score_pos"]]).log_softmax(-1)
             leaked = logits.gather(1, batch["score_label"][:, None]).squeeze(1)
             sums, _ = owner_sums(leaked, batch["score_owner"], len(batch["index"]))
-        assert not torch.allclose(sums, shared["logprob"], atol=1e-3)
+        assert not torch.allclose(sums, torch.tensor(list(by_index.values())), atol=1e-3)
 
 
 def test_share_prefix_false_gives_plain_rows_and_the_same_dpo_logprobs(tiny_dir):

@@ -89,17 +89,17 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
     return traces
 
 
-def _fitting(ctx: StageContext, fmt: PromptFormat, traces: list[Trace]) -> list[Trace]:
-    """The traces a fit keeps (prompt + completion + EOS within data.max_length), so that the equal budget counts
-    only tokens that are trained on."""
-    limit = ctx.cfg.data.max_length
-    return [t for t in traces if len(encode(fmt.tokenizer, *fit_pair(fmt, t))[0]) <= limit]
-
-
-def _completion_tokens(fmt: PromptFormat, trace: Trace) -> int:
-    """The tokens a fit trains on for `trace`: its completion and EOS, not its prompt."""
-    ids, boundary = encode(fmt.tokenizer, *fit_pair(fmt, trace))
-    return len(ids) - boundary
+def _fitting(ctx: StageContext, fmt: PromptFormat, traces: list[Trace]) -> tuple[list[Trace], list[int]]:
+    """The traces a fit keeps (prompt + completion + EOS within data.max_length) and the tokens each trains on
+    (its completion and EOS, not its prompt), from one encode per trace: the equal budget counts only tokens that
+    are trained on."""
+    kept, lengths = [], []
+    for trace in traces:
+        ids, boundary = encode(fmt.tokenizer, *fit_pair(fmt, trace))
+        if len(ids) <= ctx.cfg.data.max_length:
+            kept.append(trace)
+            lengths.append(len(ids) - boundary)
+    return kept, lengths
 
 
 def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: int) -> list[Trace]:
@@ -131,9 +131,10 @@ def run(ctx: StageContext) -> dict[str, float]:
     fmt = ctx.prompt_format("solver", student)
     # the reward that filters traces and grades the students, probed before anything runs
     metrics: dict[str, float] = ctx.check_rewards(ctx.rewards(), heldout, fmt.thinking, "sft")
-    traces = {source: _fitting(ctx, fmt, _traces(ctx, source, ctx.stage_dir / source, fmt))
-              for source in cfg.sources}
-    lengths = {s: [_completion_tokens(fmt, t) for t in ts] for s, ts in traces.items()}
+    fitting = {source: _fitting(ctx, fmt, _traces(ctx, source, ctx.stage_dir / source, fmt))
+               for source in cfg.sources}
+    traces = {source: kept for source, (kept, _) in fitting.items()}
+    lengths = {source: counts for source, (_, counts) in fitting.items()}
     budget = min(sum(v) for v in lengths.values())
     if len(traces) > 1:
         log.info("sft: every source keeps at most %d trained (completion) tokens (the smallest source's)", budget)
