@@ -74,8 +74,12 @@ def test_decontamination_removes_a_planted_copy_of_an_eval_problem():
 
 
 def test_seed_train_and_sft_seed_prompts_are_decontaminated_against_eval_sets(tmp_path):
+    """Both SFT arms are filtered against the same evaluation problems: the seed's held-out split and
+    `synth.eval_sets` (synthesis uses the same `eval_problems`). The seed stage itself, which builds the split,
+    checks `synth.eval_sets` only."""
     from dataclasses import dataclass
 
+    from promptcot_pl.data.jsonl import write_jsonl
     from promptcot_pl.domains import build_domain
     from promptcot_pl.experiment import load_config
     from promptcot_pl.runner.problems import decontaminated
@@ -84,15 +88,25 @@ def test_seed_train_and_sft_seed_prompts_are_decontaminated_against_eval_sets(tm
     leaked = [triples[3].problem, " ".join(triples[7].problem.split()[:6])]  # one whole, one short prefix
     evals = tmp_path / "eval.jsonl"
     evals.write_text("".join(f'{{"problem": {t!r}}}\n'.replace("'", '"') for t in leaked))
+    split = tmp_path / "seed"
+    split.mkdir()
 
     @dataclass
     class Ctx:
         cfg: object
 
+        def triples_dir(self):
+            return split
+
     ctx = Ctx(load_config(None, [f"synth.eval_sets=[{evals}]"]))
     kept, dropped = decontaminated(ctx, triples, "seed")
     assert triples[3] not in kept and triples[7] not in kept and dropped >= 2
-    assert decontaminated(Ctx(load_config(None, [])), triples, "seed") == (triples, 0)
+    no_evals = Ctx(load_config(None, []))
+    assert decontaminated(no_evals, triples, "seed") == (triples, 0)
+    write_jsonl(split / "heldout.jsonl", [triples[11]])  # the held-out split: the SFT arms check it too
+    kept, dropped = decontaminated(no_evals, triples, "sft/seed")
+    assert triples[11] not in kept and dropped >= 1
+    assert decontaminated(no_evals, triples, "seed", heldout=False) == (triples, 0)
 
 
 @pytest.mark.parametrize("text, reason", [

@@ -1,8 +1,10 @@
 """95% confidence intervals for held-out accuracy and for the difference between two evaluations of the same
-problems, by a two-level bootstrap: problems are resampled with replacement, and within each drawn problem its
-samples are resampled with replacement (the accuracy varies between problems and, for a sampled solver, between
-samples of one problem; both show in the interval). A difference is paired: both evaluations are resampled on
-the same draw of problems, so what the problems have in common cancels. numpy does the work.
+problems, by a bootstrap over problems (the cluster bootstrap): problems are resampled with replacement, each with
+all of its samples. A problem's samples are not drawn anew inside it: its observed mean already carries their
+noise, and drawing them again would count that noise twice (the interval ~1.2× too wide when problems differ
+little — tests/test_confidence.py pins the width against the analytic standard error). A difference is paired:
+both evaluations are resampled on the same draw of problems, so what the problems have in common cancels. numpy
+does the work.
 
 The scores are read back from the judged samples an evaluation streamed to disk (`runner/difficulty.py`: rows of
 problem, sample, reward), so any two finished evaluations can be compared after the fact. Unscorable samples
@@ -34,33 +36,38 @@ def scores(eval_dir: str | Path) -> np.ndarray:
     return out
 
 
-def _resampled_means(x: np.ndarray, problems: np.ndarray, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
-    """The mean of each resample (a row of `problems`), its samples drawn anew within each problem; `chunk`
-    resamples at a time, so memory stays at chunk × problems × samples whatever the evaluation's size."""
+def _resampled_means(x: np.ndarray, problems: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """The accuracy of each resample (a row of `problems`: problem indices drawn with replacement), every drawn
+    problem with all its scorable samples; `chunk` resamples at a time, so memory stays at chunk × problems ×
+    samples whatever the evaluation's size."""
     out = np.empty(len(problems))
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only unscorable samples: NaN, left out
         for start in range(0, len(problems), chunk):
             rows = problems[start:start + chunk]
-            samples = rng.integers(0, x.shape[1], size=(*rows.shape, x.shape[1]))
-            out[start:start + chunk] = np.nanmean(x[rows[..., None], samples].reshape(len(rows), -1), axis=1)
+            out[start:start + chunk] = np.nanmean(x[rows].reshape(len(rows), -1), axis=1)
     return out
 
 
-def interval(a: np.ndarray, b: np.ndarray | None = None, *, seed: int = 0,
-             resamples: int = RESAMPLES) -> tuple[float, float, float]:
+def interval(a: np.ndarray, b: np.ndarray | None = None, *, seed: int = 0, resamples: int = RESAMPLES,
+             confidence: float = 0.95) -> tuple[float, float, float]:
     """(estimate, low, high): the accuracy of `a`, or with `b` the paired difference b − a (b after, a before),
-    with its 95% percentile interval. `a` and `b` are [problems, samples] score matrices of the same problems."""
+    with its percentile interval at `confidence` (raise it when one held-out set picks among several settings:
+    0.95 over k tries is 1 − 0.05/k, Bonferroni). `a` and `b` are [problems, samples] score matrices of the same
+    problems."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if b is not None and a.shape[0] != b.shape[0]:
         raise ValueError(f"paired evaluations need the same problems: {a.shape[0]} vs {b.shape[0]}")
     rng = np.random.default_rng(seed)
     problems = rng.integers(0, a.shape[0], size=(resamples, a.shape[0]))
-    stat = _resampled_means(a, problems, rng)
+    stat = _resampled_means(a, problems)
     estimate = float(np.nanmean(a))
     if b is not None:
-        stat = _resampled_means(b, problems, rng) - stat
+        stat = _resampled_means(b, problems) - stat
         estimate = float(np.nanmean(b)) - estimate
-    low, high = np.nanpercentile(stat, [2.5, 97.5])
+    tail = 50 * (1 - confidence)  # percent in each tail
+    low, high = np.nanpercentile(stat, [tail, 100 - tail])
     return estimate, float(low), float(high)
 
 

@@ -21,18 +21,30 @@ def eval_set_problems(paths: list[str]) -> list[str]:
     return texts
 
 
-def decontaminated(ctx: StageContext, items: list, where: str) -> tuple[list, int]:
-    """`items` (records with a `problem`) without those that overlap an evaluation problem of `synth.eval_sets`
-    (word n-grams, `synth.decontamination_ngram`; short ones as a whole); (kept, dropped count), logged."""
-    if not ctx.cfg.synth.eval_sets:
+def eval_problems(ctx: StageContext, heldout: bool = True) -> list[str]:
+    """Every evaluation problem training data must not copy: the seed's held-out split (when `heldout` and the
+    split exists) plus the files of `synth.eval_sets`."""
+    split = ctx.triples_dir() / "heldout.jsonl"
+    own = [t.problem for t in read_jsonl(split, Triple)] if heldout and split.is_file() else []
+    return own + eval_set_problems(ctx.cfg.synth.eval_sets)
+
+
+def decontaminated(ctx: StageContext, items: list, where: str, heldout: bool = True) -> tuple[list, int]:
+    """`items` (records with a `problem`) without those that overlap an evaluation problem (`eval_problems`: the
+    seed's held-out split unless `heldout` is false, and `synth.eval_sets`; word n-grams,
+    `synth.decontamination_ngram`; short ones as a whole); (kept, dropped count), logged. Synthesis filters its
+    problems with the same index, so the SFT arms (synth, seed) are decontaminated the same way
+    (tests/test_sft_stage.py)."""
+    evaluation = eval_problems(ctx, heldout)
+    if not evaluation:
         return items, 0
     from promptcot_pl.data.filters import NgramIndex
 
-    index = NgramIndex(eval_set_problems(ctx.cfg.synth.eval_sets), ctx.cfg.synth.decontamination_ngram)
+    index = NgramIndex(evaluation, ctx.cfg.synth.decontamination_ngram)
     kept = [item for item in items if not index.contaminated(item.problem)]
     if len(kept) < len(items):
-        log.info("%s: %d of %d problems overlap an evaluation set (synth.eval_sets) and are left out", where,
-                 len(items) - len(kept), len(items))
+        log.info("%s: %d of %d problems overlap an evaluation problem (the held-out split or synth.eval_sets) and "
+                 "are left out", where, len(items) - len(kept), len(items))
     return kept, len(items) - len(kept)
 
 

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from promptcot_pl.data.encode import encode
+from promptcot_pl.data.collate import IGNORE, encode_pair
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.prompts import solver_pairs
@@ -90,15 +90,14 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) ->
 
 
 def _fitting(ctx: StageContext, fmt: PromptFormat, traces: list[Trace]) -> tuple[list[Trace], list[int]]:
-    """The traces a fit keeps (prompt + completion + EOS within data.max_length) and the tokens each trains on
-    (its completion and EOS, not its prompt), from one encode per trace: the equal budget counts only tokens that
-    are trained on."""
+    """The traces a fit keeps (`encode_pair`'s rule: prompt + completion + EOS within data.max_length) and the
+    tokens each trains on (its completion and EOS, not its prompt): the equal budget counts only trained tokens."""
     kept, lengths = [], []
     for trace in traces:
-        ids, boundary = encode(fmt.tokenizer, *fit_pair(fmt, trace))
-        if len(ids) <= ctx.cfg.data.max_length:
+        item = encode_pair(fmt.tokenizer, *fit_pair(fmt, trace), ctx.cfg.data.max_length)
+        if item is not None:
             kept.append(trace)
-            lengths.append(len(ids) - boundary)
+            lengths.append(sum(label != IGNORE for label in item.labels))
     return kept, lengths
 
 

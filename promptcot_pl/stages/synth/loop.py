@@ -37,7 +37,7 @@ from promptcot_pl.generation.streamed import ShardedEngine, generate_shards, ite
 from promptcot_pl.models.embeddings import Embedder
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.model_paths import solver_model
-from promptcot_pl.runner.problems import eval_set_problems
+from promptcot_pl.runner.problems import eval_problems
 from promptcot_pl.stages.synth.targets import majority_references, written_tests
 
 FUNNEL = ("generated", "parsed", "unique", "near_unique", "not_degenerate", "decontaminated", "kept")
@@ -75,12 +75,6 @@ def concept_sets(ctx: StageContext, train: list[Triple]) -> list[tuple[list[str]
         write_jsonl(path, [{"concepts": c, "level": lv} for c, lv in
                            (sampler.sample(rng) for _ in range(cfg.n_concept_sets))])
     return [(row["concepts"], row["level"]) for _, row in iter_json_rows(path)]
-
-
-def eval_problems(ctx: StageContext) -> list[str]:
-    """Every evaluation problem synthesis must not copy: the seed's held-out split plus `synth.eval_sets`."""
-    return ([t.problem for t in read_jsonl(ctx.triples_dir() / "heldout.jsonl", Triple)]
-            + eval_set_problems(ctx.cfg.synth.eval_sets))
 
 
 def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]], out: Path) -> list[dict]:
