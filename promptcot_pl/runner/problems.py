@@ -24,8 +24,10 @@ def eval_set_problems(paths: list[str]) -> list[str]:
 def eval_problems(ctx: StageContext, heldout: bool = True) -> list[str]:
     """Every evaluation problem training data must not copy: the seed's held-out split (when `heldout` and the
     split exists) plus the files of `synth.eval_sets`."""
-    split = ctx.triples_dir() / "heldout.jsonl"
-    own = [t.problem for t in read_jsonl(split, Triple)] if heldout and split.is_file() else []
+    own = []
+    if heldout:  # not the seed stage's own call: ctx.triples_dir() refuses before the seed has finished
+        split = ctx.triples_dir() / "heldout.jsonl"
+        own = [t.problem for t in read_jsonl(split, Triple)] if split.is_file() else []
     return own + eval_set_problems(ctx.cfg.synth.eval_sets)
 
 
