@@ -86,6 +86,21 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return cfg
 
 
+def stage_input_problems(cfg: ExperimentConfig, todo: list[str]) -> list[str]:
+    """What the stages in `todo` need from outside them and lack, one message per key: checked by `promptcot
+    check` and at the start of every run (a run of one stage, `promptcot stage NAME`, included;
+    tests/test_checkpoints.py)."""
+    out = []
+    if "evaluate" in todo and not cfg.evaluate.sets:
+        out.append("key 'evaluate.sets': stage evaluate needs evaluation files; give evaluate.sets=[path.jsonl, ...]")
+    run_dir = Path(cfg.output_dir) / str(cfg.name) / cfg.run_name
+    if ("selfplay" in todo and cfg.selfplay.policy == "sft" and "sft" not in todo
+            and not (run_dir / "sft" / "DONE").is_file()):
+        out.append("key 'selfplay.policy': 'sft' starts from an SFT student, but stage sft neither runs now nor has "
+                   "finished in this run; add sft to stages")
+    return out
+
+
 def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     """Checks that types alone cannot express; each error names the key."""
     if cfg.threads is not None and cfg.threads < 1:
@@ -134,8 +149,8 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
         problems.add(f"key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
                           f"selfplay.dpo.loss is {sp.dpo.loss!r}")
-    if "evaluate" in cfg.stages and not cfg.evaluate.sets:
-        problems.add("key 'evaluate.sets': stage evaluate needs evaluation files; give evaluate.sets=[path.jsonl, ...]")
+    for problem in stage_input_problems(cfg, list(cfg.stages)):
+        problems.add(problem)
     for i, path in enumerate(cfg.evaluate.sets if "evaluate" in cfg.stages else []):
         if not Path(path).expanduser().is_file():
             problems.add(f"key 'evaluate.sets[{i}]': no such file {path}")

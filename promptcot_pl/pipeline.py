@@ -29,7 +29,7 @@ from promptcot_pl.accounting import StageMeter
 from promptcot_pl.config import HOW_TO_RUN, STAGE_NAMES, ConfigError, flatten, to_yaml
 from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.distributed import on_rank_zero
-from promptcot_pl.experiment import ExperimentConfig
+from promptcot_pl.experiment import ExperimentConfig, stage_input_problems
 from promptcot_pl.models.checkpoints import Resolved, resolve_models
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.run_lock import run_lock
@@ -126,15 +126,11 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
 
 
 def _check_stage_inputs(cfg: ExperimentConfig, todo: list[str]) -> None:
-    """What the stages about to run need from outside the run, refused before any of them starts (a run of one
-    stage, `promptcot stage NAME`, is not covered by `load_config`'s checks of `stages`)."""
-    if "evaluate" in todo and not cfg.evaluate.sets:
-        raise ConfigError("key 'evaluate.sets': stage evaluate needs evaluation files; "
-                          "give evaluate.sets=[path.jsonl, ...]")
-    if ("selfplay" in todo and cfg.selfplay.policy == "sft" and "sft" not in todo
-            and not (run_dir_of(cfg) / "sft" / "DONE").is_file()):
-        raise ConfigError("key 'selfplay.policy': 'sft' starts from an SFT student, but stage sft neither runs "
-                          "now nor has finished in this run; add sft to stages")
+    """What the stages about to run need from outside the run, refused before any of them starts (`load_config`
+    checks the same for `cfg.stages`; a run of one stage, `promptcot stage NAME`, runs other stages)."""
+    problems = stage_input_problems(cfg, todo)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _check_same_weights(run_dir: Path, changed: dict[str, str]) -> None:

@@ -47,6 +47,9 @@ def test_check_and_run_refuse_it_before_any_stage(tmp_path):
     alone = promptcot("stage", "evaluate", str(QUICKSTART), cwd=tmp_path)  # stages= does not name it
     assert alone.returncode != 0 and "key 'evaluate.sets'" in alone.stderr and "Traceback" not in alone.stderr
     assert promptcot("check", "solver.path=tiny", cwd=tmp_path).returncode == 1  # overrides without a file
+    no_sft = promptcot("check", str(QUICKSTART), "selfplay.policy=sft", "stages=[seed,solver,synth,selfplay]",
+                       cwd=tmp_path)
+    assert no_sft.returncode == 1 and "key 'selfplay.policy': 'sft' starts from an SFT student" in no_sft.stdout
 
 
 def test_hub_ids_and_built_words_pass_through(tmp_path):

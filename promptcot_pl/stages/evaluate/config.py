@@ -13,7 +13,7 @@ class EvaluateConfig:
     and rendered anew for the evaluated model (`prompts.solver`)."""
 
     sets: list[str] = field(default_factory=list)
-    # "solver", "selfplay" (the last self-play policy), "sft" (the student of sft.sources[0]) or an HF path
+    # "solver", "selfplay" (the last self-play policy), "sft" (the better student of sft.sources, by held-out accuracy) or an HF path
     model: str = "solver"
     n: int = 16  # samples per problem (the paper: 16 at temperature 0.6, top-p 0.95)
     temperature: float = 0.6

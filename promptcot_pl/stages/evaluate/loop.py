@@ -22,7 +22,7 @@ from promptcot_pl.data.released import read_eval_rows
 from promptcot_pl.generation.streamed import iter_rows
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.difficulty import judged_samples
-from promptcot_pl.runner.model_paths import selfplay_start, solver_model
+from promptcot_pl.runner.model_paths import best_sft_student, selfplay_start, solver_model
 from promptcot_pl.verify.format import invalid_reason
 
 
@@ -35,8 +35,8 @@ def evaluated_model(ctx: StageContext) -> str:
             stage = ctx.stage_output("selfplay")
             rounds = sorted(stage.glob("round_*/policy.txt"))
             return str(ctx.run_dir / rounds[-1].read_text().strip()) if rounds else selfplay_start(ctx)
-        case "sft":
-            return str(ctx.stage_output("sft") / ctx.cfg.sft.sources[0] / "student" / "model")
+        case "sft":  # the better student, as self-play starts from (runner/model_paths.py)
+            return best_sft_student(ctx.run_dir, list(ctx.cfg.sft.sources))
     return ctx.cfg.evaluate.model
 
 
