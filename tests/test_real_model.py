@@ -59,6 +59,7 @@ def test_the_checkpoint_is_what_the_issue_names(smollm2_dir, tok):
     config = load_model(smollm2_dir, empty=True).config
     assert (config.vocab_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads,
             config.tie_word_embeddings) == (49152, 30, 9, 3, True)
+    assert config.rope_parameters["rope_theta"] == 1e5  # RoPE θ 1e5 survives the conversion
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|im_end|>")
     assert stop_ids(smollm2_dir, tok) == [2]  # pad = EOS: the one stop id
 

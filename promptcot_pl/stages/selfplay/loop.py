@@ -238,8 +238,9 @@ def run(ctx: StageContext) -> dict[str, float]:
 
     ctx.tracker.log_artifact(ctx.run_id, on_rank_zero(plot_accuracy, history, ctx.stage_dir / "accuracy.png"))
     before, after = history[0]["selfplay/accuracy_heldout"], history[-1]["selfplay/accuracy_heldout"]
+    # the last round's interval of its gain over round 0 (its estimate is `after - before`, the same number)
     last = {k.replace("/accuracy_heldout/gain", "/accuracy_gain"): v for k, v in history[-1].items()
-            if k.startswith("selfplay/accuracy_heldout/gain")}
+            if k.startswith("selfplay/accuracy_heldout/gain_ci")}
     return {"selfplay/accuracy_heldout_before": before, "selfplay/accuracy_heldout": after,
             "selfplay/accuracy_gain": after - before, **last,
             "selfplay/pairs_total": float(sum(h.get("selfplay/pairs", 0.0) for h in history))}
