@@ -21,7 +21,10 @@ def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path)
     stage = tmp_path / "runs/tiny/main/sft"
     traces = read_jsonl(stage / "seed/traces.jsonl", Trace)
     funnel = json.loads((stage / "seed/funnel.json").read_text())
-    assert funnel["traces"] == len(traces) == 96 and funnel["prompts"] == 96  # every seed statement solved
+    # the seed's 96 training statements less those overlapping a held-out problem (decontaminated as synth's
+    # prompts are); every statement left is solved
+    contaminated = funnel["dropped"]["contaminated"]
+    assert 0 < contaminated < 20 and funnel["traces"] == len(traces) == funnel["prompts"] == 96 - contaminated
     assert all(t.completion.endswith("$.") and "\\boxed{" in t.completion for t in traces)
     released = [json.loads(line) for line in (stage / "seed/traces_released.jsonl").read_text().splitlines()]
     # the release's SFT rows: the student's chat-rendered prompt up to the assistant header, the completion from
@@ -32,7 +35,7 @@ def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path)
     assert (stage / "seed/student/model/model.safetensors").is_file()
     metrics = json.loads((stage / "DONE").read_text())
     assert 0.0 < metrics["sft/seed/padding_waste"] < 0.5  # packed rows: a little tail padding per batch
-    assert metrics["sft/seed/traces"] == 96 and metrics["sft/seed/trained_tokens"] > 96 * 20
+    assert metrics["sft/seed/traces"] == len(traces) and metrics["sft/seed/trained_tokens"] > len(traces) * 20
     for key in ("sft/accuracy_heldout_before", "sft/seed/accuracy_heldout"):
         assert 0.0 <= metrics[key] <= 1.0 and key in proc.stdout
 
@@ -41,7 +44,8 @@ def test_sft_stage_writes_traces_fits_the_student_and_reports_accuracy(tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     (stage_run,) = [r for r in runs if r.info.run_name == "sft"]
-    assert stage_run.data.metrics["sft/seed/prompts"] == 96
+    assert stage_run.data.metrics["sft/seed/prompts"] == len(traces)
+    assert stage_run.data.metrics["sft/seed/dropped_contaminated"] == contaminated
     assert [a.path for a in client.list_artifacts(stage_run.info.run_id, "seed")] == ["seed/funnel.json"]
     fits = [r for r in runs if r.info.run_name == "sft.seed/student"]
     assert fits and "train/loss" in fits[0].data.metrics  # the student's curves in a nested run
@@ -67,5 +71,6 @@ def test_on_the_quickstart_domain_the_student_ends_above_where_it_started(tmp_pa
               "sft.sources=[seed]", "sft.optim.lr=2e-3", "sft.epochs=6", "sft.eval_limit=100", "sft.eval.n=2",
               cwd=tmp_path, check=True, timeout=900)
     metrics = json.loads((tmp_path / "runs/quickstart/main/sft/DONE").read_text())
-    assert metrics["sft/seed/traces"] == 1800
+    funnel = json.loads((tmp_path / "runs/quickstart/main/sft/seed/funnel.json").read_text())
+    assert metrics["sft/seed/traces"] == 1800 - funnel["dropped"]["contaminated"]  # 144 overlap a held-out problem
     assert metrics["sft/seed/accuracy_heldout"] > metrics["sft/accuracy_heldout_before"], metrics
