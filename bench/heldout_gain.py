@@ -42,9 +42,13 @@ def main() -> None:
     cfg = load_config(args.run_dir / "config.yaml")
     section = getattr(cfg, args.section)
     start = section.eval_limit if args.start is None else args.start
-    heldout = read_jsonl(args.run_dir / "seed" / "heldout.jsonl", Triple)[start: start + args.limit]
+    if start < section.eval_limit:
+        print(f"warning: problems {start}–{section.eval_limit - 1} are among those the run evaluated "
+              f"({args.section}.eval_limit={section.eval_limit})", flush=True)
+    split = args.run_dir / ("annotate" if "annotate" in cfg.stages else "seed") / "heldout.jsonl"  # triples_dir
+    heldout = read_jsonl(split, Triple)[start: start + args.limit]
     if not heldout:
-        raise SystemExit(f"{args.run_dir / 'seed' / 'heldout.jsonl'}: no held-out problem from {start} on")
+        raise SystemExit(f"{split}: no held-out problem from {start} on")
     out = args.run_dir / "heldout_gain" / f"{start}-{start + len(heldout)}"
     rewards = Rewards.from_config(cfg.verify)
     # round 0's seed: the before model is evaluated as the run's round 0 evaluated it

@@ -98,6 +98,10 @@ def stage_input_problems(cfg: ExperimentConfig, todo: list[str]) -> list[str]:
             and not (run_dir / "sft" / "DONE").is_file()):
         out.append("key 'selfplay.policy': 'sft' starts from an SFT student, but stage sft neither runs now nor has "
                    "finished in this run; add sft to stages")
+    if ("evaluate" in todo and cfg.evaluate.model == "sft" and "sft" not in todo
+            and not (run_dir / "sft" / "DONE").is_file()):
+        out.append("key 'evaluate.model': 'sft' evaluates the better SFT student, but stage sft neither runs now nor "
+                   "has finished in this run; add sft to stages")
     return out
 
 

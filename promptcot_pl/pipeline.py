@@ -126,8 +126,9 @@ def run_pipeline(cfg: ExperimentConfig, stages: Sequence[str] | None = None, for
 
 
 def _check_stage_inputs(cfg: ExperimentConfig, todo: list[str]) -> None:
-    """What the stages about to run need from outside the run, refused before any of them starts (`load_config`
-    checks the same for `cfg.stages`; a run of one stage, `promptcot stage NAME`, runs other stages)."""
+    """What the stages about to run need from outside the run, refused before any of them starts. `load_config`
+    checks the same for the stages the file lists; this checks the ones that will run, which differ for a run of
+    one stage (`promptcot stage NAME`)."""
     problems = stage_input_problems(cfg, todo)
     if problems:
         raise ConfigError("; ".join(problems))

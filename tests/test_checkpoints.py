@@ -50,6 +50,10 @@ def test_check_and_run_refuse_it_before_any_stage(tmp_path):
     no_sft = promptcot("check", str(QUICKSTART), "selfplay.policy=sft", "stages=[seed,solver,synth,selfplay]",
                        cwd=tmp_path)
     assert no_sft.returncode == 1 and "key 'selfplay.policy': 'sft' starts from an SFT student" in no_sft.stdout
+    sets = f"evaluate.sets=[{REPO / 'tests/data/release_math_eval.jsonl'}]"
+    no_student = promptcot("check", str(QUICKSTART), "evaluate.model=sft", sets, "stages=[seed,solver,evaluate]",
+                           cwd=tmp_path)
+    assert no_student.returncode == 1 and "key 'evaluate.model': 'sft' evaluates the better SFT student" in no_student.stdout
 
 
 def test_hub_ids_and_built_words_pass_through(tmp_path):

@@ -130,9 +130,11 @@ def run(ctx: StageContext) -> dict[str, float]:
     fmt = ctx.prompt_format("solver", student)
     # the reward that filters traces and grades the students, probed before anything runs
     metrics: dict[str, float] = ctx.check_rewards(ctx.rewards(), heldout, fmt.thinking, "sft")
-    fitting = {source: _fitting(ctx, fmt, _traces(ctx, source, ctx.stage_dir / source, fmt))
-               for source in cfg.sources}
+    written = {source: _traces(ctx, source, ctx.stage_dir / source, fmt) for source in cfg.sources}
+    fitting = {source: _fitting(ctx, fmt, items) for source, items in written.items()}
     traces = {source: kept for source, (kept, _) in fitting.items()}
+    # too long for data.max_length: left out before the budget (the fit's own drop rule, so it drops none again)
+    too_long = {source: len(written[source]) - len(traces[source]) for source in cfg.sources}
     lengths = {source: counts for source, (_, counts) in fitting.items()}
     budget = min(sum(v) for v in lengths.values())
     if len(traces) > 1:
@@ -164,7 +166,7 @@ def run(ctx: StageContext) -> dict[str, float]:
         metrics.update({f"sft/{source}/traces": float(len(kept)),
                         f"sft/{source}/trained_tokens": float(sum(length_of[id(t)] for t in kept)),
                         f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"],
-                        f"sft/{source}/dropped_too_long": float(fit["dropped"])})
+                        f"sft/{source}/dropped_too_long": float(too_long[source] + fit["dropped"])})
         key = f"sft/{source}/accuracy_heldout"
         log.info("sft/%s: %d traces; held-out accuracy %.4f → %s, gain %s; padding waste %.3f", source, len(kept),
                  before, describe(after, metrics[f"{key}/ci_low"], metrics[f"{key}/ci_high"]),
