@@ -26,6 +26,7 @@ from promptcot_pl.generation import build_engine
 from promptcot_pl.models import load_tokenizer
 from promptcot_pl.runner.confidence import ci_metrics, describe
 from promptcot_pl.runner.difficulty import difficulty
+from promptcot_pl.stages.selfplay.loop import eval_sampling
 from promptcot_pl.verify.rewards import Rewards
 
 
@@ -51,8 +52,8 @@ def main() -> None:
         raise SystemExit(f"{split}: no held-out problem from {start} on")
     out = args.run_dir / "heldout_gain" / f"{start}-{start + len(heldout)}"
     rewards = Rewards.from_config(cfg.verify)
-    # round 0's seed: the before model is evaluated as the run's round 0 evaluated it
-    sampling = replace(section.eval, seed=cfg.seed + (1 if args.section == "selfplay" and cfg.selfplay.policy == "sft" else 0))
+    # the run's own evaluation sampling and seed (self-play's: as its round 0 evaluated the starting model)
+    sampling = eval_sampling(cfg) if args.section == "selfplay" else replace(cfg.sft.eval, seed=cfg.seed)
     accuracy: dict[str, dict[str, float]] = {}
     for name, model in (("before", args.before), ("after", args.after)):
         path = Path(model) if Path(model).is_absolute() else args.run_dir / model

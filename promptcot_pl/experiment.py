@@ -86,6 +86,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return cfg
 
 
+def run_dir_of(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output_dir) / str(cfg.name) / cfg.run_name
+
+
 def stage_input_problems(cfg: ExperimentConfig, todo: list[str]) -> list[str]:
     """What the stages in `todo` need from outside them and lack, one message per key: checked by `promptcot
     check` and at the start of every run (a run of one stage, `promptcot stage NAME`, included;
@@ -93,15 +97,12 @@ def stage_input_problems(cfg: ExperimentConfig, todo: list[str]) -> list[str]:
     out = []
     if "evaluate" in todo and not cfg.evaluate.sets:
         out.append("key 'evaluate.sets': stage evaluate needs evaluation files; give evaluate.sets=[path.jsonl, ...]")
-    run_dir = Path(cfg.output_dir) / str(cfg.name) / cfg.run_name
-    if ("selfplay" in todo and cfg.selfplay.policy == "sft" and "sft" not in todo
-            and not (run_dir / "sft" / "DONE").is_file()):
-        out.append("key 'selfplay.policy': 'sft' starts from an SFT student, but stage sft neither runs now nor has "
-                   "finished in this run; add sft to stages")
-    if ("evaluate" in todo and cfg.evaluate.model == "sft" and "sft" not in todo
-            and not (run_dir / "sft" / "DONE").is_file()):
-        out.append("key 'evaluate.model': 'sft' evaluates the better SFT student, but stage sft neither runs now nor "
-                   "has finished in this run; add sft to stages")
+    if "sft" not in todo and not (run_dir_of(cfg) / "sft" / "DONE").is_file():  # no SFT student to start from
+        for stage, key, value, role in (("selfplay", "selfplay.policy", cfg.selfplay.policy, "starts from an"),
+                                        ("evaluate", "evaluate.model", cfg.evaluate.model, "evaluates the better")):
+            if stage in todo and value == "sft":
+                out.append(f"key '{key}': 'sft' {role} SFT student, but stage sft neither runs now nor has "
+                           "finished in this run; add sft to stages")
     return out
 
 

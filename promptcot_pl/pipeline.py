@@ -29,7 +29,7 @@ from promptcot_pl.accounting import StageMeter
 from promptcot_pl.config import HOW_TO_RUN, STAGE_NAMES, ConfigError, flatten, to_yaml
 from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.distributed import on_rank_zero
-from promptcot_pl.experiment import ExperimentConfig, stage_input_problems
+from promptcot_pl.experiment import ExperimentConfig, run_dir_of, stage_input_problems
 from promptcot_pl.models.checkpoints import Resolved, resolve_models
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.run_lock import run_lock
@@ -46,10 +46,6 @@ def _number(value: object) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def run_dir_of(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.output_dir) / str(cfg.name) / cfg.run_name
 
 
 def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:

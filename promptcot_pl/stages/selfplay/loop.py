@@ -21,10 +21,12 @@ import os
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 
+from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.atomic import atomic_write
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
@@ -48,6 +50,9 @@ from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released
 from promptcot_pl.stages.selfplay.rollouts import rollouts
 from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
 from promptcot_pl.verify.rewards import Rewards
+
+if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
+    from promptcot_pl.experiment import ExperimentConfig
 
 
 def window(sp: SelfPlayConfig) -> PassWindow:
@@ -125,13 +130,16 @@ def _evaluate(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, heldou
               out: Path) -> dict[str, float]:
     """Mean reward over n samples per held-out problem (streamed under `out/eval`), with its unscorable share and
     per level; the same sampling seed every round, so rounds compare."""
-    sampling = ctx.cfg.selfplay.eval
-    # A student chosen by its accuracy on these problems is evaluated anew on other samples (another seed), so
-    # that round 0 does not inherit the luck it was chosen for and later rounds regress from it.
-    seed = ctx.cfg.seed + (1 if ctx.cfg.selfplay.policy == "sft" else 0)
-    return difficulty(engine, fmt, heldout, [t.problem for t in heldout], replace(sampling, seed=seed),
+    return difficulty(engine, fmt, heldout, [t.problem for t in heldout], eval_sampling(ctx.cfg),
                       rewards, out / "eval", ctx.cfg.engine.shard_prompts,
                       engine.path).metrics("selfplay/accuracy_heldout")
+
+
+def eval_sampling(cfg: ExperimentConfig) -> SamplingConfig:
+    """`selfplay.eval` with every round's seed. A student chosen by its accuracy on these problems is evaluated
+    anew on other samples (another seed), so that round 0 does not inherit the luck it was chosen for and later
+    rounds regress from it."""
+    return replace(cfg.selfplay.eval, seed=cfg.seed + (1 if cfg.selfplay.policy == "sft" else 0))
 
 
 def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
