@@ -106,6 +106,14 @@ def stage_input_problems(cfg: ExperimentConfig, todo: list[str]) -> list[str]:
     return out
 
 
+OPTIM_KEYS = ("coldstart.optim", "em.e_optim", "em.m_optim", "solver.optim", "sft.optim", "selfplay.optim")
+
+
+def _at(cfg: ExperimentConfig, key: str) -> Any:
+    area, name = key.split(".")
+    return getattr(getattr(cfg, area), name)
+
+
 def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     """Checks that types alone cannot express; each error names the key."""
     if cfg.threads is not None and cfg.threads < 1:
@@ -127,8 +135,9 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
         problems.add("key 'em.z_mode': 'best' takes the E-step's winner, but em.e_step is false")
     if cfg.em.selection == "softmax" and cfg.em.tau <= 0:
         problems.add("key 'em.tau': must be > 0 for softmax selection")
-    if len(cfg.coldstart.optim.betas) != 2:
-        problems.add("key 'coldstart.optim.betas': expected two numbers")
+    for key in OPTIM_KEYS:
+        for name, message in _at(cfg, key).problems():
+            problems.add(f"key '{key}.{name}': {message}")
     bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart", "no_rationale")]
     if bad or not cfg.synth.generators:
         problems.add(f"key 'synth.generators': expected a non-empty list of 'em', 'coldstart' and/or "

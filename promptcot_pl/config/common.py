@@ -4,6 +4,7 @@ settings, `stages/<stage>/config.py`.)"""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -115,13 +116,45 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with a warmup + decay schedule from `transformers.get_scheduler`."""
+    """AdamW with a warmup + decay schedule from `transformers.get_scheduler` (`modules/optim.py`)."""
 
     lr: float = 2e-5
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    scheduler: Literal["constant", "cosine", "linear"] = "cosine"
+    # "wsd": warmup, then the stable lr, then a cosine decay to 0 over the last `decay_ratio` of the steps
+    scheduler: Literal["constant", "cosine", "linear", "wsd"] = "cosine"
+    # Share of the fit's optimizer steps spent warming up, rounded *up*: any ratio > 0 gives a short fit at least
+    # one warmup step, so its first update is never a full-lr AdamW step (which is lr·sign(g) on every weight).
     warmup_ratio: float = 0.03
+    warmup_steps: int | None = None  # absolute warmup; replaces warmup_ratio when set
+    decay_ratio: float = 0.2  # scheduler=wsd: the share of steps in the final decay
+    # Write this fit's final AdamW state beside its exported model (`optimizer.pt`), for a later fit to continue.
+    keep_state: bool = False
+    # Start from the AdamW state saved beside the base model (its moments and step count) instead of a fresh one:
+    # the first updates are scaled by the moments of the fit the model came from. The base must have been fitted
+    # with keep_state (single process or DDP; FSDP's sharded state is not kept).
+    continue_state: bool = False
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) for values the types allow but a fit cannot use."""
+        out = []
+        if self.lr < 0:
+            out.append(("lr", f"must be >= 0, got {self.lr}"))
+        if len(self.betas) != 2:
+            out.append(("betas", "expected two numbers"))
+        if not 0 <= self.warmup_ratio < 1:
+            out.append(("warmup_ratio", f"must lie in [0, 1), got {self.warmup_ratio}"))
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            out.append(("warmup_steps", f"must be >= 0, got {self.warmup_steps}"))
+        if not 0 < self.decay_ratio <= 1:
+            out.append(("decay_ratio", f"must lie in (0, 1], got {self.decay_ratio}"))
+        return out
+
+    def warmup(self, total_steps: int) -> int:
+        """Warmup steps of a fit of `total_steps` optimizer steps: ≥ 1 whenever a warmup is asked for."""
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        return min(math.ceil(self.warmup_ratio * total_steps), total_steps)
 
 
 @dataclass

@@ -4,19 +4,22 @@ torch-optimi's AdamW with Kahan summation when the weights are stored in bf16 (`
 The decay groups are chosen by parameter *name* with transformers' own rule (`trainer_pt_utils.get_parameter_names`
 with the patterns `transformers.Trainer` uses: LayerNorm layers and names holding "bias" or a "norm"), never by
 `p.ndim`: FSDP flattens parameters into 1-D shards before `configure_optimizers` runs, so an ndim rule would put
-every parameter in the no-decay group and weight decay would silently vanish (REVIEW M12). Wrapper prefixes
+every parameter in the no-decay group and weight decay would silently vanish (tests/test_optimizer_groups.py). Wrapper prefixes
 (FSDP, activation checkpointing, torch.compile) are removed from names before they are compared.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 
 import torch
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import get_parameter_names
 
 from promptcot_pl.config import OptimConfig
+from promptcot_pl.data.atomic import atomic_write
 
 NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]  # transformers.Trainer's
 _WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
@@ -33,8 +36,11 @@ def parameter_groups(model: torch.nn.Module) -> tuple[list[str], list[str]]:
     return [n for n in names if n in decayed], [n for n in names if n not in decayed]
 
 
-def adamw_with_schedule(model: torch.nn.Module, optim: OptimConfig, total_steps: int):
-    """What `configure_optimizers` returns: AdamW + `transformers.get_scheduler`, stepped every optimizer step."""
+def adamw_with_schedule(model: torch.nn.Module, optim: OptimConfig, total_steps: int,
+                        state: Path | None = None):
+    """What `configure_optimizers` returns: AdamW + `transformers.get_scheduler`, stepped every optimizer step.
+    `state`: an `optimizer.pt` (`save_state`) whose moments and step counts the new AdamW starts from; its
+    learning rate, decay and betas are this fit's."""
     decay_names = set(parameter_groups(model)[0])
     trainable = [(clean_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in trainable if n in decay_names], "weight_decay": optim.weight_decay},
@@ -43,12 +49,51 @@ def adamw_with_schedule(model: torch.nn.Module, optim: OptimConfig, total_steps:
     if any(p.dtype in (torch.bfloat16, torch.float16) for _, p in trainable):
         # half-precision weights (bf16-true, opted in at load): torch-optimi's AdamW with Kahan summation, which
         # carries each update's rounding error to the next step; plain AdamW would lose updates below bf16's
-        # resolution (REVIEW C1). Same update rule otherwise (PyTorch's eps, lr-coupled decoupled decay).
+        # resolution (tests/test_precision.py). Same update rule otherwise (PyTorch's eps, lr-coupled decay).
         import optimi
 
         optimizer = optimi.AdamW(groups, lr=optim.lr, betas=(beta1, beta2), eps=1e-8, kahan_sum=True, foreach=False)
     else:
         optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=(beta1, beta2))
-    scheduler = get_scheduler(optim.scheduler, optimizer, num_warmup_steps=int(optim.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    if state is not None:
+        load_state(optimizer, state)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule(optimizer, optim, total_steps),
+                                                     "interval": "step"}}
+
+
+def schedule(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int):
+    """`optim.scheduler` over `total_steps`, its warmup rounded up (`OptimConfig.warmup`: a short fit's first
+    update is never a full-lr step; tests/test_schedule.py)."""
+    warmup = optim.warmup(total_steps)
+    if optim.scheduler == "wsd":
+        decay = min(math.ceil(optim.decay_ratio * total_steps), total_steps - warmup)
+        return get_scheduler("warmup_stable_decay", optimizer, num_warmup_steps=warmup,
+                             num_training_steps=total_steps, scheduler_specific_kwargs={"num_decay_steps": decay})
+    # transformers' "constant" ignores a warmup: "constant_with_warmup" is a constant lr after one
+    name = "constant_with_warmup" if optim.scheduler == "constant" and warmup else optim.scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+STATE_FILE = "optimizer.pt"
+
+
+def save_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """The AdamW moments and step counts, with each parameter's shape so that a later fit can check it continues
+    the same model."""
+    shapes = [list(p.shape) for group in optimizer.param_groups for p in group["params"]]
+    atomic_write(path, lambda tmp: torch.save({"state": optimizer.state_dict()["state"], "shapes": shapes}, tmp))
+
+
+def load_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Put the saved moments into `optimizer` (built for this fit: its hyperparameters stay). Refuses a state of
+    another model."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no optimizer state to continue from (optim.continue_state=true needs the "
+                                "base model's fit to have run with optim.keep_state=true)")
+    saved = torch.load(path, map_location="cpu")
+    shapes = [list(p.shape) for group in optimizer.param_groups for p in group["params"]]
+    if saved["shapes"] != shapes:
+        raise ValueError(f"{path}: the saved optimizer state belongs to another model ({len(saved['shapes'])} "
+                         f"parameters, this model has {len(shapes)} or other shapes)")
+    current = optimizer.state_dict()
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})

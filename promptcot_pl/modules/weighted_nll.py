@@ -11,6 +11,8 @@ optimizer. Every tensor it makes is made on its inputs' device (tests/test_devic
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from transformers import PreTrainedModel
@@ -23,8 +25,9 @@ from promptcot_pl.modules.reduce import global_mean
 
 class WeightedNLLModule(L.LightningModule):
     def __init__(self, model: PreTrainedModel, optim: OptimConfig, chunk_mib: int = DEFAULT_CHUNK_MIB,
-                 loss_name: str = "train/loss") -> None:
+                 loss_name: str = "train/loss", optimizer_state: Path | None = None) -> None:
         super().__init__()
+        self.optimizer_state = optimizer_state  # continue these AdamW moments (modules/optim.py)
         self.chunk_mib = chunk_mib  # LM-head chunk: no [tokens, vocabulary] logits (models/head.py)
         # from_pretrained returns eval mode and Lightning keeps submodule modes: train mode (dropout) is explicit.
         self.model = model.train()
@@ -60,4 +63,5 @@ class WeightedNLLModule(L.LightningModule):
         self.log("val/nll", total / max(tokens, 1.0), prog_bar=True, sync_dist=True)  # equal on every rank
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches),
+                                   self.optimizer_state)

@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
+import torch
+from lightning.pytorch.strategies import FSDPStrategy
 
 from promptcot_pl.accounting import padding_waste
 from promptcot_pl.config import OptimConfig
@@ -30,6 +32,7 @@ from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.models import DTYPES, load_tokenizer
 from promptcot_pl.modules import WeightedNLLModule
 from promptcot_pl.modules.data import PairDataModule
+from promptcot_pl.modules.optim import STATE_FILE, save_state
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.pruning import ReportToPruner
 from promptcot_pl.trainer import MASTERS, MetricsFirstCheckpoint, build_trainer, full_state_dict, load_for_fit
@@ -69,7 +72,8 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
         write_json(init_path, {"nll_init": validate(ctx, base, data, optim)})
     nll_init = json.loads(init_path.read_text())["nll_init"]
 
-    module = WeightedNLLModule(load_for_fit(base, cfg.trainer), optim, cfg.trainer.logits_chunk_mib)
+    module = WeightedNLLModule(load_for_fit(base, cfg.trainer), optim, cfg.trainer.logits_chunk_mib,
+                               optimizer_state=continued_state(base, optim))
     checkpoint = MetricsFirstCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
                                         every_n_train_steps=cfg.trainer.checkpoint_every_n_steps)
     callbacks: list = [checkpoint]
@@ -90,7 +94,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if pruning is not None:
         pruning.raise_if_pruned()
-    export_trained(trainer, tokenizer, out_dir / "model", cfg.model.dtype, masters)
+    export_trained(trainer, tokenizer, out_dir / "model", cfg.model.dtype, masters, optimizer=optim.keep_state)
     ctx.log_model(out_dir / "model", fit_run, train)
     # The last epoch ended with a validation of the final weights; a fit resumed after its last epoch did not.
     final = trainer.callback_metrics.get("val/nll")
@@ -119,18 +123,30 @@ def validate(ctx: StageContext, model_dir: str | Path, data: PairDataModule, opt
     return float(result["val/nll"])
 
 
-def export_trained(trainer: L.Trainer, tokenizer, target: Path, dtype: str, masters: bool = True) -> Path:
+def continued_state(base: str | Path, optim: OptimConfig) -> Path | None:
+    """The AdamW state a fit of `base` starts from (`optim.continue_state`), or None for a fresh one."""
+    return Path(base) / STATE_FILE if optim.continue_state else None
+
+
+def export_trained(trainer: L.Trainer, tokenizer, target: Path, dtype: str, masters: bool = True,
+                   optimizer: bool = False) -> Path:
     """The fitted module's `model` in HF format at `target` (complete or absent), in `dtype` (`model.dtype`), with
     its wider trained weights in `target/masters/` when they are wider and `masters` (a later fit continues from
-    them). Every rank calls this: under FSDP the shards are gathered into one state dict, which rank 0 writes."""
+    them), and with `optimizer` its final AdamW state (`optimizer.pt`, for a fit with `optim.continue_state`).
+    Every rank calls this: under FSDP the shards are gathered into one state dict, which rank 0 writes."""
     state = full_state_dict(trainer.strategy)
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights, dtype, masters)
+    adamw = trainer.optimizers[0] if optimizer and trainer.optimizers else None
+    if adamw is not None and isinstance(trainer.strategy, FSDPStrategy):
+        log.warning("%s: the optimizer state is sharded under FSDP and is not kept; a fit with "
+                    "optim.continue_state cannot start from this model", target)
+        adamw = None
+    on_rank_zero(export_hf, trainer.lightning_module.model, tokenizer, target, weights, dtype, masters, adamw)
     return target
 
 
 def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dtype: str | None = None,
-              masters: bool = True) -> Path:
+              masters: bool = True, optimizer: torch.optim.Optimizer | None = None) -> Path:
     """save_pretrained into a temporary sibling, then rename, so `target` is complete or absent; in `dtype` (None:
     as the weights are), plus, with `masters`, `masters/` with the weights as they are when they are wider."""
     weights = state_dict if state_dict is not None else model.state_dict()
@@ -147,6 +163,8 @@ def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dt
             config = json.loads((tmp / "config.json").read_text())
             (tmp / "config.json").write_text(json.dumps({**config, "dtype": dtype}, indent=2) + "\n")
         tokenizer.save_pretrained(tmp)
+        if optimizer is not None:
+            save_state(optimizer, tmp / STATE_FILE)
 
     return atomic_dir(target, build)
 

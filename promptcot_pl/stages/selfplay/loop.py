@@ -38,7 +38,7 @@ from promptcot_pl.models import load_tokenizer
 from promptcot_pl.runner.confidence import ci_metrics, describe
 from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.difficulty import difficulty
-from promptcot_pl.runner.fit import drop_masters, export_trained
+from promptcot_pl.runner.fit import continued_state, drop_masters, export_trained
 from promptcot_pl.runner.model_paths import selfplay_start
 from promptcot_pl.runner.problems import load_problems
 from promptcot_pl.runner.scoring import score_pairs
@@ -110,7 +110,7 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     # fp32 masters under *-mixed, whatever the inference dtype; empty on FSDP ranks other than 0
     module = DPOModule(load_for_fit(policy, ctx.cfg.trainer), sp.optim, sp.dpo,
                        ref_model=load_for_fit(policy, ctx.cfg.trainer) if frozen else None,
-                       chunk_mib=ctx.cfg.trainer.logits_chunk_mib)
+                       chunk_mib=ctx.cfg.trainer.logits_chunk_mib, optimizer_state=continued_state(policy, sp.optim))
     data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
                                 num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_,
                                 share_prefix=ctx.cfg.trainer.share_prefix)
@@ -118,7 +118,9 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
                             logger=ctx.tracker.lightning_logger(fit_run))
     trainer.fit(module, datamodule=data)
-    export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype)
+    # a round continued from its predecessor's AdamW state keeps its own for the next round
+    export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
+                   optimizer=sp.optim.keep_state or sp.optim.continue_state)
     ctx.log_model(out / "model", fit_run, triplets)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
     ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too

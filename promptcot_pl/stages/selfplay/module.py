@@ -9,6 +9,8 @@ no generation. Metrics: `train/loss` and `selfplay/rewards_chosen`, `…_rejecte
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from transformers import PreTrainedModel
@@ -32,8 +34,10 @@ def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor],
 
 class DPOModule(L.LightningModule):
     def __init__(self, model: PreTrainedModel, optim: OptimConfig, dpo: DPOConfig,
-                 ref_model: PreTrainedModel | None = None, chunk_mib: int = DEFAULT_CHUNK_MIB) -> None:
+                 ref_model: PreTrainedModel | None = None, chunk_mib: int = DEFAULT_CHUNK_MIB,
+                 optimizer_state: Path | None = None) -> None:
         super().__init__()
+        self.optimizer_state = optimizer_state  # continue these AdamW moments (modules/optim.py)
         self.chunk_mib = chunk_mib
         # Eval mode turns off every dropout, attention dropout included (HF attention reads `self.training`);
         # Lightning keeps submodule modes through the fit. from_pretrained returns eval mode, so train mode is explicit.
@@ -81,4 +85,5 @@ class DPOModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches))
+        return adamw_with_schedule(self.model, self.optim, int(self.trainer.estimated_stepping_batches),
+                                   self.optimizer_state)
