@@ -132,3 +132,48 @@ def test_the_policy_trains_without_dropout_unless_asked(tiny_dir, setup, tmp_pat
                    for training, margin, loss in seen)
     else:
         assert all(training and abs(margin) > 1e-3 for training, margin, _ in seen)
+
+
+def _sampled_accuracy(model, tokenizer, prompt: str, right: str, n: int = 200) -> float:
+    """Share of n samples at temperature 1 that give the right answer."""
+    torch.manual_seed(1)
+    ids = torch.tensor([tokenizer(prompt).input_ids])
+    with torch.no_grad():
+        out = model.eval().generate(ids.repeat(n, 1), do_sample=True, temperature=1.0, top_k=0, max_new_tokens=12,
+                                    pad_token_id=tokenizer.pad_token_id)
+    return sum(tokenizer.decode(row[ids.shape[1]:]).startswith(right) for row in out) / n
+
+
+def test_dpo_raises_the_sampled_accuracy_of_a_policy_choosing_between_two_answers(tiny_dir, tmp_path):
+    """Not only the implicit margin: a policy that answers 7 or 8 about equally often answers 7 far more often
+    after DPO on (7 chosen, 8 rejected) pairs, when sampled. With the RPO term (the chosen answers' NLL): plain
+    sigmoid DPO on this near-identical pair at the same lr and steps pushes the mass of "8" onto other tokens
+    and the sampled accuracy falls (0.535 → 0.27 here), likelihood displacement (docs/method/selfplay.md)."""
+    import lightning as L
+
+    from promptcot_pl.config import TrainerConfig
+    from promptcot_pl.modules import WeightedNLLModule
+    from promptcot_pl.modules.data import PairDataModule
+    from promptcot_pl.stages.selfplay.data import PreferenceDataModule
+    from promptcot_pl.trainer import build_trainer
+
+    L.seed_everything(0, verbose=False)
+    tokenizer = load_tokenizer(tiny_dir)
+    prompt, right, wrong = "Problem:\nWhat is 3 + 4?\nSolution:\n", "The answer is 7.", "The answer is 8."
+    cpu = TrainerConfig(enable_progress_bar=False, accelerator="cpu", log_every_n_steps=1)
+    # a policy split between the two answers: fitted on both equally often
+    sft = WeightedNLLModule(load_model(tiny_dir), OptimConfig(lr=1e-2, warmup_ratio=0.1))
+    build_trainer(cpu, max_epochs=10, default_root_dir=tmp_path / "sft").fit(
+        sft, datamodule=PairDataModule(tokenizer, [(prompt, right), (prompt, wrong)] * 16, [(prompt, right)],
+                                       batch_size=8, max_length=64))
+    before = _sampled_accuracy(sft.model, tokenizer, prompt, "The answer is 7")
+    assert 0.2 <= before <= 0.8, before
+
+    rows, _ = encode_preferences(tokenizer, [(prompt, right, wrong)] * 16, max_length=64)
+    with torch.no_grad():
+        chosen, rejected, _, _ = pair_logprobs(sft.model.eval(), preference_batch(rows, tokenizer.pad_token_id))
+    dpo = DPOModule(sft.model, OptimConfig(lr=1e-3, warmup_ratio=0.1), DPOConfig(beta=0.1, rpo_weight=1.0))
+    build_trainer(cpu, max_epochs=10, default_root_dir=tmp_path / "dpo").fit(
+        dpo, datamodule=PreferenceDataModule(rows, tokenizer.pad_token_id, 4, ref=torch.stack([chosen, rejected], 1)))
+    after = _sampled_accuracy(dpo.model, tokenizer, prompt, "The answer is 7")
+    assert after >= before + 0.3, (before, after)

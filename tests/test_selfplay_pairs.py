@@ -1,6 +1,8 @@
 """PromptCoT pair construction on a hand-made rollout table: window edges, unscorable and invalid rollouts,
 min(#pass, #fail) pairs per problem."""
 
+import pytest
+
 from promptcot_pl.config import RoleFormat
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.records import Problem, Rollout
@@ -75,3 +77,49 @@ def test_pairs_are_reproducible_per_seed():
     assert first == again
     other = [build_pairs(problems, rollouts, PassWindow(), OURS, seed=s)[0] for s in range(2, 8)]
     assert any(o != first for o in other)
+
+
+def test_step_level_pairs_end_after_the_first_differing_step():
+    """A hand-made pair of column-arithmetic traces that slip at step 2: both completions end with step 2, so
+    DPO compares the slip with the right step and not the correct arithmetic done on a wrong total after it."""
+    from promptcot_pl.stages.selfplay.data import first_step_cut
+
+    chosen = "Step 1: 12 + 5 = 17\nStep 2: 17 × 2 = 34\nStep 3: 34 − 4 = 30\nThe answer is 30.<eos>"
+    rejected = "Step 1: 12 + 5 = 17\nStep 2: 17 × 2 = 36\nStep 3: 36 − 4 = 32\nThe answer is 32.<eos>"
+    chars = lambda text: [ord(c) for c in text.replace("<eos>", "\0")]  # noqa: E731 (one id per character)
+    ends = lambda i: i in (ord("\n"), 0)  # noqa: E731
+    c, r = first_step_cut(chars(chosen), chars(rejected), ends)
+    assert "".join(map(chr, c)) == "Step 1: 12 + 5 = 17\nStep 2: 17 × 2 = 34\n"
+    assert "".join(map(chr, r)) == "Step 1: 12 + 5 = 17\nStep 2: 17 × 2 = 36\n"
+    # a slip in the last step keeps the EOS; a completion with no step end after the slip is kept whole
+    c, r = first_step_cut(chars("A\nB = 1<eos>"), chars("A\nB = 2<eos>"), ends)
+    assert c[-1] == 0 and r[-1] == 0 and len(c) == len(r) == 8
+    c, r = first_step_cut(chars("A\nB = 1"), chars("A\nB = 22\nC"), ends)
+    assert "".join(map(chr, c)) == "A\nB = 1" and "".join(map(chr, r)) == "A\nB = 22\n"
+
+
+def test_step_level_rows_hold_the_cut_completions(tiny_dir):
+    from promptcot_pl.models import load_tokenizer
+    from promptcot_pl.stages.selfplay.data import encode_preferences
+
+    tok = load_tokenizer(tiny_dir)
+    prompt = "Problem:\nWhat is 12 + 5, times 2?\nSolution:\n"
+    pair = (prompt, "12 + 5 = 17\n17 * 2 = 34\nThe answer is 34.", "12 + 5 = 17\n17 * 2 = 36\nThe answer is 36.")
+    (whole,), _ = encode_preferences(tok, [pair], 256)
+    (step,), kept = encode_preferences(tok, [pair], 256, step_level=True)
+    assert kept == [0] and step.prompt_ids == whole.prompt_ids
+    assert [tok.decode(t) for t in step.targets] == ["12 + 5 = 17\n17 * 2 = 34\n", "12 + 5 = 17\n17 * 2 = 36\n"]
+    assert whole.targets[0][-1] == tok.eos_token_id and len(whole.targets[0]) > len(step.targets[0])
+
+
+def test_the_round_end_summary_shows_likelihood_displacement():
+    import torch
+
+    from promptcot_pl.losses.dpo import pair_summary
+
+    ref = torch.tensor([[-10.0, -12.0], [-20.0, -18.0]])
+    after = torch.tensor([[-11.0, -16.0], [-22.0, -21.0]])  # both fall, the rejected faster
+    s = pair_summary(ref, after, torch.tensor([[10, 12], [20, 18]]), beta=0.1)
+    assert s["logps_chosen_change"] == -1.5 and s["logps_rejected_change"] == -3.5
+    assert s["rewards_accuracy"] == 1.0 and s["rewards_margin"] == pytest.approx(0.1 * (3 + 1) / 2)
+    assert s["logratio_per_token_chosen"] == pytest.approx((-0.1 - 0.1) / 2)

@@ -54,3 +54,18 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
 def chosen_nll(policy_chosen: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
     """The RPO term: NLL per token over all chosen completions of the batch."""
     return -policy_chosen.sum() / chosen_tokens.sum().clamp(min=1)
+
+
+def pair_summary(ref: torch.Tensor, policy: torch.Tensor, tokens: torch.Tensor, beta: float) -> dict[str, float]:
+    """What a fit did to its pairs, from [n, 2] (chosen, rejected) summed log-probs before (`ref`) and after
+    (`policy`) and their token counts: the mean log-probs after (TRL's logps/chosen, /rejected) and their change
+    (both falling: likelihood displacement), the mean log-ratio per token, the implicit reward margin and the
+    share of pairs whose chosen completion gained more than its rejected one."""
+    ratio = policy - ref
+    margin = beta * (ratio[:, 0] - ratio[:, 1])
+    per_token = ratio / tokens.clamp(min=1)
+    return {"logps_chosen": policy[:, 0].mean().item(), "logps_rejected": policy[:, 1].mean().item(),
+            "logps_chosen_change": ratio[:, 0].mean().item(), "logps_rejected_change": ratio[:, 1].mean().item(),
+            "logratio_per_token_chosen": per_token[:, 0].mean().item(),
+            "logratio_per_token_rejected": per_token[:, 1].mean().item(),
+            "rewards_margin": margin.mean().item(), "rewards_accuracy": (margin > 0).double().mean().item()}

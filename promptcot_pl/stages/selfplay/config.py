@@ -16,6 +16,9 @@ class DPOConfig:
     beta: float = 0.1
     label_smoothing: float = 0.0  # > 0: conservative DPO (sigmoid only)
     rpo_weight: float = 0.0  # weight of the chosen completions' NLL per token (RPO); 0: off
+    # "sequence": the paper's pairs, whole completions; "step": both completions end after the solution step in
+    # which they first differ (Step-DPO; `stages/selfplay/data.first_step_cut`)
+    granularity: Literal["sequence", "step"] = "sequence"
     # "precomputed": reference log-probs from one batched no-grad pass per round (one model in memory while
     # training); "frozen": a frozen copy of the round's starting policy scores every batch.
     reference: Literal["precomputed", "frozen"] = "precomputed"

@@ -7,8 +7,8 @@ Reference log-probs, when precomputed for the round, travel with the batch as `r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
+from functools import cache, partial
 
 import lightning as L
 import torch
@@ -22,18 +22,48 @@ from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
 Triplet = tuple[str, str, str]  # (prompt, chosen, rejected)
 
 
-def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Triplet],
-                       max_length: int) -> tuple[list[SharedPrefix], list[int]]:
+def first_step_cut(chosen: Sequence[int], rejected: Sequence[int],
+                   ends_step: Callable[[int], bool]) -> tuple[list[int], list[int]]:
+    """Both completions (token ids) cut after the solution step in which they first differ (Step-DPO's pairs,
+    Lai et al. 2024): the steps they share cancel in DPO's log-ratio difference, and the steps after the first
+    slip — mostly correct arithmetic on a wrong running total — are no evidence against themselves. A step ends
+    at a token for which `ends_step` holds (a newline or EOS); a completion with no step end after the first
+    difference is kept whole (tests/test_selfplay_pairs.py)."""
+    first = next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), min(len(chosen), len(rejected)))
+
+    def cut(ids: Sequence[int]) -> list[int]:
+        end = next((i for i in range(first, len(ids)) if ends_step(ids[i])), len(ids) - 1)
+        return list(ids[: end + 1])
+
+    return cut(chosen), cut(rejected)
+
+
+def step_ends(tokenizer: PreTrainedTokenizerBase) -> Callable[[int], bool]:
+    """Whether a token ends a solution step: EOS, or a token whose text holds a newline."""
+    eos = tokenizer.eos_token_id
+    return cache(lambda i: i == eos or "\n" in tokenizer.decode([i]))
+
+
+def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Triplet], max_length: int,
+                       step_level: bool = False) -> tuple[list[SharedPrefix], list[int]]:
     """(rows, indices of the pairs kept). A pair whose prompt + chosen or prompt + rejected (+ EOS) exceeds
     `max_length` is left out: a cut completion's log-prob would compare unequal things. So is a pair whose two
-    joint tokenisations (`data/encode.py`) disagree on the prompt's ids, which one shared row cannot hold."""
+    joint tokenisations (`data/encode.py`) disagree on the prompt's ids, which one shared row cannot hold.
+    `step_level`: both completions end after their first differing step (`first_step_cut`); the prompt's ids
+    must then be its own encoding, so that scoring the cut ids (`runner/scoring.py`) sees the same row."""
     rows, kept = [], []
+    ends = step_ends(tokenizer) if step_level else None
     for i, (prompt, chosen, rejected) in enumerate(pairs):
         ids = encode_prompt(tokenizer, prompt)
         (c_ids, c_cut), (r_ids, r_cut) = (encode(tokenizer, prompt, t, prompt_ids=ids) for t in (chosen, rejected))
         if max(len(c_ids), len(r_ids)) > max_length or c_ids[:c_cut] != r_ids[:r_cut]:
             continue
-        rows.append(SharedPrefix(c_ids[:c_cut], [c_ids[c_cut:], r_ids[r_cut:]], [2 * i, 2 * i + 1]))
+        targets = [c_ids[c_cut:], r_ids[r_cut:]]
+        if ends is not None:
+            if c_ids[:c_cut] != ids:
+                continue
+            targets = list(first_step_cut(*targets, ends))
+        rows.append(SharedPrefix(c_ids[:c_cut], targets, [2 * i, 2 * i + 1]))
         kept.append(i)
     return rows, kept
 

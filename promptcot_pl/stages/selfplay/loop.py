@@ -27,13 +27,13 @@ import lightning as L
 import torch
 
 from promptcot_pl.config import SamplingConfig
-from promptcot_pl.data.atomic import atomic_write
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
 from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.generation import ServedEngine
 from promptcot_pl.generation.streamed import ShardedEngine
+from promptcot_pl.losses.dpo import pair_summary
 from promptcot_pl.models import load_tokenizer
 from promptcot_pl.runner.confidence import ci_metrics, describe
 from promptcot_pl.runner.context import StageContext, log
@@ -41,14 +41,14 @@ from promptcot_pl.runner.difficulty import difficulty
 from promptcot_pl.runner.fit import continued_state, drop_masters, export_trained
 from promptcot_pl.runner.model_paths import selfplay_start
 from promptcot_pl.runner.problems import load_problems
-from promptcot_pl.runner.scoring import score_pairs
 from promptcot_pl.runner.steps import ResumableSteps
+from promptcot_pl.stages.selfplay import scores
 from promptcot_pl.stages.selfplay.config import SelfPlayConfig
 from promptcot_pl.stages.selfplay.data import PreferenceDataModule, encode_preferences
 from promptcot_pl.stages.selfplay.module import DPOModule
 from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 from promptcot_pl.stages.selfplay.rollouts import rollouts
-from promptcot_pl.trainer import build_trainer, load_for_fit, training_dtype
+from promptcot_pl.trainer import build_trainer, load_for_fit
 from promptcot_pl.verify.rewards import Rewards
 
 if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
@@ -75,57 +75,50 @@ def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Probl
     return rows
 
 
-def _reference(ctx: StageContext, policy: Path, pairs: list[tuple[str, str, str]], out: Path) -> torch.Tensor:
-    """[n_pairs, 2] log π_ref(chosen), log π_ref(rejected): one batched no-grad pass, cached for a rerun."""
-    path = out / "reference_logprobs.pt"
-    if path.is_file():
-        return torch.load(path)
-    flat = [(prompt, completion) for prompt, chosen, rejected in pairs for completion in (chosen, rejected)]
-    logprobs, _ = score_pairs(policy, flat, trainer_cfg=ctx.cfg.trainer, max_length=ctx.cfg.data.max_length, dtype=training_dtype(ctx.cfg.trainer), root_dir=out)
-    ref = logprobs.view(-1, 2)
-    on_rank_zero(_save_atomic, ref, path)
-    return ref
-
-
-def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(tensor, tmp))  # a kill never leaves half a file for a rerun to read
-
-
 def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: int) -> dict[str, float]:
-    """DPO from `policy` (also the reference); the model goes to `out/model`."""
-    sp = ctx.cfg.selfplay
+    """DPO from `policy` (also the reference); the model goes to `out/model`. Returns the fit's epoch means and a
+    round-end pass over every pair it trained on (`selfplay/end/…`)."""
+    sp, trainer_cfg, max_length = ctx.cfg.selfplay, ctx.cfg.trainer, ctx.cfg.data.max_length
     tokenizer = load_tokenizer(policy)
     triplets = [(p.prompt, p.chosen, p.rejected) for p in pairs]
-    rows, kept = encode_preferences(tokenizer, triplets, ctx.cfg.data.max_length)
+    rows, kept = encode_preferences(tokenizer, triplets, max_length, step_level=sp.dpo.granularity == "step")
     if len(kept) < len(triplets):
         log.info("selfplay round %d: %d of %d pairs longer than data.max_length=%d left out", round_,
-                 len(triplets) - len(kept), len(triplets), ctx.cfg.data.max_length)
+                 len(triplets) - len(kept), len(triplets), max_length)
+    flat = scores.scored_completions(rows, [triplets[i][0] for i in kept])
+    ref = scores.reference(policy, flat, trainer_cfg, max_length, out)
+    full = torch.zeros(len(triplets), 2, dtype=ref.dtype)  # rows index pairs by their position in `triplets`
+    full[kept] = ref
     frozen = sp.dpo.reference == "frozen"
-    ref = None if frozen else _reference(ctx, policy, [triplets[i] for i in kept], out)
-    if ref is not None:  # rows index pairs by their position in `triplets`; ref by position in `kept`
-        full = torch.zeros(len(triplets), 2, dtype=ref.dtype)
-        full[kept] = ref
-        ref = full
     L.seed_everything(ctx.cfg.seed + round_, verbose=False)
     # fp32 masters under *-mixed, whatever the inference dtype; empty on FSDP ranks other than 0
-    module = DPOModule(load_for_fit(policy, ctx.cfg.trainer), sp.optim, sp.dpo,
-                       ref_model=load_for_fit(policy, ctx.cfg.trainer) if frozen else None,
-                       chunk_mib=ctx.cfg.trainer.logits_chunk_mib, optimizer_state=continued_state(policy, sp.optim))
-    data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=ref,
+    module = DPOModule(load_for_fit(policy, trainer_cfg), sp.optim, sp.dpo,
+                       ref_model=load_for_fit(policy, trainer_cfg) if frozen else None,
+                       chunk_mib=trainer_cfg.logits_chunk_mib, optimizer_state=continued_state(policy, sp.optim))
+    data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=None if frozen else full,
                                 num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_,
-                                share_prefix=ctx.cfg.trainer.share_prefix)
+                                share_prefix=trainer_cfg.share_prefix)
     fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
-    trainer = build_trainer(ctx.cfg.trainer, max_epochs=sp.epochs, default_root_dir=out,
+    trainer = build_trainer(trainer_cfg, max_epochs=sp.epochs, default_root_dir=out,
                             logger=ctx.tracker.lightning_logger(fit_run))
     trainer.fit(module, datamodule=data)
     # a round continued from its predecessor's AdamW state keeps its own for the next round
     export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
                    optimizer=sp.optim.keep_state or sp.optim.continue_state)
     ctx.log_model(out / "model", fit_run, triplets)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
-    ctx.tracker.log_metrics(fit_run, final, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
+    # the epoch means (`…_epoch`), not the last micro-batch's values
+    final = {k.removesuffix("_epoch"): float(v) for k, v in trainer.callback_metrics.items()
+             if k.startswith(("selfplay/", "train/")) and k.endswith("_epoch")}
+    after = scores.logprobs(out / "model", flat, trainer_cfg, max_length, out)
+    tokens = torch.tensor([[len(t) for t in row.targets] for row in rows], dtype=ref.dtype)
+    end = {f"selfplay/end/{k}": v for k, v in pair_summary(ref, after, tokens, sp.dpo.beta).items()}
+    ctx.tracker.log_metrics(fit_run, final | end, step=trainer.global_step)
+    log.info("selfplay round %d: after %d steps, over its %d pairs: log π(chosen) %+.2f, log π(rejected) %+.2f "
+             "(nats, mean change), reward accuracy %.2f", round_, trainer.global_step, len(rows),
+             end["selfplay/end/logps_chosen_change"], end["selfplay/end/logps_rejected_change"],
+             end["selfplay/end/rewards_accuracy"])
     return {"train_pairs": float(len(rows)), "pairs_too_long": float(len(triplets) - len(kept)),
-            "steps": float(trainer.global_step), **final}
+            "steps": float(trainer.global_step), **final, **end}
 
 
 def _evaluate(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, heldout: list[Triple], rewards: Rewards,
@@ -164,6 +157,9 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     scored = [x.reward for x in table if x.reward is not None]
     metrics = {f"selfplay/{k}": float(v) for k, v in counts.items()} | canaries
     metrics["selfplay/rollout_pass_rate"] = sum(scored) / len(scored) if scored else float("nan")
+    # logged, not only configured: DPO reshapes the rollouts' temperature, the evaluation reads another
+    metrics["selfplay/rollout_temperature"] = sp.rollouts.temperature
+    metrics["selfplay/eval_temperature"] = eval_sampling(ctx.cfg).temperature
     programs = [x for x in table if "timeout" in x.meta and any(p.domain == "code" for p in drawn)]
     if programs:
         metrics["selfplay/code_timeout_share"] = sum(bool(x.meta["timeout"]) for x in programs) / len(programs)

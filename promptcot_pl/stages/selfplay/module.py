@@ -4,7 +4,8 @@ Chosen and rejected are scored in one forward pass over rows that hold the promp
 The reference log-probs either come with the batch (computed once per round by a batched no-grad pass, so only
 the policy sits in memory while training) or from a frozen reference model held by the module; both give the
 same loss on the same batch (tested). The loss is a pure function (`losses/dpo.py`); the module does no I/O and
-no generation. Metrics: `train/loss` and `selfplay/rewards_chosen`, `…_rejected`, `…_margin`, `…_accuracy`.
+no generation. Metrics (`PAIR_METRICS`, per step and as epoch means): `train/loss`, the implicit rewards of chosen and
+rejected, their margin and accuracy, the policy's log-probs of chosen and rejected, and the per-token log-ratios.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, owner_sums, target_logpr
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean, global_sum
 from promptcot_pl.stages.selfplay.config import DPOConfig
+
+# per pair, averaged over the batch's real pairs: implicit rewards β·(log π − log π_ref) of chosen and rejected, the
+# share of pairs whose chosen reward is higher, the policy's own summed log-probs (TRL's logps/chosen, /rejected:
+# both falling is likelihood displacement) and the log-ratios per completion token
+PAIR_METRICS = ("rewards_chosen", "rewards_rejected", "rewards_accuracy", "logps_chosen", "logps_rejected",
+                "logratio_per_token_chosen", "logratio_per_token_rejected")
 
 
 def pair_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor],
@@ -69,19 +76,21 @@ class DPOModule(L.LightningModule):
             tokens = (chosen_tokens * real).sum()
             nll, nll_mean = global_mean(self, chosen_nll(policy_chosen * real, tokens) * tokens, tokens, tokens_window)
             loss, mean = loss + self.dpo.rpo_weight * nll, mean + self.dpo.rpo_weight * nll_mean
-        # reward statistics over the global batch: a rank holding only a padding row adds nothing (no NaN)
-        chosen, rejected = out.chosen_rewards * real, out.rejected_rewards * real
-        sums = global_sum(torch.stack([chosen.sum(), rejected.sum(), ((chosen > rejected).float() * real).sum(),
-                                             real.sum()]))
-        n = sums[3].clamp(min=1)
-        metrics = {"loss": mean, "rewards_chosen": sums[0] / n, "rewards_rejected": sums[1] / n,
-                   "rewards_margin": (sums[0] - sums[1]) / n, "rewards_accuracy": sums[2] / n}
-        return loss, metrics
+        # statistics over the global batch: a rank holding only a padding row adds nothing (no NaN)
+        per_token = [(policy_chosen - ref_chosen) / chosen_tokens.clamp(min=1),
+                     (policy_rejected - ref_rejected) / rejected_tokens.clamp(min=1)]
+        columns = torch.stack([out.chosen_rewards, out.rejected_rewards, (out.chosen_rewards > out.rejected_rewards)
+                               .to(real.dtype), policy_chosen.detach(), policy_rejected.detach(),
+                               per_token[0].detach(), per_token[1].detach()])
+        sums = global_sum(torch.cat([torch.where(real > 0, columns, 0.0).sum(dim=1), real.sum()[None]]))
+        means = dict(zip(PAIR_METRICS, sums[:-1] / sums[-1].clamp(min=1)))
+        return loss, {"loss": mean, **means, "rewards_margin": means["rewards_chosen"] - means["rewards_rejected"]}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss(batch)
-        self.log("train/loss", metrics.pop("loss"), prog_bar=True, batch_size=1)
-        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=1)  # global values already
+        self.log("train/loss", metrics.pop("loss"), prog_bar=True, batch_size=1, on_epoch=True)
+        # global values already; per step and as epoch means (`…_epoch`): one step's batch says little
+        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=1, on_step=True, on_epoch=True)
         return loss
 
     def configure_optimizers(self):
