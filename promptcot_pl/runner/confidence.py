@@ -71,6 +71,27 @@ def interval(a: np.ndarray, b: np.ndarray | None = None, *, seed: int = 0, resam
     return estimate, float(low), float(high)
 
 
+def combined_interval(evaluations: Sequence[tuple[np.ndarray, np.ndarray | None]], *, seed: int = 0,
+                      resamples: int = RESAMPLES, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(estimate, low, high) of the mean over seeds of each seed's accuracy (`(a, None)`) or paired difference
+    b − a (`(a, b)`): every resample draws each seed's problems anew, independently, and averages the seeds' values.
+    The interval covers the sampling of problems and samples within the seeds run, not the spread of seeds one
+    did not run (report the per-seed values beside it)."""
+    rng = np.random.default_rng(seed)
+    stats, estimates = np.zeros(resamples), []
+    for a, b in evaluations:
+        problems = rng.integers(0, a.shape[0], size=(resamples, a.shape[0]))
+        stat = _resampled_means(a, problems)
+        estimate = float(np.nanmean(a))
+        if b is not None:
+            stat, estimate = _resampled_means(b, problems) - stat, float(np.nanmean(b)) - estimate
+        stats += stat
+        estimates.append(estimate)
+    tail = 50 * (1 - confidence)
+    low, high = np.nanpercentile(stats / len(evaluations), [tail, 100 - tail])
+    return float(np.mean(estimates)), float(low), float(high)
+
+
 def ci_metrics(key: str, after: str | Path, before: str | Path | None = None, seed: int = 0,
                levels: Sequence[str] | None = None) -> dict[str, float]:
     """`key/ci_low`, `key/ci_high` of the evaluation in `after`; with `before`, also `key/gain` and its interval
@@ -91,7 +112,6 @@ def ci_metrics(key: str, after: str | Path, before: str | Path | None = None, se
             out |= {f"{key}{suffix}/gain": gain, f"{key}{suffix}/gain_ci_low": low,
                     f"{key}{suffix}/gain_ci_high": high}
     return out
-
 
 
 def describe(estimate: float, low: float, high: float, signed: bool = False) -> str:
