@@ -74,3 +74,42 @@ def test_on_the_quickstart_domain_the_student_ends_above_where_it_started(tmp_pa
     funnel = json.loads((tmp_path / "runs/quickstart/main/sft/seed/funnel.json").read_text())
     assert metrics["sft/seed/traces"] == 1800 - funnel["dropped"]["contaminated"]  # 144 overlap a held-out problem
     assert metrics["sft/seed/accuracy_heldout"] > metrics["sft/accuracy_heldout_before"], metrics
+
+
+def test_the_disjoint_halves_split_the_seed_problems_in_two():
+    from promptcot_pl.data.records import Triple
+    from promptcot_pl.stages.sft.loop import disjoint_halves
+
+    train = [Triple(id=f"t{i}", domain="math", concepts=[], level="Level 1", rationale="", problem=f"p{i}")
+             for i in range(101)]
+    a, b = disjoint_halves(train, seed=0)
+    assert len(a) == 50 and len(b) == 51 and not {t.id for t in a} & {t.id for t in b}
+    assert {t.id for t in a} | {t.id for t in b} == {t.id for t in train}
+    assert disjoint_halves(train[::-1], seed=0) == (a, b)  # the order of the file does not matter
+    assert disjoint_halves(train, seed=1) != (a, b)
+
+
+@pytest.mark.slow
+def test_a_disjoint_student_sees_neither_source_and_the_replay_control_runs_beside_it(tmp_path):
+    """sft.student=disjoint fits its own solver on one half of the seed's problems and takes the seed arm's
+    prompts from the other half; the replay control refits the stage's solver on all of them (its own data), at
+    the same budget of trained tokens."""
+    from promptcot_pl.stages.sft.loop import disjoint_halves
+
+    promptcot("run", DEBUG, f"model.cache_dir={tmp_path / 'cache'}", "stages=[seed,solver,sft]",
+              "sft.student=disjoint", "sft.sources=[seed]", "sft.replay_control=true", cwd=tmp_path, check=True)
+    run = tmp_path / "runs/tiny/main"
+    from promptcot_pl.data.records import Triple
+
+    fitted_on, unseen = ({t.id for t in half} for half in disjoint_halves(read_jsonl(run / "seed/train.jsonl", Triple), 0))
+    seed_arm = {t.problem_id for t in read_jsonl(run / "sft/seed/traces.jsonl", Trace)}
+    replay = {t.problem_id for t in read_jsonl(run / "sft/replay/traces.jsonl", Trace)}
+    assert seed_arm <= unseen and len(seed_arm) > 0.7 * len(unseen)  # the student never saw these problems
+    assert replay & fitted_on and replay & unseen  # the solver's own training problems, all of them
+    assert (run / "sft/disjoint/model/model.safetensors").is_file()
+    metrics = json.loads((run / "sft/DONE").read_text())
+    for key in ("sft/accuracy_heldout_before", "sft/seed/accuracy_heldout", "sft/seed/accuracy_heldout/gain",
+                "sft/replay/accuracy_heldout_before", "sft/replay/accuracy_heldout/gain_ci_low"):
+        assert key in metrics, key
+    budget = max(metrics["sft/seed/trained_tokens"], metrics["sft/replay/trained_tokens"])
+    assert min(metrics["sft/seed/trained_tokens"], metrics["sft/replay/trained_tokens"]) > 0.9 * budget

@@ -21,8 +21,9 @@ from promptcot_pl.data.sharding import sharded_loader
 
 
 class PairDataModule(L.LightningDataModule):
-    """Train/validation (prompt, target) pairs, shuffled by `seed` + epoch. With `packing`, `batch_size` counts rows
-    of `max_length` tokens."""
+    """Train/validation (prompt, target) pairs, shuffled by `seed` + epoch. `batch_size` counts examples: with
+    `packing`, a step takes the number of packed rows that hold `batch_size` examples on average (`rows_per_batch`),
+    so packing changes how examples are laid out, not how many a step learns from (tests/test_packing_batches.py)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, train: Sequence[tuple[str, str]],
                  val: Sequence[tuple[str, str]], batch_size: int, max_length: int, packing: bool = False,
@@ -46,6 +47,7 @@ class PairDataModule(L.LightningDataModule):
         if not train:
             raise ValueError("no training example has a target token within data.max_length")
         self.train_items = pack_examples(train, self.max_length) if self.packing else train
+        self.rows_per_batch = max(1, round(self.batch_size * len(self.train_items) / len(train)))
         self.val_items = val  # validation stays unpacked: its metric must not depend on packing
         pad = self.tokenizer.pad_token_id
         self._train_collate = partial(packed_batch if self.packing else pad_batch, pad_id=pad)
@@ -54,7 +56,7 @@ class PairDataModule(L.LightningDataModule):
     # `batch_size` is the global batch: on N processes each takes its part of every batch (data/sharding.py).
     def train_dataloader(self) -> DataLoader:
         window = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
-        return sharded_loader(self.train_items, self.batch_size, shuffle=True, seed=self.seed,
+        return sharded_loader(self.train_items, self.rows_per_batch, shuffle=True, seed=self.seed,
                               collate=self._train_collate, num_workers=self.num_workers,
                               counts=[target_count(item) for item in self.train_items], window=window)
 

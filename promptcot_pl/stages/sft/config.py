@@ -22,10 +22,16 @@ class SFTConfig:
     traces: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=1, temperature=1.0, max_new_tokens=512))
     filter_correct: bool = False  # drop traces whose answer differs from the problem's reference (paper: off)
     max_prompts: int = 5000  # per source
-    # "solver": start from the solver (the weaker model); "tiny": the untrained tiny model; else an HF path.
+    # "solver": start from the solver (which was fitted on the seed's problems: the seed arm replays its data);
+    # "disjoint": a solver fitted (as stage solver fits one) on one half of the seed's training problems, the
+    # seed arm's prompts drawn from the other half — a student that has seen neither source; "tiny": the
+    # untrained tiny model; else an HF path.
     student: str = "solver"
+    # A control arm "replay": the solver fitted again, at the same budget and schedule, on the seed's training
+    # problems it was fitted on (its own data) — what a fit does to it when it learns nothing new.
+    replay_control: bool = False
     epochs: int = 2
-    batch_size: int = 16
+    batch_size: int = 16  # traces per optimizer step, packed or not (modules/data.PairDataModule)
     packing: bool = True  # exact packing (block-diagonal attention), see data/collate.py
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=8e-5))  # the paper: 8e-5 (batch 1024)
     eval: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.6, top_p=0.95))

@@ -47,24 +47,43 @@ from promptcot_pl.stages.sft.traces import (
 )
 
 
-def _student(ctx: StageContext, train: list[Triple]) -> str:
+def disjoint_halves(train: list[Triple], seed: int) -> tuple[list[Triple], list[Triple]]:
+    """The seed's training problems in two seeded halves: the `disjoint` student learns from the first, the seed
+    arm's prompts come from the second, so the student has seen neither SFT source."""
+    order = sorted(train, key=lambda t: t.id)
+    random.Random(f"disjoint/{seed}").shuffle(order)
+    return order[: len(order) // 2], order[len(order) // 2:]
+
+
+def _student(ctx: StageContext, train: list[Triple], heldout: list[Triple]) -> str:
     match ctx.cfg.sft.student:
         case "solver":
             return solver_model(ctx)
         case "tiny":
             return base_models(ctx, train)[0]
+        case "disjoint":  # a solver of its own, fitted as stage solver fits one, on half of the seed's problems
+            base, solver = base_models(ctx, train)[0], ctx.cfg.solver
+            fmt = ctx.prompt_format("solver", base)
+            fit_pairs(ctx, "disjoint", base, solver_pairs(fmt, disjoint_halves(train, ctx.cfg.seed)[0]),
+                      solver_pairs(fmt, heldout), epochs=solver.epochs, batch_size=solver.batch_size,
+                      optim=solver.optim)
+            return str(ctx.stage_dir / "disjoint" / "model")
     return ctx.cfg.sft.student
 
 
-def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat) -> list[Trace]:
-    """The source's filtered traces (cached in `out/traces.jsonl`: a rerun does not ask the teacher again)."""
+def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat, replay: bool = False) -> list[Trace]:
+    """The source's filtered traces (cached in `out/traces.jsonl`: a rerun does not ask the teacher again).
+    The seed source of a `disjoint` student is the half it was not fitted on, unless `replay` (all of it)."""
     path = out / "traces.jsonl"
     if path.is_file():
         return read_jsonl(path, Trace)
     cfg = ctx.cfg.sft
     dropped: Counter = Counter()
     _, problems = load_problems(ctx, source)
-    problems, dropped["contaminated"] = decontaminated(ctx, unique_prompts(problems, dropped), f"sft/{source}")
+    if source == "seed" and cfg.student == "disjoint" and not replay:  # the half the student was not fitted on
+        unseen = {t.id for t in disjoint_halves(read_jsonl(ctx.triples_dir() / "train.jsonl", Triple), ctx.cfg.seed)[1]}
+        problems = [p for p in problems if p.id in unseen]
+    problems, dropped["contaminated"] = decontaminated(ctx, unique_prompts(problems, dropped), f"sft/{out.name}")
     problems = problems[: cfg.max_prompts]
     if cfg.teacher == "oracle":
         traces = oracle_traces(problems, student, dropped)
@@ -122,54 +141,61 @@ def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple], key: 
                           ctx.cfg.engine.shard_prompts, model).metrics(key)
 
 
+def _before(ctx: StageContext, student: str, heldout: list[Triple], key: str, out: Path) -> dict[str, float]:
+    """The student's held-out accuracy before SFT (`key`), with its intervals; cached for a rerun."""
+    path = out.parent / f"{out.name}.json"
+    if not path.is_file():
+        write_json(path, _accuracy(ctx, student, heldout, key, out))
+    levels = [t.level for t in heldout]
+    return json.loads(path.read_text()) | ci_metrics(key, out, seed=ctx.cfg.seed, levels=levels)
+
+
 def run(ctx: StageContext) -> dict[str, float]:
     cfg = ctx.cfg.sft
     seed_dir = ctx.triples_dir()
     train, heldout = read_jsonl(seed_dir / "train.jsonl", Triple), read_jsonl(seed_dir / "heldout.jsonl", Triple)
-    student = _student(ctx, train)
+    evaluated = heldout[: cfg.eval_limit]
+    student = _student(ctx, train, heldout)
     fmt = ctx.prompt_format("solver", student)
     # the reward that filters traces and grades the students, probed before anything runs
     metrics: dict[str, float] = ctx.check_rewards(ctx.rewards(), heldout, fmt.thinking, "sft")
-    written = {source: _traces(ctx, source, ctx.stage_dir / source, fmt) for source in cfg.sources}
-    fitting = {source: _fitting(ctx, fmt, items) for source, items in written.items()}
-    traces = {source: kept for source, (kept, _) in fitting.items()}
+    # arm → (source of its prompts, its student, the evaluation of that student before SFT)
+    arms = {source: (source, student, ctx.stage_dir / "eval_before") for source in cfg.sources}
+    if cfg.replay_control:  # the solver on the seed's problems, which it was fitted on: its own data again
+        arms["replay"] = ("seed", solver_model(ctx), ctx.stage_dir / "replay" / "eval_before")
+    written = {arm: _traces(ctx, source, ctx.stage_dir / arm, fmt, replay=arm == "replay")
+               for arm, (source, _, _) in arms.items()}
+    fitting = {arm: _fitting(ctx, fmt, items) for arm, items in written.items()}
     # too long for data.max_length: left out before the budget (the fit's own drop rule, so it drops none again)
-    too_long = {source: len(written[source]) - len(traces[source]) for source in cfg.sources}
-    lengths = {source: counts for source, (_, counts) in fitting.items()}
-    budget = min(sum(v) for v in lengths.values())
-    if len(traces) > 1:
-        log.info("sft: every source keeps at most %d trained (completion) tokens (the smallest source's)", budget)
-    before_path = ctx.stage_dir / "accuracy_before.json"
-    if not before_path.is_file():
-        write_json(before_path, _accuracy(ctx, student, heldout[: cfg.eval_limit], "sft/accuracy_heldout_before",
-                                          ctx.stage_dir / "eval_before"))
-    metrics.update(json.loads(before_path.read_text()))
-    levels = [t.level for t in heldout[: cfg.eval_limit]]
-    metrics |= ci_metrics("sft/accuracy_heldout_before", ctx.stage_dir / "eval_before", seed=ctx.cfg.seed,
-                          levels=levels)
-    before = metrics["sft/accuracy_heldout_before"]
-    for source, items in traces.items():
-        kept = _within_budget(items, lengths[source], budget, ctx.cfg.seed) if len(traces) > 1 else items
-        length_of = {id(t): n for t, n in zip(items, lengths[source])}
+    too_long = {arm: len(written[arm]) - len(kept) for arm, (kept, _) in fitting.items()}
+    budget = min(sum(lengths) for _, lengths in fitting.values())
+    if len(arms) > 1:
+        log.info("sft: every arm keeps at most %d trained (completion) tokens (the smallest arm's)", budget)
+    metrics |= _before(ctx, student, evaluated, "sft/accuracy_heldout_before", ctx.stage_dir / "eval_before")
+    if cfg.replay_control:
+        metrics |= _before(ctx, arms["replay"][1], evaluated, "sft/replay/accuracy_heldout_before",
+                           ctx.stage_dir / "replay" / "eval_before")
+    levels = [t.level for t in evaluated]
+    for arm, (items, lengths) in fitting.items():
+        _, base, before_dir = arms[arm]
+        kept = _within_budget(items, lengths, budget, ctx.cfg.seed) if len(arms) > 1 else items
+        length_of = {id(t): n for t, n in zip(items, lengths)}
         if not kept:
-            raise ValueError(f"sft/{source}: no trace survived the filters ({ctx.stage_dir / source / 'funnel.json'})")
-        fit = fit_pairs(ctx, f"{source}/student", student, [fit_pair(fmt, t) for t in kept],
+            raise ValueError(f"sft/{arm}: no trace survived the filters ({ctx.stage_dir / arm / 'funnel.json'})")
+        fit = fit_pairs(ctx, f"{arm}/student", base, [fit_pair(fmt, t) for t in kept],
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
                         packing=cfg.packing)  # masters: self-play may continue from a student
-        accuracy = _accuracy(ctx, ctx.stage_dir / source / "student" / "model", heldout[: cfg.eval_limit],
-                             f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval")
-        after = accuracy[f"sft/{source}/accuracy_heldout"]
-        metrics.update(accuracy)
-        # 95% intervals: the student's accuracy and its paired gain over the student before SFT
-        metrics |= ci_metrics(f"sft/{source}/accuracy_heldout", ctx.stage_dir / source / "eval",
-                              ctx.stage_dir / "eval_before", ctx.cfg.seed, levels)
-        metrics.update({f"sft/{source}/traces": float(len(kept)),
-                        f"sft/{source}/trained_tokens": float(sum(length_of[id(t)] for t in kept)),
-                        f"sft/{source}/nll_heldout": fit["nll"], f"sft/{source}/padding_waste": fit["padding_waste"],
-                        f"sft/{source}/dropped_too_long": float(too_long[source] + fit["dropped"])})
-        key = f"sft/{source}/accuracy_heldout"
-        log.info("sft/%s: %d traces; held-out accuracy %.4f → %s, gain %s; padding waste %.3f", source, len(kept),
-                 before, describe(after, metrics[f"{key}/ci_low"], metrics[f"{key}/ci_high"]),
+        key = f"sft/{arm}/accuracy_heldout"
+        metrics |= _accuracy(ctx, ctx.stage_dir / arm / "student" / "model", evaluated, key,
+                             ctx.stage_dir / arm / "eval")
+        # 95% intervals: the student's accuracy and its paired gain over the same student before SFT
+        metrics |= ci_metrics(key, ctx.stage_dir / arm / "eval", before_dir, ctx.cfg.seed, levels)
+        metrics.update({f"sft/{arm}/traces": float(len(kept)),
+                        f"sft/{arm}/trained_tokens": float(sum(length_of[id(t)] for t in kept)),
+                        f"sft/{arm}/nll_heldout": fit["nll"], f"sft/{arm}/padding_waste": fit["padding_waste"],
+                        f"sft/{arm}/dropped_too_long": float(too_long[arm] + fit["dropped"])})
+        log.info("sft/%s: %d traces; held-out accuracy %s, gain %s; padding waste %.3f", arm, len(kept),
+                 describe(metrics[key], metrics[f"{key}/ci_low"], metrics[f"{key}/ci_high"]),
                  describe(metrics[f"{key}/gain"], metrics[f"{key}/gain_ci_low"], metrics[f"{key}/gain_ci_high"],
                           signed=True), fit["padding_waste"])
     if {"synth", "seed"} <= set(cfg.sources):  # the paper's data claim: synthesized prompts vs seed prompts
