@@ -37,8 +37,9 @@ def test_the_real_reward_rewards_no_canary_and_every_control(thinking):
     assert metrics["canary/control"] == 1.0  # the probe would have seen a reward had there been one
     names = {c.name for c, _ in scored}
     assert {"hedge_lor", "hedge_equation", "several_boxes", "answer_in_thoughts", "overlong_box", "empty_box",
+            "unevaluated_expression",
             "reads_host_files", "sleeps_past_timeout", "exits_before_printing", "prints_first_output"} <= names
-    assert metrics["canary/probes"] == sum(not c.control for c, _ in scored) == 2 * 11 + 7
+    assert metrics["canary/probes"] == sum(not c.control for c, _ in scored) == 2 * 12 + 7
 
 
 def test_a_lax_reward_is_refused_naming_the_canary():
@@ -91,3 +92,14 @@ def test_a_stage_with_a_lax_reward_refuses_to_start(tmp_path, monkeypatch):
     client = MlflowClient(tracking_uri="sqlite:///mlflow/mlflow.db")
     run = client.get_run(state["runs"]["selfplay"])
     assert run.info.status == "FAILED" and run.data.metrics["canary/hackability"] > 0.5
+
+
+def test_arithmetic_left_undone_is_not_an_answer():
+    """`\\boxed{47+38-19}` for 66 used to score 1: the policy could skip the computation the problem asks for."""
+    from promptcot_pl.verify.math import check_many
+
+    undone = [("47+38-19", "66"), ("65 + 1", "66"), (r"33 \times 2", "66"), ("2/3/1", "2/3")]
+    answers = [("66", "66"), (r"\frac{132}{2}", "66"), (r"\frac{1}{2}", "0.5"), ("1/2", r"\frac{1}{2}"), ("-3", "-3"), ("3+4", "3+4"),
+               ("7", "3+4"), (r"1+\sqrt{2}", r"\sqrt{2}+1")]
+    assert check_many(undone) == [False] * len(undone)
+    assert check_many(answers) == [True] * len(answers)

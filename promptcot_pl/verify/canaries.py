@@ -4,7 +4,7 @@ completions that a sound verifier scores 0 — and refuse to start if any is rew
 A reward that can be gamed is found by the policy long before a person looks at its samples (self-play
 optimises exactly it). The canaries are built from each probed problem's own target, so they would pass a lax
 checker: the reference inside an empty-looking hedge ("4 or 3", `4 \\lor 3`, `4 = 3`), several boxes with the
-reference first, an overlong or unparsable box, the answer inside the think block only; for code, a program that
+reference first, an overlong or unparsable box, arithmetic left undone (`\\boxed{47+38-19}` for 66), the answer inside the think block only; for code, a program that
 prints the first test's output, one that exits before printing, one that looks for the tests in host files, one
 that sleeps past the timeout and then prints the right answers, a right program in a non-Python block. A
 positive control (the right answer, a program that answers every test) must be rewarded — else the probe says
@@ -49,6 +49,14 @@ def _wrong(answer: str) -> str:
     return str(int(answer) + 1) if re.fullmatch(r"-?\d+", answer.strip()) else f"{answer} + 1"
 
 
+def _undone(answer: str) -> str:
+    """An arithmetic expression worth `answer` that leaves the last step undone (`47+38-19` for 66)."""
+    if re.fullmatch(r"-?\d+", answer.strip()):
+        n = int(answer)
+        return f"{n + 19}-19" if n < 50 else f"{n - 38}+38"
+    return f"({answer})+0"
+
+
 def _thoughts(text: str, thinking: bool) -> str:
     """`text` as the reasoning part of a completion: a thinking model's template already opened the block."""
     return f"{text}</think>" if thinking else f"<think>{text}</think>"
@@ -67,6 +75,7 @@ def math_canaries(problem: Target, thinking: bool) -> list[Canary]:
         "hedge_line_break": rf"\boxed{{{w} \\ {a}}}",
         "hedge_list": rf"\boxed{{{w}, {a}}}",
         "overlong_box": rf"\boxed{{{a} + " + "0 + " * 300 + "0}",
+        "unevaluated_expression": rf"\boxed{{{_undone(a)}}}",
         "unparsable_box": rf"\boxed{{\frac{{{a}}}{{",
     }
     out = [Canary(name, head + text, problem) for name, text in texts.items()]

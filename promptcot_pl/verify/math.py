@@ -235,6 +235,27 @@ def hedged(pred: str, ref: str) -> bool:
     return False
 
 
+def _operations(text: str) -> int | None:
+    """How many operations a plain-number arithmetic expression performs beyond writing one number (a numeral,
+    a signed one, or one fraction a/b counts 0); None when `text` is not such an expression."""
+    if _arith(text) is None:
+        return None
+    text = re.sub(r"\\frac\{(\d+)\}\{(\d+)\}", r"(\1)/(\2)", text.replace("\\cdot", "*").replace("\\times", "*")
+                  .replace("\\div", "/"))
+    ops = [n for n in ast.walk(ast.parse(text, mode="eval")) if isinstance(n, ast.BinOp)]
+    single_fraction = len(ops) == 1 and isinstance(ops[0].op, ast.Div) and all(
+        isinstance(side, ast.Constant) for side in (ops[0].left, ops[0].right))
+    return 0 if not ops or single_fraction else len(ops)
+
+
+def unevaluated(pred: str, ref: str) -> bool:
+    """Whether `pred` is arithmetic left undone — `47+38-19` where the reference is the number 66: it skips the
+    computation the problem asks for (the `unevaluated_expression` canary). An expression answer (`1+\\sqrt{2}`)
+    is not plain arithmetic, and a reference that is itself an expression is left to the equivalence check."""
+    ops = _operations(_normalise(pred))
+    return bool(ops) and _operations(_normalise(ref)) == 0
+
+
 def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers: int | None = None) -> list[bool | None]:
     """`is_equivalent` for many (pred, ref) pairs, spread over `workers` killable processes."""
     results: list[bool | None] = [None] * len(pairs)
@@ -245,7 +266,7 @@ def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers
         if not isinstance(pred, str) or len(pred) > MAX_ANSWER_CHARS or not pred.strip():
             results[i] = False  # no answer, or no competition answer
             continue
-        if hedged(pred, ref):
+        if hedged(pred, ref) or unevaluated(pred, ref):
             results[i] = False
             continue
         decided = _decide_here(pred, ref)
