@@ -126,6 +126,9 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
         problems.add(f"key 'stages': stages must be unique and in pipeline order {list(STAGE_NAMES)}")
     if not 0.0 < cfg.domain.heldout_fraction < 1.0:
         problems.add("key 'domain.heldout_fraction': must lie in (0, 1)")
+    if cfg.domain.n_heldout is not None and not 1 <= cfg.domain.n_heldout < cfg.domain.n_items:
+        problems.add(f"key 'domain.n_heldout': must lie in [1, domain.n_items={cfg.domain.n_items}), "
+                     f"got {cfg.domain.n_heldout}")
     if cfg.domain.source != "builtin" and not cfg.domain.path:
         problems.add(f"key 'domain.path': required when domain.source={cfg.domain.source!r}")
     tiny = cfg.model.tiny

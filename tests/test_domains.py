@@ -99,3 +99,13 @@ def test_split_is_disjoint_seeded_and_sized(math_items):
     assert not {t.id for t in train} & {t.id for t in heldout}
     assert split_heldout(math_items, 0.1, seed=0) == (train, heldout)
     assert split_heldout(math_items, 0.1, seed=1)[1] != heldout
+
+
+def test_a_heldout_count_replaces_the_fraction(math_items):
+    train, heldout = split_heldout(math_items, 0.1, seed=0, count=600)
+    assert len(heldout) == 600 and len(train) == 900 and not {t.id for t in train} & {t.id for t in heldout}
+    from promptcot_pl.config.loading import ConfigError
+    from promptcot_pl.experiment import load_config
+
+    with pytest.raises(ConfigError, match="key 'domain.n_heldout'"):
+        load_config(None, ["domain.n_items=100", "domain.n_heldout=100"])

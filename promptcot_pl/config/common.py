@@ -101,6 +101,9 @@ class DomainConfig:
     path: str | None = None
     n_items: int = 2000
     heldout_fraction: float = 0.1
+    # held-out problems as a count (replaces heldout_fraction): an evaluation that must resolve a few points of
+    # accuracy needs several hundred problems, whatever the corpus size
+    n_heldout: int | None = None
 
 
 @dataclass

@@ -32,13 +32,16 @@ def build_domain(name: str, n_items: int, seed: int) -> list[Triple]:
     raise ValueError(f"unknown domain {name!r}; built-in domains are 'arithmetic', 'math' and 'code'")
 
 
-def split_heldout(triples: list[Triple], heldout_fraction: float, seed: int) -> tuple[list[Triple], list[Triple]]:
-    """Shuffle with `seed` and hold out `heldout_fraction` of the triples (at least one on each side)."""
+def split_heldout(triples: list[Triple], heldout_fraction: float, seed: int,
+                  count: int | None = None) -> tuple[list[Triple], list[Triple]]:
+    """Shuffle with `seed` and hold out `count` triples, or `heldout_fraction` of them (at least one on each
+    side)."""
     if len(triples) < 2:
         raise ValueError(f"need at least 2 triples to split, got {len(triples)}")
     order = list(range(len(triples)))
     random.Random(seed).shuffle(order)
-    n_heldout = min(max(1, round(len(triples) * heldout_fraction)), len(triples) - 1)
+    wanted = count if count is not None else round(len(triples) * heldout_fraction)
+    n_heldout = min(max(1, wanted), len(triples) - 1)
     heldout = [triples[i] for i in sorted(order[:n_heldout])]
     train = [triples[i] for i in sorted(order[n_heldout:])]
     return train, heldout

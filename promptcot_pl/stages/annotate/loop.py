@@ -163,7 +163,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     if len(triples) < 2:
         raise ValueError(f"annotate: {len(triples)} of {len(corpus)} problems annotated (see "
                          f"{ctx.stage_dir / 'funnel.json'}); coldstart needs at least 2")
-    train, heldout = split_heldout(triples, ctx.cfg.domain.heldout_fraction, ctx.cfg.seed)
+    train, heldout = split_heldout(triples, ctx.cfg.domain.heldout_fraction, ctx.cfg.seed, ctx.cfg.domain.n_heldout)
     train, contaminated = decontaminated(ctx, train, "annotate", heldout=False)  # training on an evaluation problem is a leak
     write_jsonl(ctx.stage_dir / "triples.jsonl", triples)
     write_jsonl(ctx.stage_dir / "train.jsonl", train)

@@ -25,7 +25,7 @@ def load_triples(ctx: StageContext) -> list[Triple]:
 
 def run(ctx: StageContext) -> dict[str, float]:
     triples = load_triples(ctx)
-    train, heldout = split_heldout(triples, ctx.cfg.domain.heldout_fraction, ctx.cfg.seed)
+    train, heldout = split_heldout(triples, ctx.cfg.domain.heldout_fraction, ctx.cfg.seed, ctx.cfg.domain.n_heldout)
     train, contaminated = decontaminated(ctx, train, "seed", heldout=False)  # training on an evaluation problem is a leak
     write_jsonl(ctx.stage_dir / "triples.jsonl", triples)
     write_jsonl(ctx.stage_dir / "train.jsonl", train)
