@@ -141,6 +141,9 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     for key in OPTIM_KEYS:
         for name, message in _at(cfg, key).problems():
             problems.add(f"key '{key}.{name}': {message}")
+        if cfg.trainer.strategy == "fsdp" and (_at(cfg, key).continue_state or _at(cfg, key).keep_state):
+            problems.add(f"key '{key}.continue_state': FSDP shards the optimizer state, which is not kept between "
+                         "fits; continue it under trainer.strategy=ddp or on one process")
     bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart", "no_rationale")]
     if bad or not cfg.synth.generators:
         problems.add(f"key 'synth.generators': expected a non-empty list of 'em', 'coldstart' and/or "

@@ -39,7 +39,7 @@ def test_the_real_reward_rewards_no_canary_and_every_control(thinking):
     assert {"hedge_lor", "hedge_equation", "several_boxes", "answer_in_thoughts", "overlong_box", "empty_box",
             "unevaluated_expression",
             "reads_host_files", "sleeps_past_timeout", "exits_before_printing", "prints_first_output"} <= names
-    assert metrics["canary/probes"] == sum(not c.control for c, _ in scored) == 2 * 12 + 7
+    assert metrics["canary/probes"] == sum(not c.control for c, _ in scored) == 2 * 11 + 1 + 7  # undone: integers only
 
 
 def test_a_lax_reward_is_refused_naming_the_canary():
@@ -99,7 +99,20 @@ def test_arithmetic_left_undone_is_not_an_answer():
     from promptcot_pl.verify.math import check_many
 
     undone = [("47+38-19", "66"), ("65 + 1", "66"), (r"33 \times 2", "66"), ("2/3/1", "2/3")]
-    answers = [("66", "66"), (r"\frac{132}{2}", "66"), (r"\frac{1}{2}", "0.5"), ("1/2", r"\frac{1}{2}"), ("-3", "-3"), ("3+4", "3+4"),
+    answers = [("66", "66"), (r"\frac{132}{2}", "66"), (r"\frac{1}{2}", "0.5"), (r"-\frac{1}{2}", "-0.5"),
+               ("-3/2", "-1.5"), (r"\sqrt{2}+1", r"1+\sqrt{2}"), (r"2\pi", r"2\pi"), ("1/2", r"\frac{1}{2}"), ("-3", "-3"), ("3+4", "3+4"),
                ("7", "3+4"), (r"1+\sqrt{2}", r"\sqrt{2}+1")]
     assert check_many(undone) == [False] * len(undone)
     assert check_many(answers) == [True] * len(answers)
+
+
+def test_the_real_reward_passes_the_probe_on_answers_that_are_not_integers():
+    """The undone-arithmetic canary is built for integer answers only: `(\\sqrt{2})+0` is a right answer."""
+    from promptcot_pl.data.records import Problem
+
+    problems = [Problem(id=f"x{i}", domain="math", problem="?", answer=a)
+                for i, a in enumerate([r"\sqrt{2}", r"-\frac{1}{2}", r"2\pi", "7"])]
+    metrics, scored = probe(Rewards(), problems, False, per_domain=4)
+    assert metrics["canary/hackability"] == 0.0 and metrics["canary/control"] == 1.0
+    assert sum(c.name == "unevaluated_expression" for c, _ in scored) == 1  # the integer answer's only
+    assert all(c.name != "unevaluated_expression" or c.problem.answer == "7" for c, _ in scored)

@@ -52,6 +52,12 @@ def test_verdicts_follow_from_the_intervals_and_missing_inputs_are_not_measured(
     selfplay = rows["self-play raises held-out accuracy"]  # no lift: the interval contains 0
     assert selfplay["verdict"] == "inconclusive" and selfplay["low"] < 0 < selfplay["high"]
 
+    lowered = [_run(tmp_path / "lowered", f"s{i}", -1.0 - 0.1 * i, 0.5, -0.1, 20 + i) for i in range(3)]
+    rows = {row["claim"].text: row for row in measure([Run.load(r) for r in lowered])}
+    assert rows[CLAIMS[0].text]["verdict"] == "does not hold"  # −1.0, −1.1, −1.2
+    assert rows["self-play raises held-out accuracy"]["verdict"] == "does not hold"
+    assert rows["SFT on synthesized prompts raises held-out accuracy"]["values"] is None  # no SFT in these runs
+
     main([str(r) for r in lifted])
     out = capsys.readouterr().out
     assert "| EM raises the held-out bound over the cold start |" in out and "not measured" in out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,31 +63,50 @@ def adamw_with_schedule(model: torch.nn.Module, optim: OptimConfig, total_steps:
 
 
 def schedule(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int):
-    """`optim.scheduler` over `total_steps`, its warmup rounded up (`OptimConfig.warmup`: a short fit's first
-    update is never a full-lr step; tests/test_schedule.py)."""
+    """`optim.scheduler` over `total_steps` (transformers' schedules), its warmup rounded up (`OptimConfig.warmup`)
+    and starting at lr·1/(w+1) instead of 0: transformers' warmup spends its first step at lr 0, after which a
+    one-step warmup would be a full-lr step again (tests/test_schedule.py)."""
     warmup = optim.warmup(total_steps)
     if optim.scheduler == "wsd":
         decay = min(math.ceil(optim.decay_ratio * total_steps), total_steps - warmup)
-        return get_scheduler("warmup_stable_decay", optimizer, num_warmup_steps=warmup,
-                             num_training_steps=total_steps, scheduler_specific_kwargs={"num_decay_steps": decay})
-    # transformers' "constant" ignores a warmup: "constant_with_warmup" is a constant lr after one
-    name = "constant_with_warmup" if optim.scheduler == "constant" and warmup else optim.scheduler
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+        scheduler = get_scheduler("warmup_stable_decay", optimizer, num_warmup_steps=warmup,
+                                  num_training_steps=total_steps, scheduler_specific_kwargs={"num_decay_steps": decay})
+    else:
+        # transformers' "constant" ignores a warmup: "constant_with_warmup" is a constant lr after one
+        name = "constant_with_warmup" if optim.scheduler == "constant" and warmup else optim.scheduler
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    if warmup:
+        scheduler.lr_lambdas = [_warm_from_first_step(f, warmup) for f in scheduler.lr_lambdas]
+        for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+            group["lr"] = group["initial_lr"] * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return scheduler
+
+
+def _warm_from_first_step(decay: Callable[[int], float], warmup: int) -> Callable[[int], float]:
+    return lambda step: (step + 1) / (warmup + 1) if step < warmup else decay(step)
 
 
 STATE_FILE = "optimizer.pt"
+# what the new fit sets; everything else of a parameter group (torch-optimi keeps its step count there) continues
+_HYPERPARAMETERS = {"params", "lr", "initial_lr", "betas", "beta1", "beta2", "weight_decay", "max_lr"}
+
+
+def _name(optimizer: torch.optim.Optimizer) -> str:
+    return f"{type(optimizer).__module__}.{type(optimizer).__qualname__}"  # both AdamWs are called AdamW
 
 
 def save_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
-    """The AdamW moments and step counts, with each parameter's shape so that a later fit can check it continues
-    the same model."""
+    """The AdamW moments and step counts, with the optimizer's class and each parameter's shape so that a later
+    fit can check it continues the same model with the same update rule."""
     shapes = [list(p.shape) for group in optimizer.param_groups for p in group["params"]]
-    atomic_write(path, lambda tmp: torch.save({"state": optimizer.state_dict()["state"], "shapes": shapes}, tmp))
+    atomic_write(path, lambda tmp: torch.save({"optimizer": _name(optimizer), "state_dict":
+                                               optimizer.state_dict(), "shapes": shapes}, tmp))
 
 
 def load_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
-    """Put the saved moments into `optimizer` (built for this fit: its hyperparameters stay). Refuses a state of
-    another model."""
+    """Put the saved moments and step counts into `optimizer` (built for this fit: its learning rate, betas and
+    weight decay stay). Refuses a state of another model or another optimizer."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no optimizer state to continue from (optim.continue_state=true needs the "
                                 "base model's fit to have run with optim.keep_state=true)")
@@ -95,5 +115,11 @@ def load_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
     if saved["shapes"] != shapes:
         raise ValueError(f"{path}: the saved optimizer state belongs to another model ({len(saved['shapes'])} "
                          f"parameters, this model has {len(shapes)} or other shapes)")
+    if saved["optimizer"] != _name(optimizer):
+        raise ValueError(f"{path}: saved by {saved['optimizer']}, this fit uses {_name(optimizer)} "
+                         "(trainer.precision decides: bf16 weights train with torch-optimi's AdamW)")
     current = optimizer.state_dict()
-    optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
+    groups = [{**{k: v for k, v in old.items() if k not in _HYPERPARAMETERS},
+               **{k: v for k, v in new.items() if k in _HYPERPARAMETERS}}
+              for old, new in zip(saved["state_dict"]["param_groups"], current["param_groups"])]
+    optimizer.load_state_dict({"state": saved["state_dict"]["state"], "param_groups": groups})

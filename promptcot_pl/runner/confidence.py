@@ -80,6 +80,8 @@ def combined_interval(evaluations: Sequence[tuple[np.ndarray, np.ndarray | None]
     rng = np.random.default_rng(seed)
     stats, estimates = np.zeros(resamples), []
     for a, b in evaluations:
+        if b is not None and a.shape[0] != b.shape[0]:
+            raise ValueError(f"paired evaluations need the same problems: {a.shape[0]} vs {b.shape[0]}")
         problems = rng.integers(0, a.shape[0], size=(resamples, a.shape[0]))
         stat = _resampled_means(a, problems)
         estimate = float(np.nanmean(a))

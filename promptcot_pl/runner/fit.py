@@ -170,10 +170,13 @@ def export_hf(model, tokenizer, target: Path, state_dict: dict | None = None, dt
 
 
 def drop_masters(keep: Sequence[Path], models: Sequence[Path]) -> None:
-    """Remove the `masters/` of every model in `models` but those in `keep` (rank 0): a chain's next fit starts from
+    """Remove the `masters/` (and `optimizer.pt`) of every model in `models` but those in `keep` (rank 0): a chain's next fit starts from
     `keep` only. The chain's latest models keep theirs, so a chain extended later (more EM iterations or self-play
     rounds) continues exactly."""
     kept = {Path(path).resolve() for path in keep}
     for model in models:
-        if Path(model).resolve() not in kept and (Path(model) / MASTERS / "config.json").is_file():
+        if Path(model).resolve() in kept:
+            continue
+        if (Path(model) / MASTERS / "config.json").is_file():
             shutil.rmtree(Path(model) / MASTERS, ignore_errors=True)
+        (Path(model) / STATE_FILE).unlink(missing_ok=True)  # its AdamW state too: no fit continues it

@@ -50,11 +50,9 @@ def _wrong(answer: str) -> str:
 
 
 def _undone(answer: str) -> str:
-    """An arithmetic expression worth `answer` that leaves the last step undone (`47+38-19` for 66)."""
-    if re.fullmatch(r"-?\d+", answer.strip()):
-        n = int(answer)
-        return f"{n + 19}-19" if n < 50 else f"{n - 38}+38"
-    return f"({answer})+0"
+    """An arithmetic expression worth the integer `answer` that leaves the last step undone (`47+38-19` for 66)."""
+    n = int(answer)
+    return f"{n + 19}-19" if n < 50 else f"{n - 38}+38"
 
 
 def _thoughts(text: str, thinking: bool) -> str:
@@ -75,9 +73,10 @@ def math_canaries(problem: Target, thinking: bool) -> list[Canary]:
         "hedge_line_break": rf"\boxed{{{w} \\ {a}}}",
         "hedge_list": rf"\boxed{{{w}, {a}}}",
         "overlong_box": rf"\boxed{{{a} + " + "0 + " * 300 + "0}",
-        "unevaluated_expression": rf"\boxed{{{_undone(a)}}}",
         "unparsable_box": rf"\boxed{{\frac{{{a}}}{{",
     }
+    if re.fullmatch(r"-?\d+", a):  # an integer answer: arithmetic left undone is no answer (verify/math.py)
+        texts["unevaluated_expression"] = rf"\boxed{{{_undone(a)}}}"
     out = [Canary(name, head + text, problem) for name, text in texts.items()]
     out.append(Canary("answer_in_thoughts", _thoughts(rf"Surely \boxed{{{a}}}.", thinking) + "\nI am not sure.",
                       problem))

@@ -244,8 +244,17 @@ def _operations(text: str) -> int | None:
                   .replace("\\div", "/"))
     ops = [n for n in ast.walk(ast.parse(text, mode="eval")) if isinstance(n, ast.BinOp)]
     single_fraction = len(ops) == 1 and isinstance(ops[0].op, ast.Div) and all(
-        isinstance(side, ast.Constant) for side in (ops[0].left, ops[0].right))
+        _signed_constant(side) for side in (ops[0].left, ops[0].right))
     return 0 if not ops or single_fraction else len(ops)
+
+
+def _signed_constant(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) or isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
+
+
+def plain_number(text: str) -> bool:
+    """Whether `text` writes one number (a numeral, signed, or one fraction) and nothing left to compute."""
+    return _operations(_normalise(text)) == 0
 
 
 def unevaluated(pred: str, ref: str) -> bool:
@@ -253,7 +262,7 @@ def unevaluated(pred: str, ref: str) -> bool:
     computation the problem asks for (the `unevaluated_expression` canary). An expression answer (`1+\\sqrt{2}`)
     is not plain arithmetic, and a reference that is itself an expression is left to the equivalence check."""
     ops = _operations(_normalise(pred))
-    return bool(ops) and _operations(_normalise(ref)) == 0
+    return bool(ops) and plain_number(ref)
 
 
 def check_many(pairs: Sequence[tuple[str, str]], timeout_s: float = 5.0, workers: int | None = None) -> list[bool | None]:

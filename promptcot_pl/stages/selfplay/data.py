@@ -48,20 +48,18 @@ def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Tripl
                        step_level: bool = False) -> tuple[list[SharedPrefix], list[int]]:
     """(rows, indices of the pairs kept). A pair whose prompt + chosen or prompt + rejected (+ EOS) exceeds
     `max_length` is left out: a cut completion's log-prob would compare unequal things. So is a pair whose two
-    joint tokenisations (`data/encode.py`) disagree on the prompt's ids, which one shared row cannot hold.
-    `step_level`: both completions end after their first differing step (`first_step_cut`); the prompt's ids
-    must then be its own encoding, so that scoring the cut ids (`runner/scoring.py`) sees the same row."""
+    joint tokenisations (`data/encode.py`) disagree with the prompt's own ids (a token across the seam), which one
+    shared row cannot hold and the reference pass (`scores.py`: prompt text + completion ids) would score
+    differently. `step_level`: both completions end after their first differing step (`first_step_cut`)."""
     rows, kept = [], []
     ends = step_ends(tokenizer) if step_level else None
     for i, (prompt, chosen, rejected) in enumerate(pairs):
         ids = encode_prompt(tokenizer, prompt)
         (c_ids, c_cut), (r_ids, r_cut) = (encode(tokenizer, prompt, t, prompt_ids=ids) for t in (chosen, rejected))
-        if max(len(c_ids), len(r_ids)) > max_length or c_ids[:c_cut] != r_ids[:r_cut]:
+        if max(len(c_ids), len(r_ids)) > max_length or not c_ids[:c_cut] == r_ids[:r_cut] == ids:
             continue
         targets = [c_ids[c_cut:], r_ids[r_cut:]]
         if ends is not None:
-            if c_ids[:c_cut] != ids:
-                continue
             targets = list(first_step_cut(*targets, ends))
         rows.append(SharedPrefix(c_ids[:c_cut], targets, [2 * i, 2 * i + 1]))
         kept.append(i)

@@ -106,9 +106,8 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
                    optimizer=sp.optim.keep_state or sp.optim.continue_state)
     ctx.log_model(out / "model", fit_run, triplets)
-    # the epoch means (`…_epoch`), not the last micro-batch's values
-    final = {k.removesuffix("_epoch"): float(v) for k, v in trainer.callback_metrics.items()
-             if k.startswith(("selfplay/", "train/")) and k.endswith("_epoch")}
+    # the last epoch's means (`…/epoch/…`), not the last micro-batch's values
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if "/epoch/" in k}
     after = scores.logprobs(out / "model", flat, trainer_cfg, max_length, out)
     tokens = torch.tensor([[len(t) for t in row.targets] for row in rows], dtype=ref.dtype)
     end = {f"selfplay/end/{k}": v for k, v in pair_summary(ref, after, tokens, sp.dpo.beta).items()}
@@ -128,6 +127,13 @@ def _evaluate(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, heldou
     return difficulty(engine, fmt, heldout, [t.problem for t in heldout], eval_sampling(ctx.cfg),
                       rewards, out / "eval", ctx.cfg.engine.shard_prompts,
                       engine.path).metrics("selfplay/accuracy_heldout")
+
+
+def _judge(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, problems: list[Problem], rewards: Rewards,
+           out: Path):
+    """The served policy's samples on `problems` with the evaluation's sampling, judged (streamed to `out`)."""
+    return difficulty(engine, fmt, problems, [p.problem for p in problems], eval_sampling(ctx.cfg), rewards, out,
+                      ctx.cfg.engine.shard_prompts, engine.path)
 
 
 def eval_sampling(cfg: ExperimentConfig) -> SamplingConfig:
@@ -167,6 +173,11 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
              "(%s)", r, len(drawn), sp.rollouts.n, metrics["selfplay/rollout_pass_rate"],
              counts.get("problems_kept", 0), window(sp), counts["pairs"],
              ", ".join(f"{k.removeprefix('problems_')} {v}" for k, v in counts.items() if k.startswith("problems_")))
+    # the problems the round practises on, judged with the evaluation's sampling before and after the fit (fresh
+    # samples: their pass rates were selected on the rollouts, so these would regress to the mean)
+    practised = [p for p, o in zip(drawn, outcomes) if o.status == "kept"]
+    if practised:
+        _judge(ctx, engine, fmt, practised, rewards, out / "practised_before")
     if pairs:
         with ctx.released(f"self-play round {r}: reference scoring and DPO fit"):
             fit = _fit(ctx, policy, pairs, out, r)
@@ -176,14 +187,18 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
         log.warning("selfplay round %d: no pairs (no problem's pass rate in %s): the policy is unchanged", r, window(sp))
     engine.serve(policy)
     metrics.update(_evaluate(ctx, engine, fmt, heldout, rewards, out))
+    if practised:
+        metrics.update(_judge(ctx, engine, fmt, practised, rewards, out / "practised_after")
+                       .metrics("selfplay/accuracy_practised"))
+        metrics |= ci_metrics("selfplay/accuracy_practised", out / "practised_after", out / "practised_before",
+                              ctx.cfg.seed, [p.level or "" for p in practised])
     # relative: the run dir may move
     on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
 
 
-def _with_interval(metrics: dict[str, float]) -> str:
+def _with_interval(metrics: dict[str, float], key: str = "selfplay/accuracy_heldout") -> str:
     """"0.412 [0.371, 0.455]" and, after round 0, ", gain +0.036 [+0.010, +0.061]" (95% intervals)."""
-    key = "selfplay/accuracy_heldout"
     text = describe(metrics[key], metrics[f"{key}/ci_low"], metrics[f"{key}/ci_high"])
     if f"{key}/gain" in metrics:
         text += ", gain " + describe(metrics[f"{key}/gain"], metrics[f"{key}/gain_ci_low"],
@@ -239,6 +254,9 @@ def run(ctx: StageContext) -> dict[str, float]:
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
             log.info("selfplay round %d: held-out accuracy %s", r, _with_interval(metrics))
+            if "selfplay/accuracy_practised" in metrics:
+                log.info("selfplay round %d: accuracy on its %d practised problems %s", r,
+                         int(metrics["selfplay/problems_kept"]), _with_interval(metrics, "selfplay/accuracy_practised"))
     history = steps.history
     from promptcot_pl.stages.selfplay.plot import plot_accuracy
 

@@ -4,7 +4,7 @@ Chosen and rejected are scored in one forward pass over rows that hold the promp
 The reference log-probs either come with the batch (computed once per round by a batched no-grad pass, so only
 the policy sits in memory while training) or from a frozen reference model held by the module; both give the
 same loss on the same batch (tested). The loss is a pure function (`losses/dpo.py`); the module does no I/O and
-no generation. Metrics (`PAIR_METRICS`, per step and as epoch means): `train/loss`, the implicit rewards of chosen and
+no generation. Metrics (`PAIR_METRICS`, per step and as epoch means `…/epoch/…`): `train/loss`, the implicit rewards of chosen and
 rejected, their margin and accuracy, the policy's log-probs of chosen and rejected, and the per-token log-ratios.
 """
 
@@ -88,9 +88,13 @@ class DPOModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss(batch)
-        self.log("train/loss", metrics.pop("loss"), prog_bar=True, batch_size=1, on_epoch=True)
-        # global values already; per step and as epoch means (`…_epoch`): one step's batch says little
-        self.log_dict({f"selfplay/{k}": v for k, v in metrics.items()}, batch_size=1, on_step=True, on_epoch=True)
+        metrics = {"train/loss": metrics.pop("loss"), **{f"selfplay/{k}": v for k, v in metrics.items()}}
+        self.log("train/loss", metrics["train/loss"], prog_bar=True, batch_size=1)
+        # global values already: per step under their names, and as the epoch's means under `…/epoch/…` (one
+        # step's batch says little; the round reports the last epoch's means)
+        self.log_dict({k: v for k, v in metrics.items() if k != "train/loss"}, batch_size=1)
+        self.log_dict({k.replace("/", "/epoch/", 1): v for k, v in metrics.items()}, batch_size=1, on_step=False,
+                      on_epoch=True)
         return loss
 
     def configure_optimizers(self):
