@@ -23,9 +23,9 @@ class SFTConfig:
     filter_correct: bool = False  # drop traces whose answer differs from the problem's reference (paper: off)
     max_prompts: int = 5000  # per source
     # "solver": start from the solver (which was fitted on the seed's problems: the seed arm replays its data);
-    # "disjoint": a solver fitted (as stage solver fits one) on one half of the seed's training problems, the
-    # seed arm's prompts drawn from the other half — a student that has seen neither source; "tiny": the
-    # untrained tiny model; else an HF path.
+    # "disjoint": a solver fitted (as stage solver fits one, for as many steps) on one half of the seed's training
+    # problems, the seed arm's prompts drawn from the other half — a student that has seen neither source;
+    # "tiny": the untrained tiny model; else an HF path.
     student: str = "solver"
     # A control arm "replay": the solver fitted again, at the same budget and schedule, on the seed's training
     # problems it was fitted on (its own data) — what a fit does to it when it learns nothing new.
