@@ -51,7 +51,9 @@ def test_rounds_write_rollouts_pairs_models_and_accuracy(straight):
         if pairs:
             trained += 1
             assert (out / "model/model.safetensors").is_file()
-            assert "selfplay/rewards_margin" in history[r] and "train/loss" in history[r]
+            # the last epoch's means and the round-end pass over every pair
+            assert {"selfplay/epoch/rewards_margin", "train/epoch/loss", "selfplay/end/logps_chosen",
+                    "selfplay/end/rewards_accuracy"} <= set(history[r])
     assert trained >= 1, "the debug policy found no pair in any round"
     assert (stage / "accuracy.png").stat().st_size > 0
     assert "selfplay round 1: 12 problems × 8 rollouts" in proc.stdout

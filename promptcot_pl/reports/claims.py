@@ -170,10 +170,11 @@ def measure(runs: Sequence[Run]) -> list[dict]:
         if len(values) < len(runs):
             rows.append({"claim": claim, "values": None})
             continue
-        evals = [claim.evaluations(run) for run in runs] if claim.evaluations else []
+        found = [claim.evaluations(run) for run in runs] if claim.evaluations else []
+        evals = [e for e in found if e is not None]
         row: dict[str, Any] = {"claim": claim, "values": values, "mean": statistics.fmean(values)}
-        if evals and all(e is not None for e in evals):
-            pairs = [(scores(a), scores(b)) for a, b in evals if a is not None]
+        if evals and len(evals) == len(runs):
+            pairs = [(scores(a), scores(b)) for a, b in evals]
             row["seed_intervals"] = [list(interval(a, b, seed=i)[1:]) for i, (a, b) in enumerate(pairs)]
             row["mean"], row["low"], row["high"] = combined_interval(pairs)
             row["method"] = "paired bootstrap over problems, seeds averaged"

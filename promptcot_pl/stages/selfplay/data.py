@@ -60,7 +60,7 @@ def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Tripl
             continue
         targets = [c_ids[c_cut:], r_ids[r_cut:]]
         if ends is not None:
-            targets = list(first_step_cut(*targets, ends))
+            targets = list(first_step_cut(targets[0], targets[1], ends))
         rows.append(SharedPrefix(c_ids[:c_cut], targets, [2 * i, 2 * i + 1]))
         kept.append(i)
     return rows, kept

@@ -106,12 +106,13 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
                    optimizer=sp.optim.keep_state or sp.optim.continue_state)
     ctx.log_model(out / "model", fit_run, triplets)
-    # the last epoch's means (`…/epoch/…`), not the last micro-batch's values
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if "/epoch/" in k}
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
+    # the round reports the last epoch's means (`…/epoch/…`), not the last micro-batch's values
+    final = {k: v for k, v in logged.items() if "/epoch/" in k}
     after = scores.logprobs(out / "model", flat, trainer_cfg, max_length, out)
     tokens = torch.tensor([[len(t) for t in row.targets] for row in rows], dtype=ref.dtype)
     end = {f"selfplay/end/{k}": v for k, v in pair_summary(ref, after, tokens, sp.dpo.beta).items()}
-    ctx.tracker.log_metrics(fit_run, final | end, step=trainer.global_step)
+    ctx.tracker.log_metrics(fit_run, logged | end, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
     log.info("selfplay round %d: after %d steps, over its %d pairs: log π(chosen) %+.2f, log π(rejected) %+.2f "
              "(nats, mean change), reward accuracy %.2f", round_, trainer.global_step, len(rows),
              end["selfplay/end/logps_chosen_change"], end["selfplay/end/logps_rejected_change"],
