@@ -164,8 +164,9 @@ def _iteration(ctx: StageContext, em: EMConfig, root: Path, engine, f: Formats, 
     if items:
         p = _fit(ctx, "em/m_loss", p, items, em.m_optim, em.epochs_m, out / "prompt_model")
     else:  # no checkpoint for this iteration: a resume and synthesis take the latest one (`_latest`)
-        log.warning("em iteration %d: none of %d pairs has a valid z̃ (cut off or holding a marker): p_θ is carried "
-                    "over unchanged; raise em.max_rationale_tokens", it, len(pairs))
+        log.warning("%s iteration %d: none of %d pairs has a valid z̃ (cut off or holding a marker): p_θ is carried "
+                    "over unchanged; raise em.max_rationale_tokens", "em" if em.e_step else "em (frozen rationales)",
+                    it, len(pairs))
     return q, p, stats
 
 
