@@ -27,7 +27,8 @@ if __name__ == "__main__":
     os.makedirs(root, exist_ok=True)
     pairs = [(f"Problem:\nWhat is {a} + 1?\nSolution:\n", f"{a + 1}") for a in range(24)]
     L.seed_everything(0, workers=True, verbose=False)
-    data = PairDataModule(load_tokenizer(model_dir), pairs, pairs[:4], batch_size=4 // (1 + packed), max_length=64,
+    # batch_size counts examples, packed or not: 4 makes about 2 packed rows a step (some padding to count)
+    data = PairDataModule(load_tokenizer(model_dir), pairs, pairs[:4], batch_size=4, max_length=64,
                           packing=packed, seed=0)
 
     class Die(Callback):

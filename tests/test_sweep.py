@@ -149,5 +149,7 @@ def test_a_pruned_trial_under_two_process_ddp_ends_every_rank(tmp_path):
     states = [t.state.name for t in trials]
     # the pruned trial ended on both ranks and the next one ran to its end (finished or pruned by its own values)
     assert states[:2] == ["COMPLETE", "PRUNED"] and states[2] in ("COMPLETE", "PRUNED"), failures[-3000:]
-    assert list(trials[1].intermediate_values) == [1]
+    # pruned at the iteration its bound fell below the median: the first or, since fits warm up from lr/(w+1)
+    # instead of a wasted lr-0 step, sometimes the second (measured: [1, 2])
+    assert list(trials[1].intermediate_values) in ([1], [1, 2])
     assert proc.stdout.count("study prune_ddp: 3 trials") == 1  # rank 0 reports; rank 1 followed and returned
