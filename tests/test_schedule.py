@@ -84,16 +84,22 @@ def _backward(model: torch.nn.Module, seed: int) -> None:
     model(input_ids=ids, labels=ids).loss.backward()
 
 
+def _five_steps_saved(model: torch.nn.Module, optim: OptimConfig, path) -> torch.optim.Optimizer:
+    """An optimizer after 5 steps on random batches, its state saved at `path`."""
+    optimizer = adamw_with_schedule(model, optim, 10)["optimizer"]
+    for seed in range(5):
+        _backward(model, seed)
+        optimizer.step()
+    save_state(optimizer, path)
+    return optimizer
+
+
 def test_a_fresh_adamw_steps_by_lr_sign_g_and_a_continued_one_does_not(tmp_path):
     """Why continuing matters: a fresh AdamW's first update is ±lr on every weight whatever the gradient's size;
     one continued from the fit the model came from scales it by that fit's second moments."""
     model = _llama()
     optim = OptimConfig(lr=1e-3, warmup_ratio=0.0, scheduler="constant")
-    first = adamw_with_schedule(model, optim, 10)["optimizer"]
-    for seed in range(5):
-        _backward(model, seed)
-        first.step()
-    save_state(first, tmp_path / STATE_FILE)
+    _five_steps_saved(model, optim, tmp_path / STATE_FILE)
 
     def step_size(state):
         optimizer = adamw_with_schedule(model, optim, 10, state)["optimizer"]
@@ -166,11 +172,7 @@ def test_a_bf16_fit_continues_torch_optimis_step_count_and_refuses_another_optim
     fit must carry it, or the saved moments are bias-corrected as if at step 1."""
     model = _llama().bfloat16()
     optim = OptimConfig(lr=1e-3, warmup_ratio=0.0, scheduler="constant")
-    first = adamw_with_schedule(model, optim, 10)["optimizer"]
-    for seed in range(5):
-        _backward(model, seed)
-        first.step()
-    save_state(first, tmp_path / STATE_FILE)
+    first = _five_steps_saved(model, optim, tmp_path / STATE_FILE)
     again = adamw_with_schedule(model, OptimConfig(lr=5e-5), 10, tmp_path / STATE_FILE)["optimizer"]
     assert again.param_groups[0]["step"] == first.param_groups[0]["step"] == 5
     assert again.param_groups[0]["lr"] == pytest.approx(5e-5 / 2)  # this fit's lr (one warmup step of 1)
