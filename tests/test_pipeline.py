@@ -250,7 +250,10 @@ def test_every_fit_beside_an_engine_runs_with_the_engine_asleep(finished):
     em = cwd / "runs/tiny/main/em"
     # every checkpoint an EM iteration wrote was fitted beside the engine (an M-step without a valid z̃ writes none)
     fits = sorted(str(path.relative_to(em.parent)) for path in em.glob("**/iter_*/*_model"))
-    assert {"em/iter_001/rationale_model", "em/iter_001/prompt_model", "em/frozen/iter_001/prompt_model"} <= set(fits)
+    assert {"em/iter_001/rationale_model", "em/iter_001/prompt_model"} <= set(fits)
+    # the frozen variant's greedy z̃ can all be cut off on another CPU's numerics (CI's were): then it says so
+    assert "em/frozen/iter_001/prompt_model" in fits or \
+        "em (frozen rationales) iteration 1: none of" in out, "the frozen variant neither fitted nor said why"
     for fit in fits:
         assert f"engine asleep during the fit of {fit}: weights freed" in out, fit
     assert "engine asleep during scoring by coldstart/prompt_model/model: weights freed" in out
