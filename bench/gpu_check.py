@@ -6,10 +6,10 @@ one GPU, through the code paths the pipeline runs — no hand-made batches. Prin
    buffers and gradient reduce: `promptcot_pl/precision.py`) and activation checkpointing, on packed rows of
    `--seq` tokens from the real `PairDataModule` and collate. Tokens/s, model FLOPs utilisation (6·params·tokens/s
    over the chip's dense bf16 peak), peak memory, and RoPE's `inv_freq` dtype after the steps.
-2. **Engine refresh after a fit.** The engine (vLLM on a GPU, HF with `--smoke`) serves the tiny model, sleeps
+2. **Engine refresh after a fit.** The engine (`--engine`: vLLM on a GPU where it is installed, else HF) serves the tiny model, sleeps
    during a fit of it, is refreshed with the fitted weights and must answer a probe greedily exactly as HF does
    on those weights.
-3. **The whole pipeline.** `promptcot run experiments/debug/tiny.yaml` with the vLLM engine (HF with `--smoke`):
+3. **The whole pipeline.** `promptcot run experiments/debug/tiny.yaml` with that engine:
    every stage, engines asleep during fits, the new weights served after each fit; each stage's wall time from
    its `accounting.json`.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import subprocess
@@ -132,7 +133,7 @@ def engine_refresh(args, work: Path) -> None:
     _, pairs = training_pairs(400)
     base = tiny_model_dir(TinyModelConfig(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2,
                                           intermediate_size=128), [p + s for p, s in pairs], work / "cache", 0)
-    backend = "hf" if args.smoke else "vllm"
+    backend = args.engine
     dtype = "float32" if args.smoke else "bfloat16"
     engine_cfg = EngineConfig(backend=backend, progress=False, enforce_eager=True, gpu_memory_utilization=0.3)
     engine = build_engine(engine_cfg, base, dtype=dtype)
@@ -164,10 +165,11 @@ def engine_refresh(args, work: Path) -> None:
 
 
 def pipeline(args, work: Path) -> None:
-    overrides = [f"model.cache_dir={work / 'cache'}", "tracking.enabled=false"]
+    overrides = [f"model.cache_dir={work / 'cache'}", "tracking.enabled=false", f"engine.backend={args.engine}"]
     if not args.smoke:
-        overrides += ["engine.backend=vllm", "engine.enforce_eager=true", "engine.gpu_memory_utilization=0.3",
-                      "model.dtype=bfloat16", "trainer.precision=bf16-mixed"]
+        overrides += ["engine.enforce_eager=true", "engine.gpu_memory_utilization=0.3", "model.dtype=bfloat16",
+                      "trainer.precision=bf16-mixed"]
+    overrides += args.set
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "promptcot_pl", "run", str(REPO / "experiments/debug/tiny.yaml"),
@@ -181,7 +183,7 @@ def pipeline(args, work: Path) -> None:
     lines = proc.stdout.splitlines() + proc.stderr.splitlines()
     asleep = sum("engine asleep during" in line for line in lines)
     rebuilt = any("rebuilt on every refresh" in line for line in lines)  # an in-place weight load failed
-    report("pipeline", f"{len(stages)} stages in {wall:.0f} s ({'HF' if args.smoke else 'vLLM'} engine), "
+    report("pipeline", f"{len(stages)} stages in {wall:.0f} s ({args.engine} engine), "
                        f"{asleep} fits and scoring passes with the engine asleep, new weights loaded "
                        f"{'by rebuilding the engine (in-place load failed)' if rebuilt else 'in place'}")
     for stage in stages:
@@ -203,12 +205,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--engine", choices=("vllm", "hf"),
+                        help="the generation engine of parts 2 and 3 (default: vllm on a GPU where it is installed)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for the pipeline's run, e.g. synth.embedding_model=/path (repeatable)")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # one part, in a process of its own
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         args.batch, args.seq, args.steps, args.warmup = 2, 256, 3, 1
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if args.engine is None:
+        args.engine = "vllm" if device.type == "cuda" and importlib.util.find_spec("vllm") else "hf"
     if args.part:
         work = Path(args.work)
         {"fit": lambda: fit_step(args, device), "refresh": lambda: engine_refresh(args, work),
@@ -217,7 +225,7 @@ def main() -> None:
     # each part in a process of its own: the fit's process group and memory are gone before an engine starts
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke)"
     rows = [("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-            ("device", f"{name}; torch {torch.__version__}")]
+            ("device", f"{name}; torch {torch.__version__}; engine {args.engine}")]
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     failed = []
     print("| check | result |\n|---|---|", flush=True)  # rows as each part ends: a timeout keeps what was measured
@@ -226,7 +234,8 @@ def main() -> None:
     for part in args.parts:
         start = time.perf_counter()
         command = [sys.executable, __file__, "--part", part, "--work", str(work), "--batch", str(args.batch),
-                   "--seq", str(args.seq), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                   "--seq", str(args.seq), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--engine", args.engine, *(f"--set={kv}" for kv in args.set)]
         try:
             proc = subprocess.run(command + (["--smoke"] if args.smoke else []), capture_output=True, text=True,
                                   timeout=None if args.smoke else BUDGET_S[part])
