@@ -164,6 +164,15 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     if sp.min_scored_rollouts is not None and not 1 <= sp.min_scored_rollouts <= sp.rollouts.n:
         problems.add(f"key 'selfplay.min_scored_rollouts': must lie in [1, selfplay.rollouts.n="
                           f"{sp.rollouts.n}], got {sp.min_scored_rollouts}")
+    for key, why in sp.grpo.problems():
+        problems.add(f"key 'selfplay.grpo.{key}': {why}")
+    if sp.optimizer == "grpo" and "selfplay" in cfg.stages:
+        if sp.rollouts.n < 2:
+            problems.add(f"key 'selfplay.rollouts.n': GRPO compares rollouts within a group: needs >= 2, "
+                         f"got {sp.rollouts.n}")
+        if cfg.trainer.accumulate_grad_batches != 1:
+            problems.add("key 'trainer.accumulate_grad_batches': GRPO takes one optimizer step per generation batch "
+                         "(selfplay.grpo.problems_per_step sets its size): must be 1")
     if not 0.0 <= sp.dpo.label_smoothing < 0.5:
         problems.add("key 'selfplay.dpo.label_smoothing': must lie in [0, 0.5)")
     if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":

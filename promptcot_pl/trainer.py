@@ -196,6 +196,22 @@ def full_state_dict(strategy: Strategy) -> dict[str, Any]:
         return model.state_dict()
 
 
+def full_weights(strategy: Strategy) -> dict[str, torch.Tensor]:
+    """The fitted HF model's complete state dict (its own keys) on every rank: what an engine beside each rank
+    serves during online training. Under FSDP every rank must call this (the shards are gathered to each)."""
+    module: Any = strategy.lightning_module
+    if not isinstance(strategy, FSDPStrategy):
+        return module.model.state_dict()
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    config = FullStateDictConfig(offload_to_cpu=strategy.root_device.type != "cpu", rank0_only=False)
+    model: Any = strategy.model
+    with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, config):
+        state = model.state_dict()
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
 def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strategy:
     match cfg.strategy:
         case "fsdp":

@@ -4,10 +4,12 @@ both engines follow (`prompt_seed`)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+
+import torch
 
 from promptcot_pl.config import SamplingConfig
 
@@ -19,6 +21,7 @@ class Completion:
     text: str  # decoded, special tokens removed, cut before the first stop string
     token_ids: list[int] = field(default_factory=list)  # generated tokens (through EOS or the stop string)
     logprob: float | None = None  # sum of log p(token) under the model over token_ids, when asked for
+    token_logprobs: list[float] | None = None  # log p of each of token_ids (the same request), summing to logprob
     finish_reason: FinishReason = "length"  # "stop": EOS or a stop string; "length": max_new_tokens reached
     n_tokens: int = 0  # len(token_ids); kept when the ids are dropped (generation/streamed.py)
 
@@ -75,6 +78,21 @@ class ServedEngine:
                  indices: Sequence[int] | None = None) -> list[list[Completion]]:
         return self.engine.generate(prompts, sampling, local=local, indices=indices)
 
+    def push(self, weights: Mapping[str, torch.Tensor], label: str, export: Callable[[Path], object]) -> str:
+        """Serve in-memory `weights` from now on: in place where the engine loads weights (`load_weights`), else
+        through a checkpoint `export(dir)` writes and a `refresh`. (An engine's optional `load_weights(state_dict)`
+        serves a state dict of its architecture without a checkpoint on disk: `HFEngine`'s copies it in.) `label` names them (`path` is then no
+        directory: a later `serve(path)` reloads). Returns how they were loaded, for the log."""
+        if hasattr(self.engine, "load_weights"):
+            self.engine.load_weights(weights)
+            how = "in place"
+        else:
+            target = Path(export(Path(label)))
+            self.engine.refresh(target)
+            how = f"through {target}"
+        self.path = Path(label)
+        return how
+
     def sleep(self) -> str:
         return self.engine.sleep()
 
@@ -102,6 +120,11 @@ class DataParallelEngine:
 
     def refresh(self, checkpoint_dir: str | Path) -> None:
         self.engine.refresh(checkpoint_dir)
+
+    def __getattr__(self, name: str):
+        if name == "load_weights" and hasattr(self.engine, "load_weights"):  # each rank loads its own copy
+            return self.engine.load_weights
+        raise AttributeError(name)
 
     def sleep(self) -> str:
         return self.engine.sleep()

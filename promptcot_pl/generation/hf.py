@@ -20,7 +20,7 @@ a [batch, vocab] tensor for every generated step.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -109,6 +109,14 @@ class HFEngine:
             return
         self._load()
 
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """The policy's state dict copied into the served model, cast to its dtype and device (strict: the same
+        architecture). Loaded from `path` first when asleep."""
+        self._awake()
+        dtype = next(self.model.parameters()).dtype
+        self.model.load_state_dict({k: v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)
+                                    for k, v in weights.items()}, strict=True)
+
     def sleep(self) -> str:
         """Free the weights (and the accelerator memory they hold) until the next `generate`; returns how."""
         self.model = None
@@ -175,6 +183,10 @@ class HFEngine:
         logp, owners = labelled_logprobs(self.model, batch)
         for c, value in zip(completions, owner_sums(logp, owners, len(rows))[0].tolist()):
             c.logprob = value
+        values = logp.tolist()  # in row order, each row's tokens in order
+        start = 0
+        for c in completions:
+            c.token_logprobs, start = values[start: start + len(c.token_ids)], start + len(c.token_ids)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,

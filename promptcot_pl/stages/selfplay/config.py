@@ -29,6 +29,47 @@ class DPOConfig:
 
 
 @dataclass
+class GRPOConfig:
+    """Online self-play from verifiable rewards (`selfplay.optimizer: grpo`; `losses/grpo.py`,
+    `stages/selfplay/grpo_module.py`, `stages/selfplay/online.py`). A round's problems are practised in generation
+    batches of `problems_per_step` problems × `selfplay.rollouts.n` rollouts sampled by the engine from the current
+    policy; each batch gives `iterations` optimizer steps; `selfplay.epochs` passes over the round's problems."""
+
+    problems_per_step: int = 8  # groups per generation batch (TRL: per-device batch × steps / num_generations)
+    iterations: int = 1  # μ: optimizer steps per generation batch (TRL's num_iterations)
+    scale_rewards: bool = True  # divide each group's centred rewards by its std (false: Dr. GRPO)
+    eps_low: float = 0.2  # the ratio is clipped to [1 − eps_low, 1 + eps_high] (DAPO's clip-higher: 0.28)
+    eps_high: float = 0.28
+    beta: float = 0.0  # KL to the round's starting policy (k3, bias-corrected as TRL's); 0: no reference model
+    # groups whose rollouts all got the same reward teach nothing: drop them and draw more problems, up to
+    # `max_resample` more draws of a batch's size (DAPO's dynamic sampling); counted either way
+    filter_zero_variance: bool = True
+    max_resample: int = 2
+    # weight each token by min(π_old / π_engine, is_cap), the engine's sampling log-probs against the trainer's
+    # (TRL's vllm_importance_sampling_correction); the gap is logged either way when this is on
+    importance_sampling: bool = True
+    is_cap: float = 2.0
+    # the engine takes the policy's weights after every `sync_every` optimizer steps (and at every resume); then
+    # it is checked on a probe prompt: its greedy tokens must be the policy's own argmax (`probe_tokens`; 0: off)
+    sync_every: int = 1
+    probe_tokens: int = 16
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        for key in ("problems_per_step", "iterations", "sync_every"):
+            if getattr(self, key) < 1:
+                out.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        for key in ("eps_low", "eps_high", "beta", "max_resample", "probe_tokens"):
+            if getattr(self, key) < 0:
+                out.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        if self.eps_low >= 1:
+            out.append(("eps_low", f"must be < 1 (the ratio's lower bound 1 − eps_low > 0), got {self.eps_low}"))
+        if self.is_cap < 1:
+            out.append(("is_cap", f"must be >= 1, got {self.is_cap}"))
+        return out
+
+
+@dataclass
 class SelfPlayConfig:
     """Self-play preference optimisation (SPEC §5): rollouts on synthesized problems, verifiable rewards, pairs
     from problems whose pass rate lies in the window, DPO; `rounds` times, each round's reference being the policy
@@ -53,7 +94,10 @@ class SelfPlayConfig:
     # A problem needs this many scorable rollouts (reward not None) for a pass rate; fewer: left out, counted
     # (None: half of rollouts.n, rounded up)
     min_scored_rollouts: int | None = None
+    # "dpo": the paper's offline rounds (rollouts → pairs → DPO); "grpo": online GRPO on the round's problems
+    optimizer: Literal["dpo", "grpo"] = "dpo"
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     epochs: int = 1
     batch_size: int = 16  # pairs per optimizer step (the paper: 16)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-6, warmup_ratio=0.1))  # the paper: 1e-6

@@ -45,6 +45,7 @@ from promptcot_pl.runner.steps import ResumableSteps
 from promptcot_pl.stages.selfplay import scores
 from promptcot_pl.stages.selfplay.config import SelfPlayConfig
 from promptcot_pl.stages.selfplay.data import PreferenceDataModule, encode_preferences
+from promptcot_pl.stages.selfplay.grpo_fit import fit_online
 from promptcot_pl.stages.selfplay.module import DPOModule
 from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 from promptcot_pl.stages.selfplay.rollouts import rollouts
@@ -152,6 +153,8 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     canaries = canaries if r == 1 else ctx.check_rewards(rewards, drawn, fmt.thinking, f"selfplay round {r}", step=r)
     out.mkdir(parents=True, exist_ok=True)
     engine.serve(policy)
+    if sp.optimizer == "grpo":
+        return _online_round(ctx, engine, fmt, policy, drawn, heldout, r, rewards, canaries)
     table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r, rewards=rewards)
     pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r,
                                   min_scored=sp.min_scored)
@@ -194,6 +197,23 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
         metrics |= ci_metrics("selfplay/accuracy_practised", out / "practised_after", out / "practised_before",
                               ctx.cfg.seed, [p.level or "" for p in practised])
     # relative: the run dir may move
+    on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
+    return policy, metrics
+
+
+def _online_round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, drawn: list[Problem],
+                  heldout: list[Triple], r: int, rewards: Rewards,
+                  canaries: dict[str, float]) -> tuple[Path, dict[str, float]]:
+    """A GRPO round: the engine stays awake through the fit (it samples every step) and serves the policy's
+    weights as they change; then the exported model is evaluated like a DPO round's."""
+    out = ctx.stage_dir / f"round_{r:03d}"
+    fit = fit_online(ctx, engine, fmt, policy, drawn, out, r, rewards)
+    metrics = dict(canaries) | {k if "/" in k else f"selfplay/{k}": v for k, v in fit.items()}
+    metrics["selfplay/rollout_temperature"] = ctx.cfg.selfplay.rollouts.temperature
+    metrics["selfplay/eval_temperature"] = eval_sampling(ctx.cfg).temperature
+    policy = out / "model"
+    engine.serve(policy)
+    metrics.update(_evaluate(ctx, engine, fmt, heldout, rewards, out))
     on_rank_zero((out / "policy.txt").write_text, f"{os.path.relpath(policy, ctx.run_dir)}\n")
     return policy, metrics
 
