@@ -78,9 +78,9 @@ class GRPOModule(L.LightningModule):
             metrics["grpo/kl"] = sums[3] / tokens
         metrics |= {f"grpo/{k}": v for k, v in batch["stats"].items()}
         self.log("train/loss", metrics["train/loss"], prog_bar=True, batch_size=1)
+        # per step only: Lightning's epoch means restart at a mid-epoch resume; the round's summary is taken from
+        # its generation batches on disk instead (`grpo_fit.summary`)
         self.log_dict({k: v for k, v in metrics.items() if k != "train/loss"}, batch_size=1)
-        self.log_dict({k.replace("/", "/epoch/", 1): v for k, v in metrics.items()}, batch_size=1, on_step=False,
-                      on_epoch=True)
         return loss
 
     def configure_optimizers(self):

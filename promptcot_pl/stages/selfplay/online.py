@@ -64,8 +64,10 @@ class _Resumable:
         return self.n
 
     def __iter__(self) -> Iterator[list[int]]:
+        # a generator: the skip is taken at the first batch, not when Lightning makes an iterator it never reads
         start, self.skip = self.skip, 0
-        return iter([[i] for i in range(start, self.n)])
+        for i in range(start, self.n):
+            yield [i]
 
 
 class GenerationBatches(L.LightningDataModule):
@@ -130,7 +132,8 @@ class OnlineRollouts(Callback):
         if not kept:  # nothing to learn from: trained at zero gradient, counted
             kept = groups
         kept = kept[: self.grpo.problems_per_step]
-        data: dict[str, Any] = {"groups": kept, "stats": self._stats(groups, kept, drawn, zero, probe)}
+        data: dict[str, Any] = {"groups": kept, "stats": self._stats(groups, kept, drawn, zero, probe),
+                                "drawn_rewards": [x.rewards for x in groups]}
         if self.grpo.iterations > 1 or self.grpo.importance_sampling:
             whole = _batch(kept, self.tokenizer.pad_token_id, self.share_prefix)
             with trainer.precision_plugin.forward_context():  # the dtype the training step computes in
