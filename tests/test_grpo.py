@@ -5,11 +5,9 @@ rerun equals the uninterrupted one (DONE metrics and every MLflow curve)."""
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import REPO, kill_when, promptcot
 from lightning.pytorch.callbacks import Callback
 
 from promptcot_pl.config import EngineConfig, OptimConfig, PromptsConfig, SamplingConfig, TrainerConfig
@@ -23,6 +21,7 @@ from promptcot_pl.stages.selfplay.grpo_module import GRPOModule
 from promptcot_pl.stages.selfplay.online import GenerationBatches, OnlineRollouts
 from promptcot_pl.trainer import build_trainer
 from promptcot_pl.verify.rewards import Rewards
+from tests.conftest import REPO, kill_when, promptcot
 
 DEBUG = str(REPO / "experiments/debug/tiny.yaml")
 

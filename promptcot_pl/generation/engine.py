@@ -78,7 +78,7 @@ class ServedEngine:
                  indices: Sequence[int] | None = None) -> list[list[Completion]]:
         return self.engine.generate(prompts, sampling, local=local, indices=indices)
 
-    def push(self, weights: Mapping[str, torch.Tensor], label: str, export: Callable[[Path], object]) -> str:
+    def push(self, weights: Mapping[str, torch.Tensor], label: str, export: Callable[[Path], str | Path]) -> str:
         """Serve in-memory `weights` from now on: in place where the engine loads weights (`load_weights`), else
         through a checkpoint `export(dir)` writes and a `refresh`. (An engine's optional `load_weights(state_dict)`
         serves a state dict of its architecture without a checkpoint on disk: `HFEngine`'s copies it in.) `label` names them (`path` is then no

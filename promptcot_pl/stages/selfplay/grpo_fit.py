@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import write_jsonl
 from promptcot_pl.data.records import Problem, Rollout
 from promptcot_pl.distributed import on_rank_zero
@@ -24,7 +25,6 @@ from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.fit import continued_state, export_hf, export_trained, intact_checkpoint
 from promptcot_pl.stages.selfplay.grpo_module import GRPOModule
 from promptcot_pl.stages.selfplay.online import GenerationBatches, OnlineRollouts
-from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.trainer import MetricsFirstCheckpoint, build_trainer, load_for_fit
 from promptcot_pl.verify.rewards import Rewards
 

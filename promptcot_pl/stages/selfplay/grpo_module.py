@@ -17,6 +17,7 @@ the engine-vs-trainer log-prob gap, the probe check).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -52,10 +53,10 @@ class GRPOModule(L.LightningModule):
     def score(self, batch: dict[str, torch.Tensor], reference: bool = False) -> torch.Tensor:
         """No-grad log-probs of the batch's completion tokens under the policy (π_old when called before the
         batch's first step) or the reference."""
-        model = self.ref_model if reference else self.model
+        model = self.ref_model if reference and self.ref_model is not None else self.model
         return completion_logprobs(model, batch, self.chunk_mib).detach()
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logps = completion_logprobs(self.model, batch, self.chunk_mib)
         old = batch.get("old_logps")
         old = logps.detach() if old is None else old

@@ -82,7 +82,8 @@ class GenerationBatches(L.LightningDataModule):
                                "problems": order[start: start + problems_per_step]} for k in range(iterations)]
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.plan, batch_sampler=_Resumable(len(self.plan)), collate_fn=lambda items: dict(items[0]))
+        plan: Any = self.plan  # a list is a map-style dataset
+        return DataLoader(plan, batch_sampler=_Resumable(len(self.plan)), collate_fn=lambda items: dict(items[0]))
 
 
 @dataclass
@@ -248,7 +249,7 @@ class OnlineRollouts(Callback):
             mine, real = [0], 0.0
         batch = _batch([groups[i] for i in mine], self.tokenizer.pad_token_id, self.share_prefix)
         take = torch.cat([torch.arange(*spans[i]) for i in mine])
-        out = {k: v.to(device) for k, v in batch.items()}
+        out: dict[str, Any] = {k: v.to(device) for k, v in batch.items()}
         out["token_advantages"] = torch.cat(per_token)[take].to(device) * real
         out["token_real"] = torch.full((len(take),), real, device=device)
         out["normaliser"] = torch.tensor(float(sum(len(c) for x in groups for c in x.completions)), device=device)
