@@ -164,7 +164,8 @@ def _stage_configs():
         tree = ast.parse((REPO / f"promptcot_pl/stages/{stage}/config.py").read_text())
         for node in tree.body:
             if isinstance(node, ast.ClassDef):
-                yield stage, "selfplay.dpo" if node.name == "DPOConfig" else stage, getattr(module, node.name)
+                prefix = {"DPOConfig": "selfplay.dpo", "GRPOConfig": "selfplay.grpo"}.get(node.name, stage)
+                yield stage, prefix, getattr(module, node.name)
 
 
 @pytest.mark.parametrize("stage,prefix,cls", list(_stage_configs()), ids=lambda x: getattr(x, "__name__", x))
