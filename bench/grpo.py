@@ -4,10 +4,11 @@ generation, no vLLM) on the same tiny model, problems, group size, completion le
 equivalence), measured in one run. Prints tokens/s of each and, last, `grpo tokens/s ours/trl: X`.
 
 Tokens: for every rollout, its generated tokens plus the tokens trained on (prompt + completion), counted from what
-each side actually sampled (the two draw different completions). Timed: the whole fit, generation, rewards and
-updates included; not timed: model loading. Both sides: G rollouts at temperature 1, the DAPO loss with ε 0.2 /
+each side actually sampled (the two draw different completions). Timed: the whole fit, generation, rewards, updates
+and model loading (one policy on TRL's side; policy + engine copy on ours). Both sides: G rollouts at temperature 1, the DAPO loss with ε 0.2 /
 0.28, β 0, one step per generation batch, no importance-sampling correction (TRL applies it with vLLM only), every
-group trained (no zero-variance filtering), fp32 on CPU.
+group trained (no zero-variance filtering), fp32 on CPU. (Our defaults also filter zero-variance groups and weigh
+tokens by importance — off here, to time the same work as TRL's.)
 
 Run: python bench/grpo.py [--steps 6] [--problems-per-step 4] [--group 8] [--max-new-tokens 64]
 """

@@ -170,6 +170,9 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
         if sp.rollouts.n < 2:
             problems.add(f"key 'selfplay.rollouts.n': GRPO compares rollouts within a group: needs >= 2, "
                          f"got {sp.rollouts.n}")
+        if cfg.trainer.strategy == "fsdp":
+            problems.add("key 'trainer.strategy': GRPO's engine sync and no-grad scoring call the policy outside "
+                         "FSDP's forward; use ddp (or one device) for selfplay.optimizer=grpo")
         if cfg.trainer.accumulate_grad_batches != 1:
             problems.add("key 'trainer.accumulate_grad_batches': GRPO takes one optimizer step per generation batch "
                          "(selfplay.grpo.problems_per_step sets its size): must be 1")

@@ -104,3 +104,15 @@ def test_loss_and_gradients_equal_trls_grpo_trainer(tiny_dir, tmp_path, beta):
     assert grads.keys() == trl_grads.keys()
     for name, grad in grads.items():
         assert torch.allclose(grad, trl_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_masked_tokens_contribute_nothing_not_even_the_kl():
+    """A rank's stand-in group (fewer groups than ranks) is masked out: with β > 0 its KL must not count twice."""
+    logps = torch.randn(6, requires_grad=True)
+    ref = logps.detach() + 0.5
+    out = grpo_loss(logps, logps.detach(), torch.zeros(6), eps_low=0.2, eps_high=0.28, normaliser=6.0, ref_logps=ref,
+                    beta=0.1, mask=torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]))
+    out.loss.backward()
+    assert logps.grad[3:].abs().sum() == 0 and logps.grad[:3].abs().sum() > 0
+    gap = ref[:3] - logps.detach()[:3]
+    assert out.kl.item() == pytest.approx((torch.exp(gap) - gap - 1).sum().item())

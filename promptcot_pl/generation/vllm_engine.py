@@ -211,7 +211,8 @@ class VLLMEngine:
         count_generated(sum(len(o.token_ids) for request in outputs for o in request.outputs))
         return [[Completion(text=o.text, token_ids=list(o.token_ids),
                             logprob=o.cumulative_logprob if sampling.logprobs else None,
-                            token_logprobs=[step[t].logprob for t, step in zip(o.token_ids, o.logprobs) if step]
+                            token_logprobs=[step[t].logprob if step and t in step else float("nan")
+                                            for t, step in zip(o.token_ids, o.logprobs)]
                             if sampling.logprobs and o.logprobs else None,
                             finish_reason="length" if o.finish_reason == "length" else "stop")
                  for o in request.outputs] for request in outputs]

@@ -8,7 +8,8 @@ GRPO (Shao et al. 2024) with the choices TRL's `GRPOTrainer` makes by default an
 - a PPO-style clipped surrogate per completion token with separate bounds: −min(ρ·A, clip(ρ, 1−ε_low, 1+ε_high)·A),
   ρ = π_θ(token) / π_old(token);
 - an optional truncated importance-sampling weight per token, min(π_old / π_engine, cap), for the drift between the
-  engine that sampled and the trainer (TRL's `vllm_importance_sampling_correction`);
+  engine that sampled and the trainer (TRL's `vllm_importance_sampling_correction` with mode "token_truncate"; TRL's
+  default mode masks whole sequences, cap 3);
 - an optional KL term β·(e^{ref−θ} − (ref−θ) − 1) per token (the k3 estimator; β = 0 by default, as in TRL),
   weighted by ρ (`kl_bias_correction`, TRL's `use_bias_correction_kl`, on by default there too): the tokens were
   sampled from π_old, not π_θ;
@@ -43,7 +44,8 @@ def zero_variance(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 def truncated_is_weights(old_logps: torch.Tensor, sampling_logps: torch.Tensor, cap: float) -> torch.Tensor:
     """min(π_old / π_engine, cap) per token, detached: the engine sampled from π_engine, the loss assumes π_old."""
-    return torch.exp(old_logps - sampling_logps).clamp(max=cap).detach()
+    # a token the engine gave no log-prob for (NaN) is taken as sampled from π_old: weight 1
+    return torch.exp(old_logps - sampling_logps).clamp(max=cap).nan_to_num(nan=1.0).detach()
 
 
 @dataclass
@@ -56,9 +58,11 @@ class GRPOLoss:
 
 def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, *, eps_low: float,
               eps_high: float, normaliser: torch.Tensor | float, is_weights: torch.Tensor | None = None,
-              ref_logps: torch.Tensor | None = None, beta: float = 0.0, kl_bias_correction: bool = True) -> GRPOLoss:
+              ref_logps: torch.Tensor | None = None, beta: float = 0.0, kl_bias_correction: bool = True,
+              mask: torch.Tensor | None = None) -> GRPOLoss:
     """The clipped surrogate summed over the N completion tokens given, divided by `normaliser` (the generation
-    batch's completion tokens over every rank). `logps` carries the gradient; the others are constants."""
+    batch's completion tokens over every rank). `logps` carries the gradient; the others are constants. `mask`
+    (0/1 per token) leaves tokens out entirely, the KL term too (a rank's stand-in group that keeps DDP in step)."""
     ratio = torch.exp(logps - old_logps)
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
     per_token = -torch.min(ratio * advantages, clipped * advantages)
@@ -74,6 +78,9 @@ def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Te
             per_token_kl = per_token_kl * ratio
         per_token = per_token + beta * per_token_kl
         kl = per_token_kl.detach().sum()
+    if mask is not None:
+        per_token = per_token * mask
+        kl = kl * 0 if not beta else (per_token_kl.detach() * mask).sum()
     low = ((ratio < 1 - eps_low) & (advantages < 0)).sum().detach()
     high = ((ratio > 1 + eps_high) & (advantages > 0)).sum().detach()
     return GRPOLoss(per_token.sum() / normaliser, low.to(logps.dtype), high.to(logps.dtype), kl)

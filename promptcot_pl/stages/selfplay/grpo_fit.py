@@ -4,7 +4,7 @@ samples itself, through the stage's engine, and its fitted weights go to `out/mo
 The fit is resumable at step level: a checkpoint every `trainer.checkpoint_every_n_steps` steps
 (`checkpoints/last.ckpt`, metrics handed to the tracker first) and every generation batch on disk before its first
 step (`generations/`), so a rerun after kill -9 replays the same rollouts from the same weights and logs the same
-curves (tests/test_grpo.py). `rollouts.jsonl` lists every rollout of the round when it ends.
+curves (tests/test_grpo.py). `rollouts.jsonl` lists the rollouts of the groups it trained on when it ends.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def summary(out: Path) -> dict[str, float]:
 
 
 def _finish(out: Path, problems: list[Problem]) -> None:
-    """Every rollout of the round in `rollouts.jsonl`; the generation batches and checkpoints go."""
+    """Every rollout of the groups the round trained on in `rollouts.jsonl`; the checkpoints go (the generation
+    batches stay: the round's record, and a rerun before DONE replays them)."""
     rows = []
     for path in sorted((out / "generations").glob("gen_*.pt")):
         for group in torch.load(path, weights_only=False)["groups"]:

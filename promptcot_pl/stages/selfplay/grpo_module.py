@@ -65,7 +65,7 @@ class GRPOModule(L.LightningModule):
             ref = batch["ref_logps"] if "ref_logps" in batch else self.score(batch, reference=True)
         out = grpo_loss(logps, old, batch["token_advantages"], eps_low=self.grpo.eps_low, eps_high=self.grpo.eps_high,
                         normaliser=batch["normaliser"], is_weights=batch.get("is_weights"), ref_logps=ref,
-                        beta=self.grpo.beta)
+                        beta=self.grpo.beta, mask=batch["token_real"])
         world = self.trainer.world_size if self._trainer is not None else 1
         # every rank holds its share of the generation batch and divides by the batch's global token count; DDP
         # averages gradients over ranks, so × world gives the gradient of Σ over the whole batch / its tokens

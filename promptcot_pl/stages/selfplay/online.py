@@ -43,7 +43,7 @@ from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.records import Problem
 from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
 from promptcot_pl.generation import ServedEngine
-from promptcot_pl.losses.grpo import group_advantages, truncated_is_weights
+from promptcot_pl.losses.grpo import group_advantages, truncated_is_weights, zero_variance
 from promptcot_pl.runner.context import log
 from promptcot_pl.stages.selfplay.config import GRPOConfig
 from promptcot_pl.stages.selfplay.rollouts import judge
@@ -121,8 +121,11 @@ class OnlineRollouts(Callback):
     # -- one generation batch ------------------------------------------------------------------------------------
     def _generation(self, trainer: L.Trainer, module: Any, g: int, problems: list[int]) -> dict[str, Any]:
         path = self.out / "generations" / f"gen_{g:05d}.pt"
-        if path.is_file():  # written before its first step: a resumed fit replays it exactly
-            return torch.load(path, weights_only=False)
+        # rank 0 decides and its data is every rank's: ranks never disagree on replaying (no shared filesystem
+        # needed) nor train on their own re-scored π_old after a resume
+        if distributed.broadcast(path.is_file() if distributed.is_zero() else None):
+            # written before its first step: a resumed fit replays it exactly
+            return distributed.broadcast(torch.load(path, weights_only=False) if distributed.is_zero() else None)
         probe = self._sync(trainer, module)
         groups, drawn, zero = self._sample(g, problems)
         if not groups:
@@ -142,10 +145,14 @@ class OnlineRollouts(Callback):
             data["old_logps"] = old
             if self.grpo.importance_sampling:
                 sampled = torch.tensor([v for x in kept for c in (x.sampling_logps or []) for v in c])
-                if len(sampled) == len(old):
+                if len(sampled) != len(old):
+                    log.warning("selfplay grpo: the engine's log-probs cover %d tokens of %d: no importance "
+                                "weights for generation batch %d", len(sampled), len(old), g)
+                else:
                     data["is_weights"] = truncated_is_weights(old, sampled, self.grpo.is_cap)
                     data["stats"]["logprob_gap"] = float((old - sampled).abs().mean()) if len(old) else 0.0
                     data["stats"]["is_weight_mean"] = float(data["is_weights"].mean()) if len(old) else 1.0
+        data = distributed.broadcast(data if distributed.is_zero() else None)
         if distributed.is_zero():
             atomic_write(path, lambda tmp: torch.save(data, tmp))
         return data
@@ -153,11 +160,15 @@ class OnlineRollouts(Callback):
     def _sync(self, trainer: L.Trainer, module: Any) -> float:
         """Push the policy's weights to the engine when due; returns the probe's match (nan: not checked)."""
         step = trainer.global_step
-        if self.synced_at == step or (self.synced_at is not None and step % self.grpo.sync_every):
+        # every sync_every optimizer steps (μ steps share a batch: the count is of steps, not batches); after a
+        # resume at once, with the resumed weights (with sync_every > 1 those can be newer than an uninterrupted
+        # run's engine held: such a resume is not bit-exact)
+        if self.synced_at is not None and step - self.synced_at < self.grpo.sync_every:
             return float("nan")
         weights = full_weights(trainer.strategy)
         how = self.engine.push(weights, f"<policy at step {step}>",
-                               lambda label: self.export(weights, self.out / "sync") if self.export else label)
+                               lambda label: self.export(weights, self.out / f"sync_rank{distributed.rank()}")
+                               if self.export else label)
         if self.synced_at is None:
             log.info("selfplay grpo: the engine serves the policy at step %d (%s)", step, how)
         self.synced_at = step
@@ -218,7 +229,7 @@ class OnlineRollouts(Callback):
             groups.append(Group(i, ids, tokens, [c.text for c in completions],
                                 [float(r) if r is not None else 0.0 for r, _ in scores],
                                 [c.finish_reason == "length" for c in completions],
-                                [c.token_logprobs or [0.0] for c in completions]
+                                [c.token_logprobs or [float("nan")] for c in completions]
                                 if all(c.token_logprobs is not None for c in completions) else None))
         return groups
 
@@ -261,7 +272,7 @@ class OnlineRollouts(Callback):
 
 
 def _flat(rewards: Sequence[float]) -> bool:
-    return all(r == rewards[0] for r in rewards)
+    return bool(zero_variance(torch.tensor(rewards), len(rewards))[0])
 
 
 def _token_spans(groups: Sequence[Group]) -> list[tuple[int, int]]:
