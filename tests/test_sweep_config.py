@@ -47,11 +47,16 @@ def test_a_conditional_parameter_is_sampled_only_when_its_condition_holds():
 
     sweep, _ = load_sweep(REPO / "sweeps/reward.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = set()
-    for _ in range(20):
+    seen, optimizers = set(), set()
+    for _ in range(30):
         trial = study.ask()
         params = sample_params(trial, sweep.search_space)
-        seen.add(params["selfplay.dpo.loss"])
-        assert ("selfplay.dpo.label_smoothing" in params) == (params["selfplay.dpo.loss"] == "sigmoid")
+        optimizers.add(params["selfplay.optimizer"])
+        # DPO's keys for DPO trials only, GRPO's for GRPO trials; label smoothing for the sigmoid loss only
+        assert ("selfplay.dpo.loss" in params) == (params["selfplay.optimizer"] == "dpo")
+        assert ("selfplay.grpo.problems_per_step" in params) == (params["selfplay.optimizer"] == "grpo")
+        if "selfplay.dpo.loss" in params:
+            seen.add(params["selfplay.dpo.loss"])
+        assert ("selfplay.dpo.label_smoothing" in params) == (params.get("selfplay.dpo.loss") == "sigmoid")
         study.tell(trial, 0.0)
-    assert seen == {"sigmoid", "ipo"}
+    assert seen == {"sigmoid", "ipo"} and optimizers == {"dpo", "grpo"}
