@@ -122,3 +122,19 @@ def test_a_grpo_round_killed_and_rerun_equals_the_uninterrupted_run(tmp_path):
     # the steps after the resume generated afresh: their engine was checked on the resumed weights
     assert all(v == 1.0 for _, v in ours["grpo/probe_match"])
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_two_ddp_processes_train_grpo_as_one(tmp_path):
+    """trainer.devices=2: each rank samples half the rollouts, trains its share of the groups; the loss is
+    normalised by the whole batch, so round 2's rollouts — sampled from round 1's fitted weights — are those of
+    one process."""
+    keys = ["stages=[seed,solver,selfplay]", "selfplay.optimizer=grpo", "selfplay.grpo.problems_per_step=3",
+            f"model.cache_dir={tmp_path / 'cache'}"]
+    stats = {}
+    for devices in ("1", "2"):
+        cwd = tmp_path / devices
+        cwd.mkdir()
+        promptcot("run", DEBUG, *keys, f"trainer.devices={devices}", cwd=cwd, check=True)
+        stats[devices] = [torch.load(path, weights_only=False)["drawn_rewards"]
+                          for path in sorted((cwd / "runs/tiny/main/selfplay").glob("round_*/generations/gen_*.pt"))]
+    assert len(stats["1"]) > 4 and stats["1"] == stats["2"]
