@@ -116,11 +116,11 @@ def test_a_grpo_round_killed_and_rerun_equals_the_uninterrupted_run(tmp_path):
                 for key in fit.data.metrics if "time" not in key}
 
     ours, theirs = curves(killed), curves(base)
-    assert ours.keys() == theirs.keys() and "grpo/reward_mean" in ours
+    assert ours.keys() == theirs.keys() and "selfplay/grpo/reward_mean" in ours
     for key, points in theirs.items():
         assert ours[key] == points, key
     # the steps after the resume generated afresh: their engine was checked on the resumed weights
-    assert all(v == 1.0 for _, v in ours["grpo/probe_match"])
+    assert all(v == 1.0 for _, v in ours["selfplay/grpo/probe_match"])
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
 

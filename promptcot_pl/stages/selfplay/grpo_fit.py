@@ -65,24 +65,24 @@ def fit_online(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, polic
     export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
                    optimizer=sp.optim.keep_state or sp.optim.continue_state)
     ctx.log_model(out / "model", fit_run, [(p.id, p.problem) for p in problems])
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("grpo/", "train/"))}
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/grpo/", "train/"))}
     ctx.tracker.log_metrics(fit_run, logged, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
     final = summary(out)
     on_rank_zero(_finish, out, problems)
     log.info("selfplay round %d: GRPO, %d steps on %d generation batches: reward %.3f, pass rate %.3f, "
              "zero-variance groups %.0f%%, %.1f groups trained per batch", round_, trainer.global_step,
-             len(list((out / "generations").glob("gen_*.pt"))), final["grpo/round/reward_mean"],
-             final["grpo/round/pass_rate"], 100 * final["grpo/round/zero_variance_share"],
-             final["grpo/round/groups_trained"])
+             len(list((out / "generations").glob("gen_*.pt"))), final["selfplay/grpo/round/reward_mean"],
+             final["selfplay/grpo/round/pass_rate"], 100 * final["selfplay/grpo/round/zero_variance_share"],
+             final["selfplay/grpo/round/groups_trained"])
     return {"steps": float(trainer.global_step), **final}
 
 
 def summary(out: Path) -> dict[str, float]:
-    """The round's means over its generation batches (`grpo/round/…`), read from `out/generations`: the same after
+    """The round's means over its generation batches (`selfplay/grpo/round/…`), read from `out/generations`: the same after
     a resume, whichever process generated each batch."""
     stats = [torch.load(path, weights_only=False)["stats"] for path in sorted((out / "generations").glob("gen_*.pt"))]
     keys = sorted({k for s in stats for k in s})
-    return {f"grpo/round/{k}": sum(s[k] for s in stats if k in s) / sum(k in s for s in stats) for k in keys}
+    return {f"selfplay/grpo/round/{k}": sum(s[k] for s in stats if k in s) / sum(k in s for s in stats) for k in keys}
 
 
 def _finish(out: Path, problems: list[Problem]) -> None:

@@ -8,7 +8,7 @@ chunked LM head). Per completion token it also carries the advantage, π_old's l
 the first on its batch: then π_old is π_θ, detached), the truncated importance weight, and the batch's global token
 count that normalises the loss. The module does no generation and no I/O.
 
-Logged per step (`grpo/…`): the loss; clip fractions below and above; the sampled tokens' mean negative log-prob
+Logged per step (`selfplay/grpo/…`): the loss; clip fractions below and above; the sampled tokens' mean negative log-prob
 (an estimate of the policy's entropy at temperature 1); the KL to the reference when β > 0; and the generation
 batch's statistics the callback measured (reward mean and std, pass rate, zero-variance share, lengths, truncation,
 the engine-vs-trainer log-prob gap, the probe check).
@@ -73,11 +73,12 @@ class GRPOModule(L.LightningModule):
         tokens = batch["normaliser"].to(logps.dtype)
         sums = global_sum(torch.stack([out.loss.detach(), out.clipped_low, out.clipped_high, out.kl,
                                        -(logps.detach() * batch["token_real"]).sum()]))
-        metrics = {"train/loss": sums[0], "grpo/clip_low_fraction": sums[1] / tokens,
-                   "grpo/clip_high_fraction": sums[2] / tokens, "grpo/entropy_sampled": sums[4] / tokens}
+        metrics = {"train/loss": sums[0], "selfplay/grpo/clip_low_fraction": sums[1] / tokens,
+                   "selfplay/grpo/clip_high_fraction": sums[2] / tokens,
+                   "selfplay/grpo/entropy_sampled": sums[4] / tokens}
         if self.grpo.beta:
-            metrics["grpo/kl"] = sums[3] / tokens
-        metrics |= {f"grpo/{k}": v for k, v in batch["stats"].items()}
+            metrics["selfplay/grpo/kl"] = sums[3] / tokens
+        metrics |= {f"selfplay/grpo/{k}": v for k, v in batch["stats"].items()}
         self.log("train/loss", metrics["train/loss"], prog_bar=True, batch_size=1)
         # per step only: Lightning's epoch means restart at a mid-epoch resume; the round's summary is taken from
         # its generation batches on disk instead (`grpo_fit.summary`)

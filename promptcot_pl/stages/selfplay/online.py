@@ -7,7 +7,7 @@ batch). Its sampler resumes mid-fit where a checkpoint left it (`trainer.ResumeM
 `OnlineRollouts` (a Lightning callback) turns each planned batch into training data just before its step:
 1. the engine takes the policy's weights when it does not hold this step's (every `grpo.sync_every` steps, and at
    the first batch after a resume), in place where it can (`ServedEngine.push`), and is checked: its greedy tokens
-   on a probe prompt must be the policy's own argmax at every position (`grpo/probe_match`, 1.0 when it serves
+   on a probe prompt must be the policy's own argmax at every position (`selfplay/grpo/probe_match`, 1.0 when it serves
    the trained weights);
 2. `selfplay.rollouts.n` rollouts per problem, judged by the stage's `Rewards` (an unscorable rollout — cut off,
    no answer — earns 0); groups whose rewards are all equal are dropped and replaced by fresh problems, up to
