@@ -86,6 +86,28 @@ def test_without_a_sync_the_engine_serves_stale_weights(tiny_dir, math_triples, 
     assert seen[0][0] and not any(same for same, _ in seen[1:]), seen
 
 
+def test_an_engine_asleep_during_each_update_wakes_with_the_trained_weights(tiny_dir, math_triples, tmp_path):
+    """sleep_during_update: the engine frees its weights after sampling; the next batch wakes it with the trained
+    ones, and the probe (greedy = the policy's argmax) passes at every wake."""
+    problems = [Problem(id=t.id, domain="math", problem=t.problem, answer=t.answer) for t in math_triples[:12]]
+    engine = ServedEngine(HFEngine(tiny_dir, EngineConfig(progress=False)), tiny_dir)
+    grpo = GRPOConfig(problems_per_step=3, probe_tokens=8, sleep_during_update=True, sync_every=2)  # wake = push
+    online = OnlineRollouts(engine, PromptFormat.words_only("solver", PromptsConfig().solver), problems, HasSeven(),
+                            load_tokenizer(tiny_dir), SamplingConfig(n=4, temperature=1.0, max_new_tokens=24), grpo,
+                            tmp_path, seed=0, max_length=384)
+    seen = []
+
+    class Asleep(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((engine.engine.model is None, float(batch["stats"]["probe_match"])))
+
+    trainer = build_trainer(TrainerConfig(enable_progress_bar=False), max_epochs=1, default_root_dir=tmp_path,
+                            callbacks=[online, Asleep()])
+    trainer.fit(GRPOModule(load_model(tiny_dir, "float32"), OptimConfig(lr=1e-2, warmup_ratio=0.0), grpo),
+                datamodule=GenerationBatches(len(problems), 3, 1, 1, seed=0))
+    assert seen == [(True, 1.0)] * 4
+
+
 def test_a_grpo_round_killed_and_rerun_equals_the_uninterrupted_run(tmp_path):
     """kill -9 in the middle of a GRPO round (after a step's checkpoint, its next generation batch on disk); the rerun
     resumes it, its engine takes the resumed weights (probe 1.0), and every DONE metric and MLflow point equals the

@@ -53,6 +53,10 @@ class GRPOConfig:
     # it is checked on a probe prompt: its greedy tokens must be the policy's own argmax (`probe_tokens`; 0: off)
     sync_every: int = 1
     probe_tokens: int = 16
+    # the engine frees its memory once a batch is sampled and takes the weights again before the next (vLLM sleep
+    # mode on GPUs; HF drops its copy): for an accelerator too small for the engine beside the update. Every wake
+    # is a push, probe-checked
+    sleep_during_update: bool = False
 
     def problems(self) -> list[tuple[str, str]]:
         out = []

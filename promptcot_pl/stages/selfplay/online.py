@@ -5,10 +5,10 @@ generation batches of `grpo.problems_per_step` problems, each listed `grpo.itera
 batch). Its sampler resumes mid-fit where a checkpoint left it (`trainer.ResumeMidEpoch`).
 
 `OnlineRollouts` (a Lightning callback) turns each planned batch into training data just before its step:
-1. the engine takes the policy's weights when it does not hold this step's (every `grpo.sync_every` steps, and at
-   the first batch after a resume), in place where it can (`ServedEngine.push`), and is checked: its greedy tokens
-   on a probe prompt must be the policy's own argmax at every position (`selfplay/grpo/probe_match`, 1.0 when it serves
-   the trained weights);
+1. the engine takes the policy's weights when it does not hold this step's (every `grpo.sync_every` steps, at the
+   first batch after a resume, after every sleep: `grpo.sleep_during_update`), in place where it can
+   (`ServedEngine.push`), and is checked: its greedy tokens on a probe prompt must be the policy's own argmax at
+   every position (`selfplay/grpo/probe_match`, 1.0 when it serves the trained weights);
 2. `selfplay.rollouts.n` rollouts per problem, judged by the stage's `Rewards` (an unscorable rollout — cut off,
    no answer — earns 0); groups whose rewards are all equal are dropped and replaced by fresh problems, up to
    `grpo.max_resample` more draws (`grpo.filter_zero_variance`); if none is left the batch keeps them, at zero
@@ -108,6 +108,7 @@ class OnlineRollouts(Callback):
         self.share_prefix, self.export = share_prefix, export
         self.sampling = replace(sampling, logprobs=grpo.importance_sampling)
         self.synced_at: int | None = None  # the optimizer step whose weights the engine serves
+        self.asleep = False  # put to sleep after sampling (grpo.sleep_during_update): the next batch wakes it
         self.current: tuple[int, dict[str, Any]] | None = None  # (generation index, its data)
         self.probe = [encode_prompt(tokenizer, solver_prompt(fmt, p.problem, p.domain)) for p in self.problems[:1]]
 
@@ -128,6 +129,9 @@ class OnlineRollouts(Callback):
             return distributed.broadcast(torch.load(path, weights_only=False) if distributed.is_zero() else None)
         probe = self._sync(trainer, module)
         groups, drawn, zero = self._sample(g, problems)
+        if self.grpo.sleep_during_update:
+            self.engine.sleep()
+            self.asleep = True
         if not groups:
             raise ValueError(f"selfplay grpo: every rollout of generation batch {g} is longer than data.max_length="
                              f"{self.max_length} with its prompt; raise data.max_length or lower "
@@ -163,8 +167,9 @@ class OnlineRollouts(Callback):
         # every sync_every optimizer steps (μ steps share a batch: the count is of steps, not batches); after a
         # resume at once, with the resumed weights (with sync_every > 1 those can be newer than an uninterrupted
         # run's engine held: such a resume is not bit-exact)
-        if self.synced_at is not None and step - self.synced_at < self.grpo.sync_every:
+        if not self.asleep and self.synced_at is not None and step - self.synced_at < self.grpo.sync_every:
             return float("nan")
+        self.asleep = False
         weights = full_weights(trainer.strategy)
         how = self.engine.push(weights, f"<policy at step {step}>",
                                lambda label: self.export(weights, self.out / f"sync_rank{distributed.rank()}")
