@@ -124,9 +124,10 @@ class OnlineRollouts(Callback):
         path = self.out / "generations" / f"gen_{g:05d}.pt"
         # rank 0 decides and its data is every rank's: ranks never disagree on replaying (no shared filesystem
         # needed) nor train on their own re-scored π_old after a resume
-        if distributed.broadcast(path.is_file() if distributed.is_zero() else None):
+        if distributed.broadcast(path.is_file() if distributed.is_zero() else False):
             # written before its first step: a resumed fit replays it exactly
-            return distributed.broadcast(torch.load(path, weights_only=False) if distributed.is_zero() else None)
+            saved: dict[str, Any] = torch.load(path, weights_only=False) if distributed.is_zero() else {}
+            return distributed.broadcast(saved)
         probe = self._sync(trainer, module)
         groups, drawn, zero = self._sample(g, problems)
         if self.grpo.sleep_during_update:
@@ -156,7 +157,7 @@ class OnlineRollouts(Callback):
                     data["is_weights"] = truncated_is_weights(old, sampled, self.grpo.is_cap)
                     data["stats"]["logprob_gap"] = float((old - sampled).abs().mean()) if len(old) else 0.0
                     data["stats"]["is_weight_mean"] = float(data["is_weights"].mean()) if len(old) else 1.0
-        data = distributed.broadcast(data if distributed.is_zero() else None)
+        data = distributed.broadcast(data if distributed.is_zero() else {})
         if distributed.is_zero():
             atomic_write(path, lambda tmp: torch.save(data, tmp))
         return data
