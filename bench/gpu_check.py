@@ -183,7 +183,7 @@ def pipeline(args, work: Path) -> None:
     lines = proc.stdout.splitlines() + proc.stderr.splitlines()
     asleep = sum("engine asleep during" in line for line in lines)
     rebuilt = any("rebuilt on every refresh" in line for line in lines)  # an in-place weight load failed
-    report("pipeline", f"{len(stages)} stages in {wall:.0f} s ({args.engine} engine), "
+    report("pipeline", f"{len(stages)} stages in {wall:.0f} s ({'vLLM' if args.engine == 'vllm' else 'HF'} engine), "
                        f"{asleep} fits and scoring passes with the engine asleep, new weights loaded "
                        f"{'by rebuilding the engine (in-place load failed)' if rebuilt else 'in place'}")
     for stage in stages:
