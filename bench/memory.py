@@ -1,4 +1,4 @@
-"""Peak memory and speed of the log-prob paths at Qwen's 151,936-token vocabulary (issue K, REVIEW C2): ours
+"""Peak memory and speed of the log-prob paths at Qwen's 151,936-token vocabulary (issue K): ours
 (`models/head.py`: the LM head and log-softmax on target positions only, in chunks) against the naive path (the
 model's full `[tokens, vocabulary]` logits, then a log-softmax / cross-entropy over them), on three workloads:
 

@@ -1,4 +1,4 @@
-"""Peak RSS of stage `synth` against the number of concept sets (issue K, REVIEW M10): with streamed generation
+"""Peak RSS of stage `synth` against the number of concept sets (issue K): with streamed generation
 the completions live in shard files, not in memory, so the peak should stay flat as `synth.n_concept_sets` grows.
 
 For each N the debug experiment's earlier stages (seed, a 1-epoch cold start and solver) run once in a run

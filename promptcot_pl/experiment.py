@@ -232,7 +232,7 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
 
 
 def _check_memory_budget(cfg: ExperimentConfig, problems: Problems) -> None:
-    """One budget per recipe: the engine's share of a GPU and the fits' share fit together (REVIEW C4)."""
+    """One budget per recipe: the engine's share of a GPU and the fits' share fit together."""
     engine, fits = cfg.engine.gpu_memory_utilization, cfg.trainer.memory_fraction
     for key, value in (("engine.gpu_memory_utilization", engine), ("trainer.memory_fraction", fits)):
         if not 0 < value <= 1:

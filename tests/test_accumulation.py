@@ -1,4 +1,4 @@
-"""Gradient accumulation is exact (REVIEW M6): one optimizer step over a batch of 8 examples of very different
+"""Gradient accumulation is exact: one optimizer step over a batch of 8 examples of very different
 lengths gives the same gradient as 4 accumulated micro-batches of 2 (A = 4), for the token-mean NLL of SFT and the
 M-step, the weighted NLL of the E-step and the pair-mean DPO loss: each micro-batch's sum is divided by the count
 of the whole window, not by its own. Formula: g = ∇ Σ_window NLL / Σ_window tokens."""

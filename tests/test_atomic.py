@@ -1,4 +1,4 @@
-"""One atomic writer (REVIEW m10): a write that fails leaves the old content and no temporary behind; a
+"""One atomic writer: a write that fails leaves the old content and no temporary behind; a
 directory built by racing writers is the first one's."""
 
 import numpy as np

@@ -98,7 +98,7 @@ def _with_attention_dropout(tiny_dir, p: float):
 
 @pytest.mark.parametrize("disable_dropout", [True, False])
 def test_the_policy_trains_without_dropout_unless_asked(tiny_dir, setup, tmp_path, disable_dropout):
-    """REVIEW m17: the references are scored without dropout, so a policy trained with it has a margin of dropout
+    """the references are scored without dropout, so a policy trained with it has a margin of dropout
     noise at step 0. With dpo.disable_dropout (the default) the first step sees margin 0 and loss log 2 exactly, and
     the model stays in eval mode through Lightning's fit."""
     import math

@@ -49,7 +49,7 @@ def test_e_step_raises_the_chosen_rationales_likelihood(tiny_dir, math_triples, 
 
 
 def test_the_heldout_bound_does_not_depend_on_the_training_k_or_temperature(tmp_path):
-    """REVIEW C3: the held-out bound takes em.eval_k samples at temperature 1 whatever em.k and
+    """the held-out bound takes em.eval_k samples at temperature 1 whatever em.k and
     em.rationale_temperature, so iteration 0 (the cold start) is the same number in all three runs."""
     debug = str(REPO / "experiments/debug/tiny.yaml")
     cache = f"model.cache_dir={tmp_path / 'cache'}"
@@ -65,7 +65,7 @@ def test_the_heldout_bound_does_not_depend_on_the_training_k_or_temperature(tmp_
 
 
 def test_log_q_of_a_sampled_rationale_is_the_engines_sampling_logprob(tiny_dir, math_triples, tmp_path):
-    """REVIEW M1: q_φ is scored on the token ids the engine sampled (through its EOS), so its log q is the
+    """q_φ is scored on the token ids the engine sampled (through its EOS), so its log q is the
     proposal's own density: equal to the HF engine's log-prob of the sample (temperature 1)."""
     from promptcot_pl.config import EngineConfig, SamplingConfig
     from promptcot_pl.generation.hf import HFEngine

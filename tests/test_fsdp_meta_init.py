@@ -1,4 +1,4 @@
-"""Model loading at scale (REVIEW m19): under multi-process FSDP only rank 0 reads the checkpoint; rank 1 builds
+"""Model loading at scale: under multi-process FSDP only rank 0 reads the checkpoint; rank 1 builds
 the model on the meta device, and FSDP fills its shards from rank 0 — exactly, tied weights included."""
 
 import json

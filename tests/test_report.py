@@ -1,4 +1,4 @@
-"""`promptcot report`: finished run directories compared from what their stages wrote (REVIEW m5) — mean ±
+"""`promptcot report`: finished run directories compared from what their stages wrote — mean ±
 sample std of final metrics, paired differences, per-step curves (EM's frozen variant under its MLflow name)."""
 
 import json

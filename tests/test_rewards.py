@@ -19,7 +19,7 @@ def test_math_reward_values():
 
 @pytest.mark.parametrize("answer", ["1" * 2000, "\\frac{", "@@ ## ;;", "\\begin{array}", "}{"])
 def test_an_answer_that_cannot_be_checked_scores_0_not_unscorable(answer):
-    """REVIEW M2: a policy answering what the checker cannot read when unsure must be counted wrong."""
+    """a policy answering what the checker cannot read when unsure must be counted wrong."""
     completion = f"I am not sure. \\boxed{{{answer}}}"
     assert math_reward(completion, MATH) == 0.0
     assert score_batch([completion], [MATH]) == [0.0]

@@ -9,7 +9,7 @@ from promptcot_pl.verify.format import invalid_reason
     ("Add them. The answer is $\\boxed{5}$.", "math", None),
     ("<think>2+3=5</think>The answer is $\\boxed{5}$.", "math", None),
     ("  <think>\nhmm\n</think>\n\\boxed{x^2}", "math", None),
-    # every box form the answer extraction reads is the trained format too (REVIEW m14: one rule for both)
+    # every box form the answer extraction reads is the trained format too (one rule for both)
     ("So $\\fbox{5}$.", "math", None),
     ("So \\boxed 5.", "math", None),
     ("The answer is 5.", "math", "no_boxed_answer"),

@@ -1,4 +1,4 @@
-"""The sandbox shows the program nothing of the host but the Python runtime (REVIEW M8): no run directory (whose
+"""The sandbox shows the program nothing of the host but the Python runtime: no run directory (whose
 problems hold every expected output), no checkout, no HF cache, no home — not to list, read or write — as root
 and as an unprivileged user; and each test of a program starts from a fresh working directory."""
 
@@ -123,7 +123,7 @@ def test_each_test_starts_from_a_fresh_working_directory():
                     reason="needs setpriv and a system Python to run the sandbox as an unprivileged user")
 def test_as_an_unprivileged_user_nothing_of_the_host_is_visible(host_files):
     """The SLURM case: no root, so the sandbox runs through a user namespace as the caller — who could write the
-    run directory before this sandbox (REVIEW M8)."""
+    run directory before this sandbox."""
     for path in (REPO, *REPO.parents):
         if not os.stat(path).st_mode & 0o005:
             pytest.skip(f"{path} is closed to other users: an unprivileged user cannot import the checkout")

@@ -69,7 +69,7 @@ def test_prefix_shared_rows_split_by_target_count_and_length(tiny_dir, math_trip
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, math_triples, attention):
-    """REVIEW M4: eager attention adds the mask to the scores, so a boolean mask would let siblings see each other."""
+    """eager attention adds the mask to the scores, so a boolean mask would let siblings see each other."""
     from promptcot_pl.data.shared_prefix import shared_prefix_batch
     from promptcot_pl.models.head import owner_sums
 

@@ -62,7 +62,7 @@ def test_padding_rows_are_neutralised():
 
 
 def test_a_loader_with_workers_started_by_spawn_gives_the_same_batches():
-    """data.num_workers > 0 under the spawn start method (macOS, CUDA): the collate function must pickle (REVIEW m24)."""
+    """data.num_workers > 0 under the spawn start method (macOS, CUDA): the collate function must pickle."""
     items = [Encoded(input_ids=[1, 2, 3][: 1 + i % 3], labels=[1, 2, 3][: 1 + i % 3]) for i in range(6)]
     loaders = [sharded_loader(items, 4, shuffle=True, seed=0, collate=partial(pad_batch, pad_id=0), num_workers=n)
                for n in (0, 1)]

@@ -1,4 +1,4 @@
-"""Streamed generation (issue K, REVIEW M10): synthesis writes shard files as it goes; `kill -9` mid-generation,
+"""Streamed generation (issue K): synthesis writes shard files as it goes; `kill -9` mid-generation,
 rerun, and the finished shards are reused as they are, the missing ones generated, and the problems equal an
 uninterrupted run's. Through the real CLI on the debug experiment."""
 

@@ -133,7 +133,7 @@ def test_a_killed_workers_trial_is_retried_by_another_in_the_same_run_directory(
 
 def test_a_pruned_trial_under_two_process_ddp_ends_every_rank(tmp_path):
     """torchrun, 2 processes: rank 0 runs the study, both ranks run each trial; the pruner's decision reaches both,
-    so the pruned trial ends on every rank and the next trial (or the end) finds them all (REVIEW M14)."""
+    so the pruned trial ends on every rank and the next trial (or the end) finds them all."""
     sweep = _sweep_file(tmp_path, study_name="prune_ddp", pruner={"name": "median", "n_startup_trials": 1},
                         search_space={"em.m_optim.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}},
                         enqueue=[{"em.m_optim.lr": 1e-3}, {"em.m_optim.lr": 1.0}, {"em.m_optim.lr": 2e-3}])

@@ -68,7 +68,7 @@ def test_decontamination_removes_a_planted_copy_of_an_eval_problem():
     assert index.contaminated("what is 2 + 2")  # shorter than n: equal word sequences
     assert not index.contaminated("What is 2+3?")
     assert not any(index.contaminated(t) for t in DISTINCT)
-    # REVIEW m15: a short evaluation problem embedded in a longer one is caught too (as a word sequence)
+    # a short evaluation problem embedded in a longer one is caught too (as a word sequence)
     assert index.contaminated("Alice asks Bob: what is 2 + 2? He answers after a while, and she checks it.")
     assert not index.contaminated("Alice asks Bob what 2 + 2 is, and she checks it.")
 

@@ -250,7 +250,7 @@ MIXED = "```cpp\nint main() { return 0; }\n```\nNow in Python:\n```python\nprint
 
 
 def test_fences_pair_properly_and_only_python_is_graded():
-    """REVIEW M3: a C++ block first no longer makes the prose between the blocks the "program"."""
+    """a C++ block first does not make the prose between the blocks the "program"."""
     from promptcot_pl.data.records import Problem
     from promptcot_pl.verify.code import code_blocks
     from promptcot_pl.verify.rewards import code_reward

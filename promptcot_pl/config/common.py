@@ -211,14 +211,14 @@ class TrainerConfig:
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     # Compute precision of fits: "bf16-mixed" (GPUs with bf16; the paper recipes) and "16-mixed" compute in half
     # precision over fp32 master weights and optimizer states; "32-true" is fp32 throughout. bf16 master weights
-    # ("bf16-true") lose AdamW's updates at the paper's learning rates (REVIEW C1): refused unless
+    # ("bf16-true") lose AdamW's updates at the paper's learning rates: refused unless
     # bf16_true_optimizer=kahan.
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
     # bf16-true (bf16 weights and optimizer states, half the memory of fp32 masters) only with an optimizer that
     # keeps the updates: "kahan" = torch-optimi's AdamW with Kahan-compensated summation.
     bf16_true_optimizer: Literal["refuse", "kahan"] = "refuse"
     # The LM head and log-softmax run on target positions only, this many MiB of fp32 logits at a time (at a
-    # 152k vocabulary: 441 positions), in every fit and scoring pass: no [tokens, vocabulary] copy (REVIEW C2).
+    # 152k vocabulary: 441 positions), in every fit and scoring pass: no [tokens, vocabulary] copy.
     logits_chunk_mib: int = 256
     # No-grad scoring batches (E-step candidates, held-out bound, DPO references) hold at most this many token
     # positions (rows × longest row): memory is set by tokens, not by a count of targets of unknown length.
@@ -251,7 +251,7 @@ class VerifyConfig:
     # Wall-clock seconds per unit test of a generated program (SPEC §5 allows 30). CPU time is capped at this + 1.
     code_timeout_s: float = 30.0
     # Sandboxes (and math checks) run at once on this process; None: the machine's cores / the processes on it, so
-    # 8 ranks of one node do not run 8 × cores sandboxes and turn correct programs into timeouts (REVIEW M9).
+    # 8 ranks of one node do not run 8 × cores sandboxes and turn correct programs into timeouts.
     workers: int | None = None
     # Probe the reward with adversarial completions before each self-play round and each SFT / evaluate run; the
     # stage refuses to start if any is rewarded (verify/canaries.py).

@@ -1,5 +1,5 @@
 """The one way this project writes a file or a directory that a rerun may read: build it under a unique temporary
-name beside the target, then rename it into place (REVIEW m10). A killed or failed writer leaves the old file (or
+name beside the target, then rename it into place. A killed or failed writer leaves the old file (or
 none), never half a file; its temporary is removed on errors, and one left by `kill -9` is a dot-file a rerun
 ignores. Renames within one directory are atomic on POSIX filesystems.
 """

@@ -92,7 +92,7 @@ def degenerate_reason(problem: str, answer: str | None = None, min_words: int = 
 class NgramIndex:
     """Word n-grams of the evaluation problems, to test a generated problem for overlap. An evaluation problem
     shorter than n words is matched as a whole: a text that contains its words in order, anywhere, is
-    contaminated (REVIEW m15: "what is 2 + 3?" embedded in a longer problem used to pass)."""
+    contaminated ("what is 2 + 3?" embedded in a longer problem is caught)."""
 
     def __init__(self, eval_texts: Iterable[str], n: int) -> None:
         self.n = n

@@ -13,7 +13,7 @@ weighted tokens, pairs; or a tuple of counts per item for a loss with several de
 term's chosen tokens), every index carries the count of its whole accumulation window — summed over the window's
 global batches, real items only — and the collated batch holds it as `window_count`. The modules divide each
 micro-batch's summed loss by it (`modules/reduce.py`), so one step's gradient is Σ loss / Σ count over the window,
-exactly as one batch A times larger (the mean of micro-batch means differs when their counts do; REVIEW M6).
+exactly as one batch A times larger (the mean of micro-batch means differs when their counts do).
 
 Lightning's own DistributedSampler is switched off (`use_distributed_sampler=False` in `build_trainer`): it pads
 by repeating real items, which would count them twice.
@@ -101,7 +101,7 @@ class MarkPadding:
     """A collate function for `PaddedItems` around `collate`: the batch gains `real` [B] (and `window_count`, see the
     module docstring) and padding rows are neutralised — every label ignored and weight 0 — so they add nothing to
     any loss or count. A class, not a closure, so that DataLoader workers started by `spawn` (macOS, CUDA) can
-    unpickle it (REVIEW m24)."""
+    unpickle it."""
 
     def __init__(self, collate: Callable[[list[Any]], dict[str, torch.Tensor]]) -> None:
         self.collate = collate

@@ -4,7 +4,7 @@ Shapes: scores are [N, K] — N (c, x) pairs, K sampled rationales each.
 - `log_p_joint[n, k]` = R = log p_θ(z_k, x | c), the summed target log-prob under the prompt model.
 - `log_q[n, k]`       = log q_φ(z_k | c, x), under the rationale model.
 - `valid[n, k]`       = whether candidate k can be scored at all (optional): a sample cut at the token limit or
-  holding the markers has no density under p_θ to compare (REVIEW M1, m16). Such a candidate weighs 0 — in the
+  holding the markers has no density under p_θ to compare. Such a candidate weighs 0 — in the
   E-step and in the bound. Weighting a proposal's samples outside a subset S by 0 still bounds log p(x | c) from
   below (by log Σ_{z∈S} p(z, x | c)), so the held-out numbers stay bounds.
 """
@@ -63,7 +63,7 @@ def iwae_bound(log_p_joint: torch.Tensor, log_q: torch.Tensor, valid: torch.Tens
     shape [N] (K = last dimension); −inf for a pair without a valid candidate.
 
     A lower bound on log p(x | c) in expectation only when the z_k are drawn from the very q that is scored:
-    temperature 1, no top-p/top-k, and log q of the sampled token ids (REVIEW C3, M1)."""
+    temperature 1, no top-p/top-k, and log q of the sampled token ids."""
     k = log_p_joint.shape[-1]
     return torch.logsumexp(_log_weights(log_p_joint, log_q, valid), dim=-1) - math.log(k)
 

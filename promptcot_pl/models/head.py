@@ -1,4 +1,4 @@
-"""Log-probs of the target tokens of a batch without the `[tokens, vocabulary]` logit matrix (REVIEW C2).
+"""Log-probs of the target tokens of a batch without the `[tokens, vocabulary]` logit matrix.
 
 A Hugging Face causal LM's forward pass returns logits for every position: at Qwen's 151,936-token vocabulary an
 E-step scoring batch of 8 × 4,096 positions is ~20 GB of bf16 logits plus the fp32 copy the log-softmax takes,
@@ -95,7 +95,7 @@ def model_mask(model: nn.Module, mask: torch.Tensor | None) -> torch.Tensor | No
 
     A 4-D mask (prefix-shared rows) is built boolean (True = may attend). transformers hands a 4-D mask to the
     attention function unchanged: sdpa reads a boolean as "attend", but eager attention *adds* the mask to the
-    scores, so True/False would become +1/+0 and every target would see its siblings (REVIEW M4). For anything but
+    scores, so True/False would become +1/+0 and every target would see its siblings. For anything but
     sdpa the mask becomes additive: 0 where allowed, the dtype's minimum elsewhere. Flash-attention and flex take no
     dense 4-D mask at all: those need `trainer.share_prefix=false` (one target per row, a 2-D padding mask)."""
     if mask is None or mask.dim() != 4 or mask.dtype != torch.bool:

@@ -19,7 +19,7 @@ class SequenceScorer(L.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         # The LM head runs on scored positions only (prompts are never scored; with a 150k vocabulary the head is
-        # a large share of the pass), in chunks: no [tokens, vocabulary] logits (REVIEW C2).
+        # a large share of the pass), in chunks: no [tokens, vocabulary] logits.
         if "score_owner" in batch:  # prefix-shared rows
             logp = target_logprobs(self.model, batch, batch["score_row"], batch["score_pos"], batch["score_label"],
                                    self.chunk_mib)

@@ -1,5 +1,5 @@
 """`promptcot report RUN_DIR… [--metric M…] [--diff A B] [--curve M…] [--png PATH]`: finished runs compared, the
-numbers a paper table needs (REVIEW m5: one verb instead of a script per stage).
+numbers a paper table needs (one verb instead of a script per stage).
 
 Reads only what stages write in each run directory: every `<stage>/DONE` (a stage's final metrics) and every
 `<stage>/history.jsonl` (per-step curves: EM iterations, self-play rounds; `em/frozen/history.jsonl` is

@@ -114,7 +114,7 @@ class StageContext:
     def released(self, what: str) -> Iterator[None]:
         """Every engine this stage holds frees its memory for the block — a fit or a scoring pass beside it: asleep
         (vLLM sleep mode) or shut down, woken with the newest weights by its next `generate`. An engine resident
-        beside FSDP shards and optimizer states is what runs 7B fits out of memory (REVIEW C4). Logged, so a run's
+        beside FSDP shards and optimizer states is what runs 7B fits out of memory. Logged, so a run's
         log shows every fit ran with the engine asleep; `engine.release_during_fits=false` keeps it resident."""
         if self.cfg.engine.release_during_fits:
             for engine in self._engines:

@@ -105,7 +105,7 @@ class _Reporter:
 
     In a multi-process trial every rank calls it at the same points (every rank runs the same stage code): rank 0
     holds the trial and asks the pruner, its decision is broadcast, and every rank raises `TrialPruned` together —
-    a rank that stopped alone would leave the others waiting in their next collective (REVIEW M14)."""
+    a rank that stopped alone would leave the others waiting in their next collective."""
 
     def __init__(self, trial: optuna.Trial | None, metric: str | None) -> None:
         self.trial, self.metric = trial, metric  # trial None: a follower rank

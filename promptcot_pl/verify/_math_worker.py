@@ -44,7 +44,7 @@ def main() -> None:
             return None  # the reference side failed: undecidable
         guess = parsed(pred)
         if not guess:
-            return False  # an unparsable prediction is a wrong answer, as in math-verify itself (REVIEW M2)
+            return False  # an unparsable prediction is a wrong answer, as in math-verify itself
         try:
             return bool(verify(gold, guess, timeout_seconds=None))
         except Exception:  # noqa: BLE001 - the checker itself failed: undecidable

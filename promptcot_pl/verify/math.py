@@ -6,7 +6,7 @@
   None: falling back to an earlier box could reward an answer the model abandoned.
 - `is_equivalent(pred, ref)` → True / False / None. A failure on the prediction's side — empty, longer than
   `MAX_ANSWER_CHARS`, unparsable, or a check that times out — is False: a policy must not escape a wrong score by
-  answering what cannot be checked (REVIEW M2). None (cannot decide) is kept for the reference's side (missing,
+  answering what cannot be checked. None (cannot decide) is kept for the reference's side (missing,
   overlong, unparsable) and for the checker's own failures. Cheap exact cases are decided here (identical after LaTeX-spacing normalisation; both plain
   numbers, compared as exact fractions). Everything else goes to math-verify (sympy + an ANTLR LaTeX grammar),
   which handles fractions, radicals, π, percentages, degrees, units/`\\text{}`, `x = 5` vs `5`, tuples,

@@ -24,7 +24,7 @@ class EMConfig:
     z_mode: Literal["greedy", "sample", "best"] = "greedy"  # how z̃ for the M-step comes from q_φ
     rationale_temperature: float = 1.0  # sampling z_k ~ q_φ in the E-step
     # The held-out IWAE/ELBO always take eval_k samples at temperature 1, top-p 1 (the q whose log q is scored),
-    # whatever k and rationale_temperature: a bound, and comparable across runs that sweep them (REVIEW C3).
+    # whatever k and rationale_temperature: a bound, and comparable across runs that sweep them.
     eval_k: int = 16
     z_temperature: float = 1.0  # z̃ when z_mode = sample
     max_rationale_tokens: int = 128

@@ -5,11 +5,11 @@ Each iteration t (seeded with seed + t, so a resumed run equals an uninterrupted
           (batched `Trainer.predict`) → selection weights → fit q_φ by weighted NLL (WeightedNLLModule)
   M-step  z̃ from the updated q_φ (greedy | sample | the E-step's best) → fit p_θ on c → (z̃, x) (the same, w = 1)
   eval    held-out `em/iwae_heldout` and `em/elbo_heldout` from `em.eval_k` samples at temperature 1, top-p 1 —
-          whatever the training K and temperature, so runs that differ in them compare like with like (REVIEW C3) —
+          whatever the training K and temperature, so runs that differ in them compare like with like —
           and `em/nll_x_given_z_heldout` (x under p_θ given greedy z from q_φ, per token), logged with step = t;
           iteration 0 is the cold start.
 Candidates are the engine's samples as generated: log q_φ is scored on the sampled token ids (through the EOS the
-engine sampled), never on re-tokenised text (REVIEW M1). A candidate cut at `em.max_rationale_tokens`, holding one
+engine sampled), never on re-tokenised text. A candidate cut at `em.max_rationale_tokens`, holding one
 of the markers (it would nest in p_θ's target, m16) or with surrounding whitespace (p_θ's target strips it) has no
 comparable density: it weighs 0 in the E-step and in the bound, and is counted (`em/truncated_share`,
 `em/marker_share`, `em/malformed_share`; `em/heldout_*` for the evaluation samples).

@@ -24,7 +24,7 @@ class DPOConfig:
     reference: Literal["precomputed", "frozen"] = "precomputed"
     # The policy trains with dropout off (TRL's default): its reference log-probs are computed without dropout, so
     # the policy starts from exactly the reference (margin 0, sigmoid loss log 2) and its implicit rewards carry no
-    # dropout noise (REVIEW m17). false: the model's own dropout.
+    # dropout noise. false: the model's own dropout.
     disable_dropout: bool = True
 
 

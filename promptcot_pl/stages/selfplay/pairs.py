@@ -3,7 +3,7 @@
 Per problem: the pass rate is the mean reward over its scorable rollouts (reward None — the checker could not
 decide — is counted and left out, never scored 0; a rollout in a broken format still counts with its reward: a
 missing answer is a failure of the policy). A problem with fewer than `min_scored` scorable rollouts gets no rate
-("too_few_scored": 1 pass + 1 fail + 6 undecidable is no evidence of a rate of 1/2, REVIEW m18). Problems whose pass rate lies in the window are kept (default
+("too_few_scored": 1 pass + 1 fail + 6 undecidable is no evidence of a rate of 1/2). Problems whose pass rate lies in the window are kept (default
 (0, 1/2]: the release keeps exactly 1/2, the paper's text says "< 1/2"). Invalid rollouts never enter a pair;
 chosen = a valid passing rollout, rejected = a valid failing one, min(#pass, #fail) pairs per problem, each
 rollout used at most once, drawn in a seeded order.

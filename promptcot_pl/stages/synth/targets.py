@@ -5,7 +5,7 @@
   confidence and problems below `min_confidence` are dropped ("low_confidence"; "no_answer" when no sample had one).
 - code: a test-writer engine is prompted once per test (`stages/synth/test_writer.py`); broken outputs are dropped with
   their reason and identical tests merged (the paper's filter; a synthesized problem has no reference solution
-  to check a test against — REVIEW m8). Problems left with no test are dropped ("no_tests").
+  to check a test against). Problems left with no test are dropped ("no_tests").
 """
 
 from __future__ import annotations
