@@ -21,7 +21,7 @@ def _cfg(tmp_path, *overrides):
 
 def test_resume_and_the_cache_share_one_list_of_how_to_run_keys(tmp_path):
     """How a run runs (processes, logging, checkpoint cadence) neither splits the cache nor blocks a resume; what
-    it computes (precision, accumulation, clipping) does both (neither may be resumed across a change of it)."""
+    it computes (precision, accumulation, clipping) does both."""
     from promptcot_pl.pipeline import _check_same_experiment, _save_config, run_dir_of
 
     base = _cfg(tmp_path)
