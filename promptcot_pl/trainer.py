@@ -32,6 +32,7 @@ from transformers import PreTrainedModel
 from promptcot_pl import distributed
 from promptcot_pl.accounting import TokenAccounting
 from promptcot_pl.config import TrainerConfig
+from promptcot_pl.lightning_private import log_step_metrics_now
 from promptcot_pl.models import load_model
 from promptcot_pl.precision import fsdp_mixed_precision, precision_plugin
 
@@ -100,12 +101,25 @@ class DecoderLayerPolicy:
 
 
 class CPUFSDPStrategy(FSDPStrategy):
-    """FSDPStrategy that also runs on CPU (gloo). On GPU it is FSDPStrategy unchanged."""
+    """FSDPStrategy that also runs on CPU (gloo), and checkpoints the activations of the layers `checkpoint_layers`
+    picks through torch's public `apply_activation_checkpointing` on every device. On GPU the wrapping is
+    FSDPStrategy's unchanged."""
+
+    def __init__(self, *args: Any, checkpoint_layers: DecoderLayerPolicy | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkpoint_layers = checkpoint_layers
 
     def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self.root_device.type != "cpu":
-            return super()._setup_model(model)
-        from lightning.fabric.strategies.fsdp import _setup_activation_checkpointing
+        model = super()._setup_model(model) if self.root_device.type != "cpu" else self._wrap_on_cpu(model)
+        if self.checkpoint_layers is not None:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+            # non-reentrant recompute (torch's default wrapper): the one FSDP supports; pinned by
+            # tests/test_fsdp_precision.py, which counts the wrapped layers
+            apply_activation_checkpointing(model, auto_wrap_policy=self.checkpoint_layers)
+        return model
+
+    def _wrap_on_cpu(self, model: torch.nn.Module) -> torch.nn.Module:
         from torch.distributed.fsdp import FullyShardedDataParallel
 
         kwargs = dict(self.kwargs)
@@ -117,12 +131,10 @@ class CPUFSDPStrategy(FSDPStrategy):
                 materialize(module)
             for tensor in [*model.parameters(), *model.buffers()]:
                 torch.distributed.broadcast(tensor.data, src=0)
-        model = FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
-                                         mixed_precision=self.mixed_precision_config,
-                                         sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
-                                         **kwargs)
-        _setup_activation_checkpointing(model, self._activation_checkpointing_kwargs)
-        return model
+        return FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                        mixed_precision=self.mixed_precision_config,
+                                        sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                        **kwargs)
 
     def lightning_module_state_dict(self) -> dict[str, Any]:
         if self._state_dict_type == "full":
@@ -144,20 +156,34 @@ class ClipShardedGradients(Callback):
 
 class ResumeMidEpoch(Callback):
     """After a resume from a mid-epoch checkpoint, start the data where the checkpoint left it: Lightning
-    restores the step counters but restarts the epoch's data from its first batch."""
+    restores the step counters but restarts the epoch's data from its first batch. The count of the epoch's
+    batches already trained on is this callback's checkpointed state (Lightning's public callback `state_dict`);
+    the batch sampler skips them (`resume_after`). Pinned bit for bit by the kill-anywhere chaos test
+    (tests/test_trainer_resume.py)."""
+
+    def __init__(self) -> None:
+        self.done = 0  # batches of the current epoch trained on
+        self.to_skip = 0  # read from a checkpoint: batches the resumed epoch must not see again
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # runs before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last). A checkpoint written at
+        # the epoch's last batch is an epoch end to Lightning: it goes on with the next epoch, whose batches must
+        # not be skipped — hence 0, not the epoch's length
+        self.done = 0 if batch_idx + 1 >= trainer.num_training_batches else batch_idx + 1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loop = trainer.fit_loop
+        # before the first epoch's data is fetched (the epoch-start hook runs after Lightning prefetches a batch)
         sampler: Any = getattr(trainer.train_dataloader, "batch_sampler", None)
-        if loop.restarted_mid_epoch and hasattr(sampler, "resume_after"):
-            # a checkpoint written at a batch's end counts it as processed, not yet completed
-            current: Any = loop.epoch_loop.batch_progress.current  # a processed-tracker (typed as its base)
-            processed = current.processed
-            # One written at the epoch's last batch is an epoch end to Lightning: it resets the batch counters and
-            # goes on with the next epoch, whose batches must not be skipped (that lost an epoch: found by the
-            # chaos test, tests/test_trainer_resume.py)
-            if processed < trainer.num_training_batches:
-                sampler.resume_after(processed)
+        if self.to_skip and hasattr(sampler, "resume_after"):
+            sampler.resume_after(self.to_skip)
+        self.done, self.to_skip = self.to_skip, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.to_skip = int(state_dict.get("done", 0))
 
 
 class MetricsFirstCheckpoint(ModelCheckpoint):
@@ -177,7 +203,7 @@ class MetricsFirstCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if self._in_batch_end:
-            trainer._logger_connector.update_train_step_metrics()  # what the loop calls after the hooks
+            log_step_metrics_now(trainer)
         super()._save_checkpoint(trainer, filepath)
 
 
@@ -222,8 +248,7 @@ def _strategy(cfg: TrainerConfig, accelerator: str, multi: bool) -> str | Strate
                 sync = {"sync_module_states": True, "param_init_fn": _Materialize(device)}
             return CPUFSDPStrategy(auto_wrap_policy=DecoderLayerPolicy(),
                                    mixed_precision=fsdp_mixed_precision(cfg.precision),
-                                   activation_checkpointing_policy=DecoderLayerPolicy()
-                                   if cfg.activation_checkpointing else None,
+                                   checkpoint_layers=DecoderLayerPolicy() if cfg.activation_checkpointing else None,
                                    sharding_strategy=cfg.fsdp_sharding, state_dict_type=cfg.fsdp_state_dict, **sync)
         case "ddp":
             return DDPStrategy()

@@ -1,7 +1,8 @@
 """Run under `torchrun --nproc-per-node 1`: two FSDP steps of the model at argv[1] under `trainer.precision` argv[2],
 through `build_trainer` and the real DataModule, then scoring of long sequences under the same FSDP precision and
 by the plain fp32 model (no FSDP). Writes JSON to argv[3]: the dtype of RoPE's `inv_freq` after the steps, its
-largest relative error against the checkpoint's, the dtype FSDP reduces gradients in, and both sets of per-token
+largest relative error against the checkpoint's, the number of
+activation-checkpointed layers, the dtype FSDP reduces gradients in, and both sets of per-token
 log-probs.
 tests/test_fsdp_precision.py runs it."""
 
@@ -23,7 +24,7 @@ def main() -> None:
 
     model_dir, precision, out = sys.argv[1], sys.argv[2], sys.argv[3]
     cfg = TrainerConfig(strategy="fsdp", precision=precision, accelerator="cpu", devices="1",
-                        enable_progress_bar=False)
+                        activation_checkpointing=True, enable_progress_bar=False)
     reference = dict(load_model(model_dir).named_buffers())["model.rotary_emb.inv_freq"]
     seen: dict = {}
 
@@ -32,6 +33,8 @@ def main() -> None:
             (inv_freq,) = [b for name, b in module.named_buffers() if name.endswith("rotary_emb.inv_freq")]
             seen["dtype"] = str(inv_freq.dtype).removeprefix("torch.")
             seen["max_rel_err"] = float(((inv_freq.float() - reference) / reference).abs().max())
+            seen["checkpointed"] = sum(type(m).__name__ == "CheckpointWrapper" for m in trainer.strategy.model.modules())
+            seen["layers"] = module.model.config.num_hidden_layers
 
     pairs = [(f"Problem:\nWhat is {a} + 1?\nSolution:\n", f"{a + 1}") for a in range(8)]
     data = PairDataModule(load_tokenizer(model_dir), pairs, pairs[:2], batch_size=4, max_length=64)
