@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 VOCAB = 151_936
 GOALS = {"scoring": 4.0, "sft": 4.0, "dpo": 2.0}  # issue K: lower peak memory by at least this factor
@@ -81,11 +82,12 @@ def _step(workload: str, path: str, model, batch, optimizer):
     """One step; returns the number of target tokens it scored or trained on."""
     import torch
 
-    from promptcot_pl.losses import gathered_sequence_logprobs, masked_nll
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ is a package
     from promptcot_pl.losses.dpo import dpo_loss
     from promptcot_pl.modules import SequenceScorer, WeightedNLLModule
     from promptcot_pl.stages.selfplay.config import DPOConfig
     from promptcot_pl.stages.selfplay.module import pair_logprobs
+    from tests.reference import gathered_sequence_logprobs, masked_nll  # the naive full-logit path
 
     def full_logits():
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

@@ -10,8 +10,6 @@ This module sits above the stages (it imports their configs); stages get the loa
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +22,10 @@ from promptcot_pl.config.common import (
     EngineConfig,
     ModelConfig,
     PromptsConfig,
-    SamplingConfig,
     TrackingConfig,
     TrainerConfig,
     VerifyConfig,
+    config_problems,
 )
 from promptcot_pl.config.loading import Problems, load_structured
 from promptcot_pl.stages.analyze.config import AnalyzeConfig
@@ -115,7 +113,8 @@ def _at(cfg: ExperimentConfig, key: str) -> Any:
 
 
 def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
-    """Checks that types alone cannot express; each error names the key."""
+    """Checks that types alone cannot express, each naming its key: every area's own (`invalid()` of each config
+    dataclass, found by `config_problems`), then those that span areas."""
     if cfg.threads is not None and cfg.threads < 1:
         problems.add("key 'threads': must be at least 1 (or null: from the cores and processes here)")
     unknown = [s for s in cfg.stages if s not in STAGE_NAMES]
@@ -124,144 +123,45 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     order = [STAGE_NAMES.index(s) for s in cfg.stages if s in STAGE_NAMES]
     if order != sorted(set(order)):
         problems.add(f"key 'stages': stages must be unique and in pipeline order {list(STAGE_NAMES)}")
-    if not 0.0 < cfg.domain.heldout_fraction < 1.0:
-        problems.add("key 'domain.heldout_fraction': must lie in (0, 1)")
-    if cfg.domain.n_heldout is not None and not 1 <= cfg.domain.n_heldout < cfg.domain.n_items:
-        problems.add(f"key 'domain.n_heldout': must lie in [1, domain.n_items={cfg.domain.n_items}), "
-                     f"got {cfg.domain.n_heldout}")
-    if cfg.domain.source != "builtin" and not cfg.domain.path:
-        problems.add(f"key 'domain.path': required when domain.source={cfg.domain.source!r}")
-    tiny = cfg.model.tiny
-    if tiny.num_heads < 1 or tiny.hidden_size % tiny.num_heads:
-        problems.add("key 'model.tiny.num_heads': must divide model.tiny.hidden_size")
-    if cfg.em.z_mode == "best" and not cfg.em.e_step:
-        problems.add("key 'em.z_mode': 'best' takes the E-step's winner, but em.e_step is false")
-    if cfg.em.selection == "softmax" and cfg.em.tau <= 0:
-        problems.add("key 'em.tau': must be > 0 for softmax selection")
+    for key, why in config_problems(cfg):
+        problems.add(f"key '{key}': {why}")
+    _check_across_areas(cfg, problems)
+    for problem in stage_input_problems(cfg, list(cfg.stages)):
+        problems.add(problem)
+    for i, path in enumerate(cfg.evaluate.sets if "evaluate" in cfg.stages else []):
+        if not Path(path).expanduser().is_file():
+            problems.add(f"key 'evaluate.sets[{i}]': no such file {path}")
+    _check_lengths(cfg, problems)
+
+
+def _check_across_areas(cfg: ExperimentConfig, problems: Problems) -> None:
+    """What one area's settings require of another's."""
     for key in OPTIM_KEYS:
-        for name, message in _at(cfg, key).problems():
-            problems.add(f"key '{key}.{name}': {message}")
         if cfg.trainer.strategy == "fsdp" and (_at(cfg, key).continue_state or _at(cfg, key).keep_state):
             problems.add(f"key '{key}.continue_state': FSDP shards the optimizer state, which is not kept between "
                          "fits; continue it under trainer.strategy=ddp or on one process")
-    bad = [g for g in cfg.synth.generators if g not in ("em", "coldstart", "no_rationale")]
-    if bad or not cfg.synth.generators:
-        problems.add(f"key 'synth.generators': expected a non-empty list of 'em', 'coldstart' and/or "
-                          f"'no_rationale', got {list(cfg.synth.generators)}")
     if "no_rationale" in cfg.synth.generators and not cfg.em.no_rationale_baseline:
         problems.add("key 'synth.generators': 'no_rationale' samples the p_θ fitted on c → x only, "
-                          "which stage em fits when em.no_rationale_baseline is true")
-    if not 0.0 < cfg.synth.near_duplicate_threshold < 1.0:
-        problems.add("key 'synth.near_duplicate_threshold': must lie in (0, 1)")
-    if not 0.0 <= cfg.synth.min_confidence <= 1.0:
-        problems.add("key 'synth.min_confidence': must lie in [0, 1]")
-    sp = cfg.selfplay
-    if not 0.0 <= sp.pass_low < sp.pass_high <= 1.0:
-        problems.add(f"key 'selfplay.pass_high': the window needs 0 <= pass_low < pass_high <= 1, "
-                          f"got ({sp.pass_low}, {sp.pass_high})")
-    if sp.dpo.beta <= 0:
-        problems.add("key 'selfplay.dpo.beta': must be > 0")
-    if sp.min_scored_rollouts is not None and not 1 <= sp.min_scored_rollouts <= sp.rollouts.n:
-        problems.add(f"key 'selfplay.min_scored_rollouts': must lie in [1, selfplay.rollouts.n="
-                          f"{sp.rollouts.n}], got {sp.min_scored_rollouts}")
-    for key, why in sp.grpo.problems():
-        problems.add(f"key 'selfplay.grpo.{key}': {why}")
-    if sp.optimizer == "grpo" and "selfplay" in cfg.stages:
-        if sp.rollouts.n < 2:
-            problems.add(f"key 'selfplay.rollouts.n': GRPO compares rollouts within a group: needs >= 2, "
-                         f"got {sp.rollouts.n}")
+                     "which stage em fits when em.no_rationale_baseline is true")
+    if cfg.selfplay.optimizer == "grpo" and "selfplay" in cfg.stages:
         if cfg.trainer.strategy == "fsdp":
             problems.add("key 'trainer.strategy': GRPO's engine sync and no-grad scoring call the policy outside "
                          "FSDP's forward; use ddp (or one device) for selfplay.optimizer=grpo")
         if cfg.trainer.accumulate_grad_batches != 1:
             problems.add("key 'trainer.accumulate_grad_batches': GRPO takes one optimizer step per generation batch "
                          "(selfplay.grpo.problems_per_step sets its size): must be 1")
-    if not 0.0 <= sp.dpo.label_smoothing < 0.5:
-        problems.add("key 'selfplay.dpo.label_smoothing': must lie in [0, 0.5)")
-    if sp.dpo.label_smoothing and sp.dpo.loss != "sigmoid":
-        problems.add(f"key 'selfplay.dpo.label_smoothing': conservative DPO is a sigmoid loss; "
-                          f"selfplay.dpo.loss is {sp.dpo.loss!r}")
-    for problem in stage_input_problems(cfg, list(cfg.stages)):
-        problems.add(problem)
-    for i, path in enumerate(cfg.evaluate.sets if "evaluate" in cfg.stages else []):
-        if not Path(path).expanduser().is_file():
-            problems.add(f"key 'evaluate.sets[{i}]': no such file {path}")
-    devices = cfg.trainer.devices
-    if not (devices == "auto" or devices.isdigit() and int(devices) >= 1):
-        problems.add(f"key 'trainer.devices': expected a number of processes (>= 1) or 'auto', "
-                          f"got {devices!r}")
-    if cfg.trainer.num_nodes < 1 or cfg.trainer.accumulate_grad_batches < 1:
-        problems.add("key 'trainer.num_nodes' and 'trainer.accumulate_grad_batches' must be >= 1")
-    bad = [x for x in cfg.sft.sources if x not in ("synth", "seed")]
-    if bad or not cfg.sft.sources or len(set(cfg.sft.sources)) != len(cfg.sft.sources):
-        problems.add(f"key 'sft.sources': expected a non-empty list of distinct 'synth' and/or "
-                          f"'seed', got {list(cfg.sft.sources)}")
-    _check_lengths(cfg, problems)
-    _check_sampling(cfg, problems)
-    device = cfg.engine.device
-    if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device)):
-        problems.add(f"key 'engine.device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if cfg.trainer.precision == "bf16-true" and cfg.trainer.bf16_true_optimizer != "kahan":
         problems.add(f"key 'trainer.precision': bf16-true keeps master weights and AdamW states in "
-                          "bf16, where updates at the paper's learning rates (1e-6 to 8e-5) round away; use "
-                          f"trainer.precision=bf16-mixed (fp32 masters, bf16 compute) with model.dtype="
-                          f"{cfg.model.dtype} for inference, or opt in with trainer.bf16_true_optimizer=kahan "
-                          "(AdamW with Kahan summation keeps the updates in bf16)")
-    _check_memory_budget(cfg, problems)
-    if cfg.model.tiny.thinking and cfg.model.tiny.style != "chatml":
-        problems.add(f"key 'model.tiny.thinking': a thinking template exists for "
-                          f"model.tiny.style=chatml only, got {cfg.model.tiny.style!r}")
-    for role in ("prompt_model", "rationale_model", "solver", "teacher", "test_writer", "annotator"):
-        fmt = getattr(cfg.prompts, role)
-        if fmt.system is not None and fmt.style != "chat":
-            problems.add(f"key 'prompts.{role}.system': a system turn needs prompts.{role}.style=chat")
-    if cfg.prompts.rationale_model.wording == "release":
-        problems.add("key 'prompts.rationale_model.wording': the release has no rationale model q_φ "
-                          "(and so no wording for it); use 'ours'")
-    for key in ("coldstart.epochs", "coldstart.batch_size", "data.max_length", "domain.n_items", "em.k", "em.eval_k",
-                "em.iterations", "em.batch_size", "em.max_rationale_tokens", "trainer.score_tokens",
-                "trainer.logits_chunk_mib",
-                "solver.epochs", "synth.n_concept_sets", "synth.concepts_per_set", "synth.reference_votes",
-                "synth.decontamination_ngram", "analyze.n_samples", "analyze.max_problems", "selfplay.max_problems",
-                "selfplay.batch_size", "selfplay.epochs", "selfplay.eval_limit", "sft.epochs", "sft.batch_size",
-                "sft.max_prompts", "sft.eval_limit", "annotate.num_concepts", "evaluate.n",
-                "evaluate.max_new_tokens", "engine.shard_prompts"):
-        area, name = key.split(".")
-        if getattr(getattr(cfg, area), name) < 1:
-            problems.add(f"key '{key}': must be at least 1")
-
-
-def _check_memory_budget(cfg: ExperimentConfig, problems: Problems) -> None:
-    """One budget per recipe: the engine's share of a GPU and the fits' share fit together."""
+                     "bf16, where updates at the paper's learning rates (1e-6 to 8e-5) round away; use "
+                     f"trainer.precision=bf16-mixed (fp32 masters, bf16 compute) with model.dtype="
+                     f"{cfg.model.dtype} for inference, or opt in with trainer.bf16_true_optimizer=kahan "
+                     "(AdamW with Kahan summation keeps the updates in bf16)")
     engine, fits = cfg.engine.gpu_memory_utilization, cfg.trainer.memory_fraction
-    for key, value in (("engine.gpu_memory_utilization", engine), ("trainer.memory_fraction", fits)):
-        if not 0 < value <= 1:
-            problems.add(f"key '{key}': a share of GPU memory, 0 < x ≤ 1; got {value}")
     if cfg.engine.backend == "vllm" and not cfg.engine.release_during_fits and engine + fits > 1:
+        # one budget per recipe: the engine's share of a GPU and the fits' share fit together
         problems.add(f"keys 'engine.gpu_memory_utilization' ({engine}) + 'trainer.memory_fraction' "
-                          f"({fits}) exceed one GPU while the engine stays resident during fits "
-                          "(engine.release_during_fits=false); lower one, or let the engine sleep during fits")
-
-
-def _check_sampling(cfg: ExperimentConfig, problems: Problems) -> None:
-    """Every sampling setting is valid before any stage runs (not hours in, when its stage first generates)."""
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, SamplingConfig):
-            if node.n < 1 or node.max_new_tokens < 1:
-                problems.add(f"key '{prefix}': n and max_new_tokens must be at least 1")
-            if node.temperature < 0 or not 0 < node.top_p <= 1 or node.top_k < 0:
-                problems.add(f"key '{prefix}': temperature >= 0, 0 < top_p <= 1 and top_k >= 0 "
-                                  f"are required, got ({node.temperature}, {node.top_p}, {node.top_k})")
-        elif dataclasses.is_dataclass(node):
-            for f in dataclasses.fields(node):
-                walk(getattr(node, f.name), f"{prefix}.{f.name}" if prefix else f.name)
-
-    walk(cfg, "")
-    for area in ("analyze", "evaluate"):  # their sampling settings are flat fields
-        node = getattr(cfg, area)
-        if node.temperature < 0 or not 0 < node.top_p <= 1:
-            problems.add(f"key '{area}.temperature'/'{area}.top_p': temperature >= 0 and "
-                              f"0 < top_p <= 1 are required, got ({node.temperature}, {node.top_p})")
+                     f"({fits}) exceed one GPU while the engine stays resident during fits "
+                     "(engine.release_during_fits=false); lower one, or let the engine sleep during fits")
 
 
 def _positions(cfg: ExperimentConfig) -> tuple[int | None, str]:

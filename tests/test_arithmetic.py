@@ -18,7 +18,7 @@ from promptcot_pl.domains.arithmetic import (
     structure,
 )
 from promptcot_pl.domains.math_oracle import solve as math_oracle_solve
-from promptcot_pl.verify.rewards import math_reward
+from tests.reference import reward
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_the_oracle_reads_every_seed_statement_back(triples):
         solved = solve(t.problem)
         assert solved == (t.solution, t.answer)
         assert math_oracle_solve(t.problem) == solved  # the SFT oracle teacher and synth's oracle references
-        assert math_reward(t.solution, t) == 1.0
+        assert reward(t.solution, t) == 1.0
         assert structure(t.problem)["level"] == LEVELS.index(t.level) + 1  # levels are what the problem realises
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from promptcot_pl.losses import token_logprobs
 from promptcot_pl.losses.logprobs import chunked_logprobs, label_positions
 from promptcot_pl.models.head import _lean_head, chunk_rows, target_logprobs
+from tests.reference import token_logprobs
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])

@@ -1,8 +1,8 @@
 import torch
 
 from promptcot_pl.data.collate import IGNORE, encode_pair, pack_examples, packed_batch, pad_batch
-from promptcot_pl.losses import masked_nll, token_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
+from tests.reference import masked_nll, token_logprobs
 
 
 def test_encode_masks_the_prompt_and_appends_eos(tiny_dir):

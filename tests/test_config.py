@@ -83,8 +83,8 @@ def test_literal_choice_is_checked():
     ("prompts.rationale_model.wording=release", "prompts.rationale_model.wording"),
     ("model.tiny.thinking=true", "model.tiny.thinking"),  # with style llama3 below
     # free-text and sampling fields fail at load, not when their stage first runs
-    ("selfplay.rollouts.top_p=0", "selfplay.rollouts"),
-    ("synth.sampling.n=0", "synth.sampling"),
+    ("selfplay.rollouts.top_p=0", "selfplay.rollouts.top_p"),
+    ("synth.sampling.n=0", "synth.sampling.n"),
     ("analyze.temperature=-1", "analyze.temperature"),
     ("engine.device=gpu", "engine.device"),
     ("trainer.precision=bf16", "trainer.precision"),

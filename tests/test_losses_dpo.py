@@ -52,8 +52,8 @@ def test_sigmoid_dpo_equals_trl_dpo_trainer_on_the_same_batch(tiny_dir, tmp_path
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from promptcot_pl.losses import sequence_logprobs
     from promptcot_pl.models import load_model, load_tokenizer
+    from tests.reference import sequence_logprobs
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(tiny_dir)

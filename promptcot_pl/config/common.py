@@ -4,8 +4,10 @@ settings, `stages/<stage>/config.py`.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +23,35 @@ HOW_TO_RUN = ("stages", "threads", "tracking.", "data.num_workers", "model.cache
               "trainer.activation_checkpointing", "trainer.fsdp_sharding", "trainer.fsdp_state_dict",
               "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar",
               "trainer.logits_chunk_mib", "trainer.score_tokens", "trainer.memory_fraction")
+
+
+def at_least_one(node: object, *names: str) -> list[tuple[str, str]]:
+    """(field, why) for each of `names` below 1: the counts every config has."""
+    return [(name, "must be at least 1") for name in names if getattr(node, name) < 1]
+
+
+def sampling_invalid(temperature: float, top_p: float) -> list[tuple[str, str]]:
+    """(field, why) for a sampling temperature below 0 or a top-p outside (0, 1]."""
+    out = []
+    if temperature < 0:
+        out.append(("temperature", f"must be >= 0 (0: greedy), got {temperature}"))
+    if not 0 < top_p <= 1:
+        out.append(("top_p", f"must lie in (0, 1], got {top_p}"))
+    return out
+
+
+def config_problems(node: object, prefix: str = "") -> list[tuple[str, str]]:
+    """(full dotted key, why) for every problem the config tree under `node` finds in itself: each dataclass
+    checks its own values (`invalid()`), so a stage's checks live in its own package."""
+    out: list[tuple[str, str]] = []
+    if not dataclasses.is_dataclass(node):
+        return out
+    check = getattr(node, "invalid", None)
+    if callable(check):
+        out += [(f"{prefix}{key}", why) for key, why in check()]
+    for f in dataclasses.fields(node):
+        out += config_problems(getattr(node, f.name), f"{prefix}{f.name}.")
+    return out
 
 
 @dataclass
@@ -42,6 +73,15 @@ class TinyModelConfig:
     thinking: bool = False  # chatml only: the template opens <think> in the generation prompt (Qwen3-Thinking)
     # every digit its own token (Qwen2.5, Llama-2 do this): what lets a tiny model learn column arithmetic
     split_digits: bool = False
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = []
+        if self.num_heads < 1 or self.hidden_size % self.num_heads:
+            out.append(("num_heads", f"must divide hidden_size={self.hidden_size}"))
+        if self.thinking and self.style != "chatml":
+            out.append(("thinking", f"a thinking template exists for style=chatml only, got {self.style!r}"))
+        return out
+
 
 
 @dataclass
@@ -87,6 +127,18 @@ class PromptsConfig:
     test_writer: RoleFormat = field(default_factory=lambda: RoleFormat("chat", "ours"))
     annotator: RoleFormat = field(default_factory=lambda: RoleFormat("chat", "release"))  # stage annotate
 
+    def invalid(self) -> list[tuple[str, str]]:
+        out = []
+        for role in ("prompt_model", "rationale_model", "solver", "teacher", "test_writer", "annotator"):
+            fmt = getattr(self, role)
+            if fmt.system is not None and fmt.style != "chat":
+                out.append((f"{role}.system", f"a system turn needs {role}.style=chat"))
+        if self.rationale_model.wording == "release":
+            out.append(("rationale_model.wording", "the release has no rationale model q_φ (and so no wording for "
+                                                   "it); use 'ours'"))
+        return out
+
+
 
 @dataclass
 class DomainConfig:
@@ -105,6 +157,17 @@ class DomainConfig:
     # accuracy needs several hundred problems, whatever the corpus size
     n_heldout: int | None = None
 
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "n_items")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            out.append(("heldout_fraction", "must lie in (0, 1)"))
+        if self.n_heldout is not None and not 1 <= self.n_heldout < self.n_items:
+            out.append(("n_heldout", f"must lie in [1, n_items={self.n_items}), got {self.n_heldout}"))
+        if self.source != "builtin" and not self.path:
+            out.append(("path", f"required when source={self.source!r}"))
+        return out
+
+
 
 @dataclass
 class DataConfig:
@@ -115,6 +178,10 @@ class DataConfig:
     # Pack several examples per row (exact: segments never attend to each other).
     packing: bool = False
     num_workers: int = 0
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return at_least_one(self, "max_length")
+
 
 
 @dataclass
@@ -138,7 +205,7 @@ class OptimConfig:
     # with keep_state (single process or DDP; FSDP's sharded state is not kept).
     continue_state: bool = False
 
-    def problems(self) -> list[tuple[str, str]]:
+    def invalid(self) -> list[tuple[str, str]]:
         """(field, what is wrong) for values the types allow but a fit cannot use."""
         out = []
         if self.lr < 0:
@@ -173,6 +240,19 @@ class SamplingConfig:
     seed: int = 0
     logprobs: bool = False  # also return each completion's summed log-prob under the model
 
+    def invalid(self) -> list[tuple[str, str]]:
+        out = []
+        out = at_least_one(self, "n", "max_new_tokens") + sampling_invalid(self.temperature, self.top_p)
+        if self.top_k < 0:
+            out.append(("top_k", f"must be >= 0 (0: off), got {self.top_k}"))
+        return out
+
+    def check(self) -> None:
+        """Raise on the first problem: what an engine asked to sample with this does."""
+        for key, why in self.invalid():
+            raise ValueError(f"sampling.{key}: {why}")
+
+
 
 @dataclass
 class EngineConfig:
@@ -196,6 +276,16 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.85
     max_model_len: int | None = None
     enforce_eager: bool = False  # skip torch.compile / CUDA graphs: faster start, slower steady state
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "shard_prompts")
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
+            out.append(("device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"))
+        if not 0 < self.gpu_memory_utilization <= 1:
+            out.append(("gpu_memory_utilization", f"a share of GPU memory, 0 < x ≤ 1; got "
+                                                  f"{self.gpu_memory_utilization}"))
+        return out
+
 
 
 @dataclass
@@ -242,6 +332,15 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 50
     enable_progress_bar: bool = True
     deterministic: bool = False
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "num_nodes", "accumulate_grad_batches", "score_tokens", "logits_chunk_mib")
+        if not (self.devices == "auto" or self.devices.isdigit() and int(self.devices) >= 1):
+            out.append(("devices", f"expected a number of processes (>= 1) or 'auto', got {self.devices!r}"))
+        if not 0 < self.memory_fraction <= 1:
+            out.append(("memory_fraction", f"a share of GPU memory, 0 < x ≤ 1; got {self.memory_fraction}"))
+        return out
+
 
 
 @dataclass

@@ -40,15 +40,9 @@ from promptcot_pl.accounting import count_generated
 from promptcot_pl.config import EngineConfig, SamplingConfig
 from promptcot_pl.data.collate import IGNORE
 from promptcot_pl.data.encode import encode_prompt
+from promptcot_pl.data.token_budget import token_batches
 from promptcot_pl.generation.engine import Completion, prompt_seed
 from promptcot_pl.models import load_model, load_tokenizer, stop_ids
-
-
-def check_sampling(sampling: SamplingConfig) -> None:
-    if sampling.n < 1 or sampling.max_new_tokens < 1:
-        raise ValueError("sampling.n and sampling.max_new_tokens must be at least 1")
-    if sampling.temperature < 0 or not 0 < sampling.top_p <= 1 or sampling.top_k < 0:
-        raise ValueError("sampling: temperature >= 0, 0 < top_p <= 1 and top_k >= 0 are required")
 
 
 def plan_batches(prompt_lengths: Sequence[int], n: int, max_new_tokens: int, budget: int) -> list[list[tuple[int, int]]]:
@@ -56,15 +50,7 @@ def plan_batches(prompt_lengths: Sequence[int], n: int, max_new_tokens: int, bud
     stays within `budget` (a batch always holds at least one row)."""
     rows = sorted(((i, k) for i in range(len(prompt_lengths)) for k in range(n)),
                   key=lambda row: -prompt_lengths[row[0]])
-    batches: list[list[tuple[int, int]]] = []
-    for row in rows:
-        if batches:
-            width = prompt_lengths[batches[-1][0][0]] + max_new_tokens  # the first row is the longest
-            if (len(batches[-1]) + 1) * width <= budget:
-                batches[-1].append(row)
-                continue
-        batches.append([row])
-    return batches
+    return token_batches(rows, budget, width=lambda row: prompt_lengths[row[0]] + max_new_tokens)
 
 
 class RowStreams(LogitsProcessor):
@@ -176,7 +162,8 @@ class HFEngine:
             ids[r, : len(row)] = torch.tensor(row)
             labels[r, len(prompt): len(row)] = torch.tensor(row[len(prompt):], dtype=torch.long)
             mask[r, : len(row)] = 1
-        from promptcot_pl.models.head import labelled_logprobs, owner_sums  # no [tokens, vocab] logits
+        from promptcot_pl.losses import owner_sums
+        from promptcot_pl.models.head import labelled_logprobs  # no [tokens, vocab] logits
 
         batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
                  "labels": labels.to(self.device)}
@@ -191,7 +178,7 @@ class HFEngine:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, local: bool = False,
                  indices: Sequence[int] | None = None) -> list[list[Completion]]:
-        check_sampling(sampling)
+        sampling.check()
         self._awake()
         encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
         index = list(range(len(prompts))) if indices is None else list(indices)

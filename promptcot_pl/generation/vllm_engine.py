@@ -191,9 +191,7 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        from promptcot_pl.generation.hf import check_sampling
-
-        check_sampling(sampling)
+        sampling.check()
         self._awake()
         params = [SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,

@@ -1,13 +1,6 @@
-"""Pure tensor functions (no Lightning, no I/O): token/sequence log-probs and masked NLL."""
+"""Pure tensor functions (no Lightning, no I/O): chunked token log-probs and the objectives' losses."""
 
-from promptcot_pl.losses.logprobs import (
-    gathered_sequence_logprobs,
-    masked_nll,
-    sequence_logprobs,
-    token_logprobs,
-)
+from promptcot_pl.losses.em import elbo_estimate, em_weights, iwae_bound
+from promptcot_pl.losses.logprobs import chunked_logprobs, label_positions, owner_sums
 
-__all__ = ["gathered_sequence_logprobs", "masked_nll", "sequence_logprobs", "token_logprobs"]
-from promptcot_pl.losses.em import elbo_estimate, em_weights, iwae_bound, weighted_nll  # noqa: E402
-
-__all__ += ["elbo_estimate", "em_weights", "iwae_bound", "weighted_nll"]
+__all__ = ["chunked_logprobs", "elbo_estimate", "em_weights", "iwae_bound", "label_positions", "owner_sums"]

@@ -17,8 +17,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from promptcot_pl.losses.logprobs import token_logprobs
-
 Selection = Literal["best", "softmax"]
 
 
@@ -80,13 +78,3 @@ def elbo_estimate(log_p_joint: torch.Tensor, log_q: torch.Tensor, valid: torch.T
     log_w = (log_p_joint.double() - log_q.double()).masked_fill(~valid, 0.0)
     mean = log_w.sum(dim=-1) / n.clamp(min=1) + torch.log(n.double() / valid.shape[-1])
     return mean.masked_fill(n == 0, -math.inf)
-
-
-def weighted_nll(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ_b w_b·NLL_b / Σ_b w_b·n_b: a token mean in which sequence b counts w_b times (w = 1: plain masked NLL).
-
-    Returns (loss, weighted token count)."""
-    logp, mask = token_logprobs(logits, labels)
-    w = weights.to(logp.dtype)
-    denominator = (w * mask.sum(dim=1)).sum()
-    return -(w * logp.sum(dim=1)).sum() / denominator.clamp(min=1e-8), denominator

@@ -1,6 +1,7 @@
-"""Pure functions from logits and prompt-masked labels to token log-probs, sequence log-probs and NLL, and
-`chunked_logprobs`: the same log-probs from hidden states and the LM head's weight, a chunk of positions at a time
-(what every fit and scoring pass uses: `models/head.py`; the logits-based functions are its reference).
+"""Token log-probs from hidden states and the LM head's weight, a chunk of positions at a time
+(`chunked_logprobs`: what every fit and scoring pass uses, through `models/head.py`), where the scored labels sit
+(`label_positions`) and their sums per sequence (`owner_sums`). The full-logit versions they are tested against
+live in tests/reference.py.
 
 Labels follow the Hugging Face convention: position t's label is the token at t, -100 where no loss is taken;
 logits at t predict the token at t+1, so both are shifted by one here.
@@ -14,44 +15,15 @@ import torch.nn.functional as F
 IGNORE = -100
 
 
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p(label_t | <t) for t ≥ 1, mask of scored positions); both shaped [B, T-1], zeros where masked."""
-    shifted_logits = logits[:, :-1].float()
-    shifted_labels = labels[:, 1:]
-    mask = shifted_labels != IGNORE
-    # cross_entropy is fused (no [B, T, V] log-softmax copy kept) and ignores -100.
-    nll = F.cross_entropy(shifted_logits.transpose(1, 2), shifted_labels, ignore_index=IGNORE, reduction="none")
-    return -nll * mask, mask
-
-
-def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed target log-prob per sequence, shape [B] (not length-normalised)."""
-    logp, _ = token_logprobs(logits, labels)
-    return logp.sum(dim=1)
-
-
-def gathered_sequence_logprobs(logits: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
-                               labels: torch.Tensor, owners: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed log-prob, token count) of `n` targets whose tokens `labels` are predicted at logits[rows, positions]
-    and belong to target `owners` — the layout of prefix-shared rows (`data/shared_prefix.py`)."""
-    logp = -F.cross_entropy(logits[rows, positions].float(), labels, reduction="none")
-    sums = torch.zeros(n, dtype=logp.dtype, device=logp.device).index_add_(0, owners, logp)
+def owner_sums(values: torch.Tensor, owners: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ values, count) per owner 0…n-1: token log-probs summed into sequence log-probs."""
+    sums = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, owners, values)
     return sums, torch.bincount(owners, minlength=n)
-
-
-def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean NLL over every target token in the batch, number of target tokens).
-
-    A token mean over the whole batch, so packing examples into rows does not change the loss.
-    """
-    logp, mask = token_logprobs(logits, labels)
-    n_tokens = mask.sum()
-    return -logp.sum() / n_tokens.clamp(min=1), n_tokens
 
 
 def label_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(rows, positions, tokens) of every scored label of a [B, T] label matrix: the logits at
-    [rows, positions] predict `tokens` (the shift by one, as `token_logprobs` does it)."""
+    [rows, positions] predict `tokens` (the shift by one of the module docstring)."""
     rows, positions = (labels[:, 1:] != IGNORE).nonzero(as_tuple=True)
     return rows, positions, labels[rows, positions + 1]
 

@@ -149,9 +149,3 @@ def labelled_logprobs(model: nn.Module, batch: dict[str, torch.Tensor],
     """(log-prob of every target token of a padded batch with a `labels` matrix, the row it belongs to)."""
     rows, positions, tokens = label_positions(batch["labels"])
     return target_logprobs(model, batch, rows, positions, tokens, chunk_mib), rows
-
-
-def owner_sums(values: torch.Tensor, owners: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ values, count) per owner 0…n-1: token log-probs summed into sequence log-probs."""
-    sums = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, owners, values)
-    return sums, torch.bincount(owners, minlength=n)

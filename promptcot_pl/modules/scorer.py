@@ -9,7 +9,8 @@ import lightning as L
 import torch
 from transformers import PreTrainedModel
 
-from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, labelled_logprobs, owner_sums, target_logprobs
+from promptcot_pl.losses import owner_sums
+from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, labelled_logprobs, target_logprobs
 
 
 class SequenceScorer(L.LightningModule):

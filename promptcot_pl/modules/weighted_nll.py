@@ -1,5 +1,5 @@
 """The one likelihood objective of the pipeline: weighted NLL of a causal LM's target tokens,
-Σ_b w_b·NLL_b / Σ_b w_b·n_b over the (global, accumulated) batch (`losses.weighted_nll` is the pure form).
+Σ_b w_b·NLL_b / Σ_b w_b·n_b over the (global, accumulated) batch (tests/reference.py's `weighted_nll` is the full-logit form it is tested against).
 
 One LightningModule serves every maximum-likelihood fit: the cold start (q_φ and p_θ), the solver,
 the SFT student (w = 1), the E-step (w = the selection weights of the K rationales: one-hot for `best`) and the

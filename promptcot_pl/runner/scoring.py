@@ -22,6 +22,7 @@ from promptcot_pl import distributed
 from promptcot_pl.config import TrainerConfig
 from promptcot_pl.data.collate import Encoded, encode_pair, pad_batch
 from promptcot_pl.data.shared_prefix import CutPair, group_by_prompt, shared_prefix_batch
+from promptcot_pl.data.token_budget import token_batches
 from promptcot_pl.models import load_model, load_tokenizer
 from promptcot_pl.modules import SequenceScorer
 from promptcot_pl.trainer import build_trainer, meta_init, training_source
@@ -115,14 +116,3 @@ def _rank_share(batches: list) -> list:
         return batches
     mine = batches[distributed.rank()::world] or batches[:1]
     return mine + [mine[-1]] * (-(-len(batches) // world) - len(mine))
-
-
-def token_batches(rows: list, budget: int) -> list[list]:
-    """Consecutive rows of a longest-first list grouped so that a padded batch (rows × its first, longest row)
-    holds at most `budget` token positions; a row longer than the budget is a batch of its own."""
-    batches: list[list] = []
-    for row in rows:
-        if not batches or (len(batches[-1]) + 1) * len(batches[-1][0]) > budget:
-            batches.append([])
-        batches[-1].append(row)
-    return batches

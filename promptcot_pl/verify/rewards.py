@@ -3,14 +3,13 @@
 1.0 when the final `\\boxed{}` answer is equivalent to the reference (math) or the final python code block passes ALL
 unit tests (code, each within `verify.code_timeout_s`); 0.0 when it is wrong or has no answer / code at all; None when the checker could not decide
 (an equivalence check that timed out or failed to parse, a sandbox that failed) — callers count and exclude
-None, never score it as 0. `Rewards` (built from `verify.*`) scores many completions with the batch APIs;
-`score_batch` is it with default settings.
+None, never score it as 0. `Rewards` (built from `verify.*`) scores many completions with the batch APIs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,13 +35,6 @@ def required(problem: Target, field: str) -> Any:
     return value
 
 
-def math_reward(completion: str, problem: Target) -> float | None:
-    """One math completion's reward: `Rewards.score` for a batch of one (the same extraction and guards)."""
-    if problem.domain != "math":
-        raise ValueError(f"math_reward got a problem of domain {problem.domain!r}")
-    return Rewards().score([completion], [problem])[0]
-
-
 def program(completion: str, problem: Target, thinking: bool = False) -> str | None:
     """The program a code completion submits (its final python block, after a think block), None for math or none."""
     return extract_code(final_text(completion, thinking) or "") if problem.domain == "code" else None
@@ -52,22 +44,6 @@ def _code_score(verdict) -> float | None:
     if any(t.reason.startswith("sandbox") for t in verdict.tests):
         return None  # the sandbox itself failed: no judgement about the program
     return float(verdict.passed)
-
-
-def code_reward(completion: str, problem: Target, timeout_s: float = 30.0) -> float | None:
-    """One code completion's reward: `Rewards.score` for a batch of one, each test within `timeout_s`."""
-    if problem.domain != "code":
-        raise ValueError(f"code_reward got a problem of domain {problem.domain!r}")
-    return Rewards(code_timeout_s=timeout_s).score([completion], [problem])[0]
-
-
-def reward_fn(domain: str) -> Callable[[str, Target], float | None]:
-    match domain:
-        case "math":
-            return math_reward
-        case "code":
-            return code_reward
-    raise ValueError(f"no reward for domain {domain!r}; domains are 'math' and 'code'")
 
 
 def default_workers() -> int:
@@ -130,9 +106,3 @@ class Rewards:
     def timeout_share(self) -> float | None:
         """Share of the programs run so far with a test that timed out (None: no program ran)."""
         return self.timed_out / self.programs if self.programs else None
-
-
-def score_batch(completions: Sequence[str], problems: Sequence[Target], thinking: bool = False,
-                code_timeout_s: float = 30.0, workers: int | None = None) -> list[float | None]:
-    """Rewards for (completion, problem) pairs with default settings (`Rewards(...).score`)."""
-    return Rewards(code_timeout_s, workers).score(completions, problems, thinking)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promptcot_pl.config.common import at_least_one, sampling_invalid
+
 
 @dataclass
 class AnalyzeConfig:
@@ -14,3 +16,8 @@ class AnalyzeConfig:
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 256
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return at_least_one(self, "n_samples", "max_problems") + sampling_invalid(self.temperature, self.top_p)
+
+

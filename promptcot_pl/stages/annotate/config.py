@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from promptcot_pl.config.common import SamplingConfig
+from promptcot_pl.config.common import SamplingConfig, at_least_one
 
 
 @dataclass
@@ -22,3 +22,7 @@ class AnnotateConfig:
     levels: list[str] = field(default_factory=lambda: ["AMC 8", "AMC 12", "AIME"])  # the levels an annotator picks from
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=1, temperature=0.0, max_new_tokens=512))
     max_items: int | None = None  # at most this many corpus rows (None: all)
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return at_least_one(self, "num_concepts")
+

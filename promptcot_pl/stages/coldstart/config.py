@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from promptcot_pl.config.common import OptimConfig
+from promptcot_pl.config.common import OptimConfig, at_least_one
 
 
 @dataclass
@@ -16,3 +16,7 @@ class ColdStartConfig:
     # Held-out NLL is measured on at most this many held-out triples (all when None).
     eval_limit: int | None = None
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return at_least_one(self, "epochs", "batch_size")
+

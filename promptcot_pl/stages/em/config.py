@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from promptcot_pl.config.common import OptimConfig
+from promptcot_pl.config.common import OptimConfig, at_least_one
 
 
 @dataclass
@@ -37,3 +37,12 @@ class EMConfig:
     no_rationale_baseline: bool = True
     # Also run the e_step=false ablation from the same cold start (under em/frozen/, metrics em_frozen/…).
     compare_frozen: bool = False
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "k", "eval_k", "iterations", "batch_size", "max_rationale_tokens")
+        if self.z_mode == "best" and not self.e_step:
+            out.append(("z_mode", "'best' takes the E-step's winner, but e_step is false"))
+        if self.selection == "softmax" and self.tau <= 0:
+            out.append(("tau", "must be > 0 for softmax selection"))
+        return out
+

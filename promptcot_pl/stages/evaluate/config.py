@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from promptcot_pl.config.common import at_least_one, sampling_invalid
+
 
 @dataclass
 class EvaluateConfig:
@@ -20,3 +22,8 @@ class EvaluateConfig:
     top_p: float = 0.95
     max_new_tokens: int = 512
     limit: int | None = None  # at most this many problems per set (None: all)
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return at_least_one(self, "n", "max_new_tokens") + sampling_invalid(self.temperature, self.top_p)
+
+

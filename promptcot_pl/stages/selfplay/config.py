@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from promptcot_pl.config.common import OptimConfig, SamplingConfig
+from promptcot_pl.config.common import OptimConfig, SamplingConfig, at_least_one
 
 
 @dataclass
@@ -26,6 +26,17 @@ class DPOConfig:
     # the policy starts from exactly the reference (margin 0, sigmoid loss log 2) and its implicit rewards carry no
     # dropout noise. false: the model's own dropout.
     disable_dropout: bool = True
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = []
+        if self.beta <= 0:
+            out.append(("beta", "must be > 0"))
+        if not 0.0 <= self.label_smoothing < 0.5:
+            out.append(("label_smoothing", "must lie in [0, 0.5)"))
+        if self.label_smoothing and self.loss != "sigmoid":
+            out.append(("label_smoothing", f"conservative DPO is a sigmoid loss; loss is {self.loss!r}"))
+        return out
+
 
 
 @dataclass
@@ -58,7 +69,7 @@ class GRPOConfig:
     # is a push, probe-checked
     sleep_during_update: bool = False
 
-    def problems(self) -> list[tuple[str, str]]:
+    def invalid(self) -> list[tuple[str, str]]:
         out = []
         for key in ("problems_per_step", "iterations", "sync_every"):
             if getattr(self, key) < 1:
@@ -112,3 +123,16 @@ class SelfPlayConfig:
     @property
     def min_scored(self) -> int:
         return self.min_scored_rollouts or -(-self.rollouts.n // 2)
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "max_problems", "batch_size", "epochs", "eval_limit")
+        if not 0.0 <= self.pass_low < self.pass_high <= 1.0:
+            out.append(("pass_high", f"the window needs 0 <= pass_low < pass_high <= 1, got "
+                                     f"({self.pass_low}, {self.pass_high})"))
+        if self.min_scored_rollouts is not None and not 1 <= self.min_scored_rollouts <= self.rollouts.n:
+            out.append(("min_scored_rollouts", f"must lie in [1, rollouts.n={self.rollouts.n}], got "
+                                               f"{self.min_scored_rollouts}"))
+        if self.optimizer == "grpo" and self.rollouts.n < 2:
+            out.append(("rollouts.n", f"GRPO compares rollouts within a group: needs >= 2, got {self.rollouts.n}"))
+        return out
+

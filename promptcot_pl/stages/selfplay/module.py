@@ -17,8 +17,9 @@ import torch
 from transformers import PreTrainedModel
 
 from promptcot_pl.config import OptimConfig
+from promptcot_pl.losses import owner_sums
 from promptcot_pl.losses.dpo import chosen_nll, dpo_loss
-from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, owner_sums, target_logprobs
+from promptcot_pl.models.head import DEFAULT_CHUNK_MIB, target_logprobs
 from promptcot_pl.modules.optim import adamw_with_schedule
 from promptcot_pl.modules.reduce import global_mean, global_sum
 from promptcot_pl.stages.selfplay.config import DPOConfig

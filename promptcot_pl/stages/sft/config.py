@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from promptcot_pl.config.common import OptimConfig, SamplingConfig
+from promptcot_pl.config.common import OptimConfig, SamplingConfig, at_least_one
 
 
 @dataclass
@@ -36,3 +36,12 @@ class SFTConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=8e-5))  # the paper: 8e-5 (batch 1024)
     eval: SamplingConfig = field(default_factory=lambda: SamplingConfig(n=4, temperature=0.6, top_p=0.95))
     eval_limit: int = 200
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "epochs", "batch_size", "max_prompts", "eval_limit")
+        bad = [x for x in self.sources if x not in ("synth", "seed")]
+        if bad or not self.sources or len(set(self.sources)) != len(self.sources):
+            out.append(("sources", f"expected a non-empty list of distinct 'synth' and/or 'seed', got "
+                                   f"{list(self.sources)}"))
+        return out
+

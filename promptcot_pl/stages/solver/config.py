@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from promptcot_pl.config.common import OptimConfig
+from promptcot_pl.config.common import OptimConfig, at_least_one
 
 
 @dataclass
@@ -17,3 +17,7 @@ class SolverConfig:
     epochs: int = 3
     batch_size: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3))
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return at_least_one(self, "epochs")
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from promptcot_pl.config.common import SamplingConfig
+from promptcot_pl.config.common import SamplingConfig, at_least_one
 
 
 @dataclass
@@ -41,3 +41,16 @@ class SynthConfig:
     test_calls: int = 4
     test_writer: str | None = None  # code: the model that writes unit tests (None: the solver); HF path or name
     released_format: bool = False  # also write problems_released.jsonl (PromptCoT problem-generation rows)
+
+    def invalid(self) -> list[tuple[str, str]]:
+        out = at_least_one(self, "n_concept_sets", "concepts_per_set", "reference_votes", "decontamination_ngram")
+        bad = [g for g in self.generators if g not in ("em", "coldstart", "no_rationale")]
+        if bad or not self.generators:
+            out.append(("generators", f"expected a non-empty list of 'em', 'coldstart' and/or 'no_rationale', got "
+                                      f"{list(self.generators)}"))
+        if not 0.0 < self.near_duplicate_threshold < 1.0:
+            out.append(("near_duplicate_threshold", "must lie in (0, 1)"))
+        if not 0.0 <= self.min_confidence <= 1.0:
+            out.append(("min_confidence", "must lie in [0, 1]"))
+        return out
+
