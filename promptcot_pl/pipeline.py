@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import importlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,13 +40,6 @@ from promptcot_pl.tracking import Tracker
 # Keys that may differ when a run directory is resumed: how to run, not what to compute (plus the settings of
 # stages that have not started there yet). The stage cache uses the same list.
 RESUMABLE_CHANGES = HOW_TO_RUN
-
-
-def _number(value: object) -> str:
-    """A count as a count (334, not 334.0000); any other number to 4 decimals."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def stage_fn(name: str) -> Callable[[StageContext], dict[str, float]]:
@@ -162,7 +156,7 @@ def set_threads(threads: int | None) -> int:
 
 
 # What a run directory holds before any stage has written a file.
-_BOOKKEEPING = {".lock", "config.yaml", "tracking.json", "tracking_outbox.jsonl", "resolved_models.json"}
+_BOOKKEEPING = {".lock", "config.yaml", "tracking.json", "tracking_outbox.jsonl", "resolved_models.json", "run.log"}
 
 
 def _nothing_made(run_dir: Path) -> bool:
@@ -200,7 +194,7 @@ def _run_locked(spec: ExperimentConfig, resolved: Resolved, run_dir: Path, stage
     tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
     todo = list(stages if stages is not None else cfg.stages)
     results: dict[str, float] = {}
-    with tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
+    with _run_log(run_dir), tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
         tracker.log_params(parent, flatten(spec) | {f"resolved.{k}": v for k, v in resolved.changed.items()})
         tracker.log_artifact(parent, saved)
         log.info("run directory: %s", run_dir.resolve())
@@ -244,13 +238,28 @@ def _run_locked(spec: ExperimentConfig, resolved: Resolved, run_dir: Path, stage
             ran += 1
         if ran == 0:
             log.info("nothing to do: every stage of %s has finished (no training was run)", run_dir)
-    for key, value in results.items():
-        log.info("  %-34s %s", key, _number(value))
-    for name in todo:  # what each stage cost when it ran (also for stages finished by an earlier invocation)
-        path = run_dir / name / "accounting.json"
-        if path.is_file():
-            log.info("  cost of %-26s %s", name, _cost_line(json.loads(path.read_text())))
+    # the console reads as a report, stage by stage; the numbers themselves are in DONE files and MLflow
+    costs = [json.loads(path.read_text()) for name in todo if (path := run_dir / name / "accounting.json").is_file()]
+    wall = sum(v for cost in costs for k, v in cost.items() if k.endswith("/wall_s"))
+    log.info("done: %d metrics of %d stages (%.0f s of stage time) in %s/<stage>/DONE and MLflow; tabulate them with "
+             "`promptcot report %s`", len(results), len(todo), wall, run_dir, run_dir)
     return results
+
+
+@contextmanager
+def _run_log(run_dir: Path) -> Iterator[None]:
+    """Every line of ours, details (DEBUG) included, appended to `<run_dir>/run.log` with its time (rank 0)."""
+    if not distributed.is_zero():
+        yield
+        return
+    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 @contextmanager

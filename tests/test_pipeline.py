@@ -90,7 +90,7 @@ def test_mlflow_holds_parent_nested_stages_params_and_curves(finished):
     assert synth["synth/accounting/generated_tokens"] > 100 and synth["synth/accounting/generated_tokens_per_s"] > 0
     assert json.loads((cwd / "runs/tiny/main/selfplay/accounting.json").read_text())[
         "selfplay/accounting/trained_tokens"] > 0  # DPO steps (prefix-shared rows) count too
-    assert "cost of coldstart" in proc.stdout and "trained " in proc.stdout
+    assert "stage coldstart: " in proc.stdout and "trained " in proc.stdout
     assert not any("/accounting/" in k for k in json.loads((cwd / "runs/tiny/main/coldstart/DONE").read_text()))
 
 
@@ -254,10 +254,15 @@ def test_every_fit_beside_an_engine_runs_with_the_engine_asleep(finished):
     # the frozen variant's greedy z̃ can all be cut off on another CPU's numerics (CI's were): then it says so
     assert "em/frozen/iter_001/prompt_model" in fits or \
         "em (frozen rationales) iteration 1: none of" in out, "the frozen variant neither fitted nor said why"
+    # each release is in the run's log file; the console has one line per EM iteration or self-play round
+    details = (cwd / "runs/tiny/main/run.log").read_text()
     for fit in fits:
-        assert f"engine asleep during the fit of {fit}: weights freed" in out, fit
-    assert "engine asleep during scoring by coldstart/prompt_model/model: weights freed" in out
-    assert "engine asleep during self-play round 1: reference scoring and DPO fit: weights freed" in out
+        assert f"engine asleep during the fit of {fit}: weights freed" in details, fit
+    assert "engine asleep during scoring by coldstart/prompt_model/model: weights freed" in details
+    assert "engine asleep during self-play round 1: reference scoring and DPO fit: weights freed" in details
+    assert "weights freed" not in out
+    assert re.search(r"em iteration 1: iwae .*; engine asleep during 2 fits and \d+ scoring passes", out), out
+    assert re.search(r"selfplay round 1: held-out accuracy .*; engine asleep during 1 fit", out), out
 
 
 def test_a_failed_start_leaves_no_run_directory_and_no_failed_mlflow_run(finished):

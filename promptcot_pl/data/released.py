@@ -5,6 +5,8 @@
 - evaluation sets:         math {"prompt" (chat-rendered), "reference_solution" ("… #### answer")}, code
                            {"prompt", "input_output": '{"inputs": [...], "outputs": [...]}'}, or ours
                            {"problem", "answer" | "solution" | "tests", "level"?}    → Problem (bare statement)
+                           (a TRL conversational "prompt", a list of turns, is read as its last user turn)
+Every reader takes a JSONL file or a `datasets` dataset (on disk or a hub name: `data/sources.py`).
 Extra fields in released rows are ignored (the releases carry their own metadata); missing or mistyped
 required fields are errors naming file:line and field. The release's self-play pairs and SFT rows are written by
 their stages (`stages/selfplay/pairs.py`, `stages/sft/traces.py`), which know the policy's prompt format.
@@ -18,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from promptcot_pl.data.formats import PromptFormat, unwrap_problem, user_message
-from promptcot_pl.data.jsonl import JsonlError, iter_json_rows
+from promptcot_pl.data.jsonl import JsonlError
 from promptcot_pl.data.prompts import parse_concepts, parse_marked, prompt_model_example
 from promptcot_pl.data.records import ConceptSet, Problem, Triple
+from promptcot_pl.data.sources import iter_source_rows, source_stem
 from promptcot_pl.verify.math import extract_answer
 
 
-def _fields(path: str | Path, lineno: int, row: Any, names: tuple[str, ...]) -> list[str]:
-    where = f"{path}:{lineno}"
+def _fields(where: str, row: Any, names: tuple[str, ...]) -> list[str]:
     if not isinstance(row, dict):
         raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
     values = []
@@ -42,16 +44,16 @@ def read_concept_rows(path: str | Path) -> list[ConceptSet]:
     """Concept sets from the release's "Concepts" rows (`foundational_concepts`, `level`; some dumps carry only
     `concepts`, others only the rendered `prompt`, which is parsed) or from our concept_sets.jsonl."""
     out = []
-    for lineno, row in iter_json_rows(path):
+    for where, row in iter_source_rows(path):
         if not isinstance(row, dict):
-            raise JsonlError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
         name = "foundational_concepts" if "foundational_concepts" in row else "concepts"
         concepts, level = row.get(name), row.get("level")
         if concepts is None and isinstance(row.get("prompt"), str):
             concepts, parsed_level = parse_concepts(row["prompt"])
             level = level or parsed_level
         if not isinstance(concepts, list) or not all(isinstance(c, str) for c in concepts) or not concepts:
-            raise JsonlError(f"{path}:{lineno}: field '{name}': expected a non-empty list of strings (or a 'prompt' "
+            raise JsonlError(f"{where}: field '{name}': expected a non-empty list of strings (or a 'prompt' "
                              "with a 'Foundational Concepts:' list)")
         out.append(ConceptSet(concepts=concepts, level=level if isinstance(level, str) else None))
     return out
@@ -60,14 +62,14 @@ def read_concept_rows(path: str | Path) -> list[ConceptSet]:
 def read_problem_generation_rows(path: str | Path, domain: str) -> list[Triple]:
     """Triples from prompt/completion rows; concepts and level are parsed from the prompt."""
     out = []
-    for lineno, row in iter_json_rows(path):
-        prompt, completion = _fields(path, lineno, row, ("prompt", "completion"))
+    for where, row in iter_source_rows(path):
+        prompt, completion = _fields(where, row, ("prompt", "completion"))
         parsed = parse_marked(completion)
         if parsed is None:
-            raise JsonlError(f"{path}:{lineno}: field 'completion': missing the rationale or problem markers")
+            raise JsonlError(f"{where}: field 'completion': missing the rationale or problem markers")
         concepts, level = parse_concepts(prompt)
         if not concepts:
-            raise JsonlError(f"{path}:{lineno}: field 'prompt': no concept list found ('Foundational Concepts:' + items)")
+            raise JsonlError(f"{where}: field 'prompt': no concept list found ('Foundational Concepts:' + items)")
         rationale, problem = parsed
         digest = hashlib.sha1(f"{prompt}\n{completion}".encode()).hexdigest()[:12]
         out.append(Triple(id=f"{domain}-{digest}", domain=domain, concepts=concepts, level=level or "unknown",
@@ -85,8 +87,7 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
     """An evaluation set, its format recognised from each row's fields; the release's chat wrapper and solver
     wording are removed, so the problem can be rendered anew for the evaluated model."""
     out = []
-    for lineno, row in iter_json_rows(path):
-        where = f"{path}:{lineno}"
+    for lineno, (where, row) in enumerate(iter_source_rows(path), start=1):
         if not isinstance(row, dict):
             raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
         domain = "code" if "input_output" in row or "tests" in row else "math"
@@ -94,6 +95,8 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
             problem = row["problem"].strip()
         elif isinstance(row.get("prompt"), str):
             problem = unwrap_problem(user_message(row["prompt"]), domain)
+        elif (turns := [t["content"] for t in row.get("prompt") or [] if isinstance(t, dict) and t.get("role") == "user"]):
+            problem = unwrap_problem(str(turns[-1]), domain)  # TRL's conversational layout: a list of turns
         else:
             raise JsonlError(f"{where}: field 'problem' (or a release 'prompt'): missing")
         answer, tests = None, None
@@ -113,8 +116,8 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
         key = row.get("idx", row.get("id", lineno))
         level = row.get("level") if isinstance(row.get("level"), str) else None
         meta = {"solution": row["solution"]} if isinstance(row.get("solution"), str) else {}
-        out.append(Problem(id=f"{Path(path).stem}-{key}", domain=domain, problem=problem, answer=answer, tests=tests,
-                           level=level, source=str(row.get("source", Path(path).stem)), meta=meta))
+        out.append(Problem(id=f"{source_stem(path)}-{key}", domain=domain, problem=problem, answer=answer, tests=tests,
+                           level=level, source=str(row.get("source", source_stem(path))), meta=meta))
     return out
 
 

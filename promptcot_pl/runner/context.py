@@ -1,4 +1,4 @@
-"""What a stage receives: the config, its directories and its MLflow run."""
+"""What a stage receives: the config, its directories, its MLflow run and its engines (`runner/engines.py`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from promptcot_pl.data.atomic import atomic_write_text
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.distributed import on_rank_zero
+from promptcot_pl.runner.engines import Engines
 from promptcot_pl.tracking import Tracker
 
 if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
@@ -33,7 +33,10 @@ class StageContext:
     # intermediate results (step, metrics) for a sweep's pruner; may raise to stop the run (optuna.TrialPruned)
     report: Callable[[int, Mapping[str, float]], None] | None = None
     curves: set[str] = field(default_factory=set)  # metrics logged per step (iteration, round) by `log_step`
-    _engines: list = field(default_factory=list)  # the engines open now (`engine`), put to sleep by `released`
+    engines: Engines = field(init=False)  # the generation engines the stage holds (`runner/engines.py`)
+
+    def __post_init__(self) -> None:
+        self.engines = Engines(self.cfg.engine, self.cfg.model.dtype, self.cfg.seed)
 
     def log_step(self, metrics: Mapping[str, float], step: int) -> None:
         """Log one point of per-step curves on this stage's run. The pipeline then leaves these keys out when it
@@ -94,32 +97,6 @@ class StageContext:
         """Where the (c, z, x) triples and their train/held-out split are: stage `annotate`'s output when the
         experiment annotates a corpus, else stage `seed`'s."""
         return self.stage_output("annotate" if "annotate" in self.cfg.stages else "seed")
-
-    @contextmanager
-    def engine(self, model: str | Path, served: bool = False) -> Iterator[Any]:
-        """The generation engine (`engine.backend`) serving `model` in the inference dtype `model.dtype`, closed
-        when the block ends — on errors and pruned trials too. `served`: a `ServedEngine`, which stages that swap
-        checkpoints (EM, self-play) `serve(path)`."""
-        from promptcot_pl.generation import ServedEngine, build_engine
-
-        engine = build_engine(self.cfg.engine, model, self.cfg.model.dtype, self.cfg.seed)
-        self._engines.append(engine)
-        try:
-            yield ServedEngine(engine, model) if served else engine
-        finally:
-            self._engines.remove(engine)
-            engine.close()
-
-    @contextmanager
-    def released(self, what: str) -> Iterator[None]:
-        """Every engine this stage holds frees its memory for the block — a fit or a scoring pass beside it: asleep
-        (vLLM sleep mode) or shut down, woken with the newest weights by its next `generate`. An engine resident
-        beside FSDP shards and optimizer states is what runs 7B fits out of memory. Logged, so a run's
-        log shows every fit ran with the engine asleep; `engine.release_during_fits=false` keeps it resident."""
-        if self.cfg.engine.release_during_fits:
-            for engine in self._engines:
-                log.info("engine asleep during %s: %s", what, engine.sleep())
-        yield
 
     def stage_output(self, stage: str) -> Path:
         """The directory of an earlier stage, which must have finished."""

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptcot_pl.data.jsonl import iter_json_rows, read_jsonl
+from promptcot_pl.data.jsonl import read_jsonl
 from promptcot_pl.data.records import Problem, Triple
+from promptcot_pl.data.sources import iter_source_rows
 from promptcot_pl.runner.context import StageContext, log
 
 
 def eval_set_problems(paths: list[str]) -> list[str]:
-    """The problem statements of the evaluation files `synth.eval_sets` (JSONL rows with a string "problem")."""
+    """The problem statements of the evaluation sets `synth.eval_sets` (JSONL files or `datasets` datasets of rows
+    with a string "problem")."""
     texts = []
     for path in paths:
-        for lineno, row in iter_json_rows(path):
+        for where, row in iter_source_rows(path):
             if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
-                raise ValueError(f"{path}:{lineno}: an evaluation row needs a string field 'problem'")
+                raise ValueError(f"{where}: an evaluation row needs a string field 'problem'")
             texts.append(row["problem"])
     return texts
 

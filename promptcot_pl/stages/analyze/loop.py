@@ -57,7 +57,7 @@ def run(ctx: StageContext) -> dict[str, float]:
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
     solver = solver_model(ctx)
     fmt = ctx.prompt_format("solver", solver)
-    with ctx.engine(solver) as engine:
+    with ctx.engines.open(solver) as engine:
         rows: dict[str, dict[str, float]] = {}
         embeddings = {}
         for name, problems in sets.items():

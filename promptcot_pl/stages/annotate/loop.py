@@ -95,7 +95,7 @@ def _annotator(ctx: StageContext, name: str, corpus: list[Problem]) -> Iterator[
                             num_concepts=str(cfg.num_concepts)) for p in corpus[:50]]
             path = str(distributed.broadcast(on_rank_zero(tiny_model_dir, ctx.cfg.model.tiny, texts,
                                                           ctx.cfg.model.cache_dir, ctx.cfg.seed)))  # see coldstart
-    with ctx.engine(path) as engine:
+    with ctx.engines.open(path) as engine:
         yield EngineAnnotator(cfg, ctx.prompt_format("annotator", path), engine)
 
 

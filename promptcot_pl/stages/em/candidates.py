@@ -155,7 +155,7 @@ def token_budget(ctx: StageContext) -> int:
 
 def score(ctx: StageContext, model: Path,
           pairs: Sequence[tuple[str, str | Sequence[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
-    with ctx.released(f"scoring by {where(ctx, model)}"):
+    with ctx.engines.released(f"scoring by {where(ctx, model)}", kind="scoring"):
         return score_pairs(model, pairs, trainer_cfg=ctx.cfg.trainer, max_length=token_budget(ctx),
                            dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 
@@ -199,7 +199,7 @@ def score_candidates(ctx: StageContext, f: Formats, q: Path, p: Path, pairs: lis
 
 
 def _score(ctx: StageContext, model: Path, chunks: list, total: int) -> tuple[torch.Tensor, torch.Tensor]:
-    with ctx.released(f"scoring by {where(ctx, model)}"):
+    with ctx.engines.released(f"scoring by {where(ctx, model)}", kind="scoring"):
         return score_chunks(model, chunks, total, trainer_cfg=ctx.cfg.trainer, max_length=token_budget(ctx),
                             dtype=training_dtype(ctx.cfg.trainer), root_dir=ctx.stage_dir)
 

@@ -80,7 +80,7 @@ def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[st
     loader = sharded_loader(encoded, ctx.cfg.em.batch_size, shuffle=True, seed=ctx.cfg.seed,
                             collate=partial(pad_batch, pad_id=tokenizer.pad_token_id),
                             counts=[target_count(e) for e in encoded], window=ctx.cfg.trainer.accumulate_grad_batches)
-    with ctx.released(f"the fit of {where(ctx, out)}"):
+    with ctx.engines.released(f"the fit of {where(ctx, out)}"):
         module = WeightedNLLModule(load_for_fit(base, ctx.cfg.trainer), optim, ctx.cfg.trainer.logits_chunk_mib, loss_name)
         trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
         trainer.fit(module, loader)
@@ -245,8 +245,8 @@ def _run_variant(ctx: StageContext, engine, f: Formats, em: EMConfig, root: Path
         # every trial of an EM sweep, and Optuna's pruners judge a trial by its best value so far)
         if ctx.report is not None and metric_prefix == "em/" and it > 0:
             ctx.report(it, metrics)
-        log.info("%s iteration %d: iwae %.2f  elbo %.2f  nll(x|z) %.4f", name, it, metrics["em/iwae_heldout"],
-                 metrics["em/elbo_heldout"], metrics["em/nll_x_given_z_heldout"])
+        log.info("%s iteration %d: iwae %.2f  elbo %.2f  nll(x|z) %.4f%s", name, it, metrics["em/iwae_heldout"],
+                 metrics["em/elbo_heldout"], metrics["em/nll_x_given_z_heldout"], ctx.engines.summary())
     return steps.history
 
 
@@ -259,7 +259,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     train = _fitting(all_train, f, cfg.data.max_length, "training")
     heldout = _fitting(read_jsonl(seed_dir / "heldout.jsonl", Triple), f, cfg.data.max_length,
                        "held-out")[: em.heldout_limit]
-    with ctx.engine(q, served=True) as engine:  # closed on errors and pruned trials too
+    with ctx.engines.open(q, served=True) as engine:  # closed on errors and pruned trials too
         main = _run_variant(ctx, engine, f, em, ctx.stage_dir, train, heldout)
         variants = {"EM" if em.e_step else "EM without E-step": main}
         final = {k: v for k, v in variants[next(iter(variants))][-1].items() if k != "iteration"}

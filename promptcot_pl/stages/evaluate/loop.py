@@ -52,7 +52,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     rewards = ctx.rewards()
     metrics: dict[str, float] = ctx.check_rewards(rewards, [p for rows in sets.values() for p in rows],
                                                   fmt.thinking, "evaluate")
-    with ctx.engine(model) as engine:
+    with ctx.engines.open(model) as engine:
         for name, problems in sets.items():
             # generated, judged and written a shard at a time by the rank that generated it (runner/difficulty.py)
             shards = judged_samples(engine, fmt, problems, [p.problem for p in problems], sampling, rewards,

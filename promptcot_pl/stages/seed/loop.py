@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
+from promptcot_pl.data.jsonl import write_jsonl
 from promptcot_pl.data.records import Triple
 from promptcot_pl.data.released import read_problem_generation_rows
+from promptcot_pl.data.sources import read_records
 from promptcot_pl.domains import build_domain, split_heldout, verified_as
 from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.problems import decontaminated
@@ -17,7 +18,7 @@ def load_triples(ctx: StageContext) -> list[Triple]:
     assert domain.path is not None  # a file source needs one (checked at load)
     match domain.source:
         case "triples":
-            return read_jsonl(domain.path, Triple)[: domain.n_items]
+            return read_records(domain.path, Triple)[: domain.n_items]
         case "promptcot":
             return read_problem_generation_rows(domain.path, verified_as(domain.name))[: domain.n_items]
     raise ValueError(f"domain.source {domain.source!r}")

@@ -183,7 +183,7 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
     if practised:
         _judge(ctx, engine, fmt, practised, rewards, out / "practised_before")
     if pairs:
-        with ctx.released(f"self-play round {r}: reference scoring and DPO fit"):
+        with ctx.engines.released(f"self-play round {r}: reference scoring and DPO fit"):
             fit = _fit(ctx, policy, pairs, out, r)
         metrics.update({k if "/" in k else f"selfplay/{k}": v for k, v in fit.items()})
         policy = out / "model"
@@ -255,7 +255,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     canaries = ctx.check_rewards(rewards, _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + 1), fmt.thinking,
                                  "selfplay round 1", step=1) if first == 1 else {}
     steps = ResumableSteps(ctx, ctx.stage_dir, "round", "round", sp.rounds)
-    with ctx.engine(policy, served=True) as engine:
+    with ctx.engines.open(policy, served=True) as engine:
         for step in steps:
             r, out = step.index, step.dir
             if step.done:  # resume after the last finished round
@@ -274,7 +274,7 @@ def run(ctx: StageContext) -> dict[str, float]:
             on_rank_zero(drop_masters, [policy], sorted(ctx.stage_dir.glob("round_*/model")))
             if ctx.report is not None and r > 0:
                 ctx.report(r, metrics)
-            log.info("selfplay round %d: held-out accuracy %s", r, _with_interval(metrics))
+            log.info("selfplay round %d: held-out accuracy %s%s", r, _with_interval(metrics), ctx.engines.summary())
             if "selfplay/accuracy_practised" in metrics:
                 log.info("selfplay round %d: accuracy on its %d practised problems %s", r,
                          int(metrics["selfplay/problems_kept"]), _with_interval(metrics, "selfplay/accuracy_practised"))

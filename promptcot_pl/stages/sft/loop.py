@@ -92,7 +92,7 @@ def _traces(ctx: StageContext, source: str, out: Path, student: PromptFormat, re
         traces = oracle_traces(problems, student, dropped)
     else:
         teacher = solver_model(ctx) if cfg.teacher == "solver" else cfg.teacher
-        with ctx.engine(teacher) as engine:
+        with ctx.engines.open(teacher) as engine:
             sharded = ShardedEngine(engine, out / "generated", ctx.cfg.engine.shard_prompts, desc=f"sft/{source} traces")
             traces = engine_traces(sharded, ctx.prompt_format("teacher", teacher), student, problems,
                                    replace(cfg.traces, seed=ctx.cfg.seed), str(teacher), dropped)
@@ -138,7 +138,7 @@ def _within_budget(traces: list[Trace], lengths: list[int], budget: int, seed: i
 def _accuracy(ctx: StageContext, model: str | Path, heldout: list[Triple], key: str, out: Path) -> dict[str, float]:
     """Held-out accuracy under `key`, with its unscorable share and per level (samples streamed to `out`)."""
     fmt = ctx.prompt_format("solver", model)
-    with ctx.engine(model) as engine:
+    with ctx.engines.open(model) as engine:
         return difficulty(engine, fmt, heldout, [t.problem for t in heldout],
                           replace(ctx.cfg.sft.eval, seed=ctx.cfg.seed), ctx.rewards(), out,
                           ctx.cfg.engine.shard_prompts, model).metrics(key)

@@ -88,7 +88,7 @@ def _generate(ctx: StageContext, model: Path, sets: list[tuple[list[str], str]],
             prompts = [problem_given_rationale_example(fmt, c, level, None, "", domain)[0] for c, level in sets]
         else:
             prompts = [prompt_model_prompt(fmt, c, level, domain) for c, level in sets]
-        with ctx.engine(model) as engine:
+        with ctx.engines.open(model) as engine:
             shards = generate_shards(engine, prompts, ctx.cfg.synth.sampling, out / "generated",
                                      lambda start, groups: [{"set": i, "sample": j, "text": c.text}
                                                             for i, group in enumerate(groups, start=start)
@@ -150,7 +150,7 @@ def _attach_targets(ctx: StageContext, problems: list[Problem], dropped: Counter
         return _with_references(problems, oracle, dropped, cfg.min_words)
     # math references come from the solver's votes; code tests from the test writer (by default the solver too)
     model = cfg.test_writer if ctx.cfg.domain.name == "code" and cfg.test_writer else solver_model(ctx)
-    with ctx.engine(model) as served:
+    with ctx.engines.open(model) as served:
         engine = ShardedEngine(served, out / "targets", ctx.cfg.engine.shard_prompts, desc=f"synth/{out.name} targets")
         if ctx.cfg.domain.name == "code":
             sampling = SamplingConfig(n=cfg.test_calls, temperature=cfg.reference_temperature,
