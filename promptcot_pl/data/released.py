@@ -90,7 +90,8 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
     for lineno, (where, row) in enumerate(iter_source_rows(path), start=1):
         if not isinstance(row, dict):
             raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        domain = "code" if "input_output" in row or "tests" in row else "math"
+        # a dataset's columns hold nulls where a JSONL row leaves the field out
+        domain = "code" if row.get("input_output") is not None or row.get("tests") is not None else "math"
         if isinstance(row.get("problem"), str):
             problem = row["problem"].strip()
         elif isinstance(row.get("prompt"), str):
@@ -122,7 +123,7 @@ def read_eval_rows(path: str | Path) -> list[Problem]:
 
 
 def _tests(row: dict, where: str) -> list[dict[str, str]]:
-    if "tests" in row:
+    if row.get("tests") is not None:
         tests = row["tests"]
         if not isinstance(tests, list) or not all(isinstance(t, dict) and isinstance(t.get("input"), str)
                                                   and isinstance(t.get("output"), str) for t in tests) or not tests:

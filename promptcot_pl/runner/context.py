@@ -44,20 +44,25 @@ class StageContext:
         self.tracker.log_metrics(self.run_id, metrics, step=step)
         self.curves.update(metrics)
 
-    def log_model(self, path: Path, fit_run: str | None, training_data: Any) -> None:
-        """Log the HF checkpoint this stage exported at `path` as an MLflow model of the fit's run `fit_run`, with
-        its lineage as the model's params: experiment, run directory, stage, EM iteration or self-play round, the
-        digest of the data it was trained on and the seed. The weights stay where they are (`path` is a param):
-        a 7B checkpoint per EM iteration is not copied into the artifact store."""
+    def log_model(self, path: Path, fit_run: str | None, training_data: Any, source: Path | None = None) -> None:
+        """Log the HF checkpoint this stage exported at `path` as an MLflow model of the fit's run `fit_run`, and the
+        data it was trained on as that run's dataset input (named after the fit, with its digest, the file it came
+        from — `source`, default the stage's directory — and its size). The model's params are its lineage:
+        experiment, run directory, stage, EM iteration or self-play round, the training data's name and digest,
+        and the seed. The weights stay where they are (`path` is a param): a 7B checkpoint per EM iteration is not
+        copied into the artifact store."""
         if self.tracker is None or not self.tracker.enabled:  # other ranks, tracking off: no digest to compute
             return
         rel = path.relative_to(self.run_dir).as_posix()
+        run = fit_run or self.run_id
+        data_name, digest = rel.removesuffix("/model"), data_digest(training_data)
+        self.tracker.log_dataset(run, data_name, digest, source or self.stage_dir, len(training_data))
         params = {"experiment": str(self.cfg.name), "run_dir": str(self.run_dir.resolve()), "stage": self.stage_dir.name,
-                  "path": str(path.resolve()), "training_data_sha1": data_digest(training_data),
+                  "path": str(path.resolve()), "training_data": data_name, "training_data_sha1": digest,
                   "seed": str(self.cfg.seed), "base_model": str(self.cfg.model.path)}
         if step := re.search(r"\b(iter|round)_(\d+)\b", rel):
             params["em_iteration" if step.group(1) == "iter" else "selfplay_round"] = str(int(step.group(2)))
-        self.tracker.log_model(fit_run or self.run_id, key=rel, name=rel.replace("/", "-"), params=params)
+        self.tracker.log_model(run, key=rel, name=rel.replace("/", "-"), params=params)
 
     def prompt_format(self, role: str, model: str | Path | None) -> PromptFormat:
         """`prompts.<role>` for the model at `model`, whose tokenizer renders chat prompts (None: the words only,

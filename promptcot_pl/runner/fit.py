@@ -49,11 +49,13 @@ def intact_checkpoint(path: Path) -> bool:
 
 def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tuple[str, str]],
               val: Sequence[tuple[str, str]], *, epochs: int, batch_size: int, optim: OptimConfig,
-              report_as: str | None = None, packing: bool | None = None, masters: bool = True) -> dict[str, float]:
+              report_as: str | None = None, packing: bool | None = None, masters: bool = True,
+              source: Path | None = None) -> dict[str, float]:
     """Fit `base` on `train` by masked NLL; return held-out NLL before (`nll_init`) and after (`nll`).
     In a sweep, the held-out NLL of every epoch goes to the pruner as metric `report_as` (the stage's name for
     this fit's final NLL), so a trial whose objective is that metric can be stopped mid-fit. `masters`: keep the
-    fp32 masters beside the export (a later fit continues from this model)."""
+    fp32 masters beside the export (a later fit continues from this model). `source`: the file `train` was made
+    from, named by the fit's MLflow dataset input (default: the stage's directory)."""
     out_dir = ctx.stage_dir / name
     if (out_dir / "DONE").is_file():
         metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -95,7 +97,7 @@ def fit_pairs(ctx: StageContext, name: str, base: str | Path, train: Sequence[tu
     if pruning is not None:
         pruning.raise_if_pruned()
     export_trained(trainer, tokenizer, out_dir / "model", cfg.model.dtype, masters, optimizer=optim.keep_state)
-    ctx.log_model(out_dir / "model", fit_run, train)
+    ctx.log_model(out_dir / "model", fit_run, train, source)
     # The last epoch ended with a validation of the final weights; a fit resumed after its last epoch did not.
     final = trainer.callback_metrics.get("val/nll")
     nll = float(final) if final is not None else validate(ctx, out_dir / "model", data, optim)

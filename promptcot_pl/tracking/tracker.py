@@ -155,6 +155,16 @@ class Tracker:
             self.mlflow.update_run(run_id, status=op["status"])
         elif kind == "terminated":
             self.mlflow.set_terminated(run_id, status=op["status"])
+        elif kind == "dataset":
+            # registered when mlflow.data loads (mypy cannot see it)
+            from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+
+            source = LocalArtifactDatasetSource(op["source"])
+            dataset = Dataset(name=op["name"], digest=op["digest"], source_type="local",
+                              source=source.to_json(), profile=json.dumps({"num_rows": op["rows"]}))
+            self.mlflow.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context",
+                                                                                     "training")])])
         elif kind == "artifact":
             self.mlflow.log_artifact(run_id, op["path"], op["folder"])
         elif kind == "model":
@@ -288,6 +298,13 @@ class Tracker:
         """Copy the file `path` into the run's artifacts (nothing when either is None: not tracked, not made)."""
         if run_id is not None and path is not None:
             self._send({"op": "artifact", "run": run_id, "path": str(Path(path).resolve()), "folder": folder})
+
+    def log_dataset(self, run_id: str | None, name: str, digest: str, source: str | Path, rows: int) -> None:
+        """The data a fit trained on, as the run's MLflow dataset input (context "training"): its name, content
+        digest, source file and row count (`mlflow.data`'s local source; the runs table's Dataset column)."""
+        if run_id is not None:
+            self._send({"op": "dataset", "run": run_id, "name": name, "digest": digest,
+                        "source": str(Path(source).resolve()), "rows": rows})
 
     def discard(self) -> None:
         """Delete every MLflow run this run directory made (a failed start: they hold nothing worth keeping)."""

@@ -22,7 +22,8 @@ def run(ctx: StageContext) -> dict[str, float]:
     heldout = read_jsonl(seed_dir / "heldout.jsonl", Triple)[: ctx.cfg.coldstart.eval_limit]
     p_base, q_base = base_models(ctx, train)
     stage = ctx.cfg.coldstart
-    kwargs: dict[str, Any] = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim)
+    kwargs: dict[str, Any] = dict(epochs=stage.epochs, batch_size=stage.batch_size, optim=stage.optim,
+                                  source=seed_dir / "train.jsonl")
     q_fmt, p_fmt = ctx.prompt_format("rationale_model", q_base), ctx.prompt_format("prompt_model", p_base)
     q = fit_pairs(ctx, "rationale_model", q_base, rationale_pairs(q_fmt, train), rationale_pairs(q_fmt, heldout),
                   report_as="coldstart/q_nll_heldout", **kwargs)

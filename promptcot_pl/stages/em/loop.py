@@ -85,7 +85,7 @@ def _fit(ctx: StageContext, loss_name: str, base: Path, items: Sequence[tuple[st
         trainer = build_trainer(ctx.cfg.trainer, max_epochs=epochs, default_root_dir=ctx.stage_dir)
         trainer.fit(module, loader)
         path = export_trained(trainer, tokenizer, out, ctx.cfg.model.dtype)
-    ctx.log_model(path, None, items)
+    ctx.log_model(path, None, items, out.parent)
     return path
 
 

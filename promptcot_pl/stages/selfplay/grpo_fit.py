@@ -64,7 +64,7 @@ def fit_online(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, polic
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
                    optimizer=sp.optim.keep_state or sp.optim.continue_state)
-    ctx.log_model(out / "model", fit_run, [(p.id, p.problem) for p in problems])
+    ctx.log_model(out / "model", fit_run, [(p.id, p.problem) for p in problems], out / "rollouts.jsonl")
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/grpo/", "train/"))}
     ctx.tracker.log_metrics(fit_run, logged, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
     final = summary(out)

@@ -106,7 +106,7 @@ def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: 
     # a round continued from its predecessor's AdamW state keeps its own for the next round
     export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
                    optimizer=sp.optim.keep_state or sp.optim.continue_state)
-    ctx.log_model(out / "model", fit_run, triplets)
+    ctx.log_model(out / "model", fit_run, triplets, out / "pairs.jsonl")
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
     # the round reports the last epoch's means (`…/epoch/…`), not the last micro-batch's values
     final = {k: v for k, v in logged.items() if "/epoch/" in k}

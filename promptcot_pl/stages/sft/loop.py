@@ -185,9 +185,10 @@ def run(ctx: StageContext) -> dict[str, float]:
         length_of = {id(t): n for t, n in zip(items, lengths)}
         if not kept:
             raise ValueError(f"sft/{arm}: no trace survived the filters ({ctx.stage_dir / arm / 'funnel.json'})")
+        # masters are kept: self-play may continue from a student
         fit = fit_pairs(ctx, f"{arm}/student", base, [fit_pair(fmt, t) for t in kept],
                         solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size, optim=cfg.optim,
-                        packing=cfg.packing)  # masters: self-play may continue from a student
+                        packing=cfg.packing, source=ctx.stage_dir / arm / "traces.jsonl")
         key = f"sft/{arm}/accuracy_heldout"
         metrics |= _accuracy(ctx, ctx.stage_dir / arm / "student" / "model", evaluated, key,
                              ctx.stage_dir / arm / "eval")

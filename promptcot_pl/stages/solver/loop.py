@@ -33,6 +33,6 @@ def run(ctx: StageContext) -> dict[str, float]:
         raise ValueError(f"{seed_dir / 'train.jsonl'}: no triple has a worked solution to fit the tiny solver on; "
                          "give solver.path=<HF model> instead")
     fit = fit_pairs(ctx, "fit", base, pairs, solver_pairs(fmt, heldout), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                    optim=cfg.optim, report_as="solver/nll_heldout")
+                    optim=cfg.optim, report_as="solver/nll_heldout", source=seed_dir / "train.jsonl")
     return {"solver/nll_heldout_init": fit["nll_init"], "solver/nll_heldout": fit["nll"],
             "solver/dropped_too_long": float(fit["dropped"])}
