@@ -23,9 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import lightning as L
-import torch
-
 from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.jsonl import read_jsonl, write_jsonl
@@ -33,23 +30,18 @@ from promptcot_pl.data.records import Pair, Problem, Rollout, Triple
 from promptcot_pl.distributed import on_rank_zero
 from promptcot_pl.generation import ServedEngine
 from promptcot_pl.generation.streamed import ShardedEngine
-from promptcot_pl.losses.dpo import pair_summary
-from promptcot_pl.models import load_tokenizer
 from promptcot_pl.runner.confidence import ci_metrics, describe
 from promptcot_pl.runner.context import StageContext, log
 from promptcot_pl.runner.difficulty import difficulty
-from promptcot_pl.runner.fit import continued_state, drop_masters, export_trained
+from promptcot_pl.runner.fit import drop_masters
 from promptcot_pl.runner.model_paths import selfplay_start
 from promptcot_pl.runner.problems import load_problems
 from promptcot_pl.runner.steps import ResumableSteps
-from promptcot_pl.stages.selfplay import scores
 from promptcot_pl.stages.selfplay.config import SelfPlayConfig
-from promptcot_pl.stages.selfplay.data import PreferenceDataModule, encode_preferences
+from promptcot_pl.stages.selfplay.dpo_fit import fit_dpo
 from promptcot_pl.stages.selfplay.grpo_fit import fit_online
-from promptcot_pl.stages.selfplay.module import DPOModule
 from promptcot_pl.stages.selfplay.pairs import PassWindow, build_pairs, released_format, summarize
 from promptcot_pl.stages.selfplay.rollouts import rollouts
-from promptcot_pl.trainer import build_trainer, load_for_fit
 from promptcot_pl.verify.rewards import Rewards
 
 if TYPE_CHECKING:  # annotation only: the experiment config sits above this floor (docs/architecture.md)
@@ -76,52 +68,6 @@ def _rollouts(ctx: StageContext, engine, fmt: PromptFormat, problems: list[Probl
     return rows
 
 
-def _fit(ctx: StageContext, policy: Path, pairs: list[Pair], out: Path, round_: int) -> dict[str, float]:
-    """DPO from `policy` (also the reference); the model goes to `out/model`. Returns the fit's epoch means and a
-    round-end pass over every pair it trained on (`selfplay/end/…`)."""
-    sp, trainer_cfg, max_length = ctx.cfg.selfplay, ctx.cfg.trainer, ctx.cfg.data.max_length
-    tokenizer = load_tokenizer(policy)
-    triplets = [(p.prompt, p.chosen, p.rejected) for p in pairs]
-    rows, kept = encode_preferences(tokenizer, triplets, max_length, step_level=sp.dpo.granularity == "step")
-    if len(kept) < len(triplets):
-        log.info("selfplay round %d: %d of %d pairs longer than data.max_length=%d left out", round_,
-                 len(triplets) - len(kept), len(triplets), max_length)
-    flat = scores.scored_completions(rows, [triplets[i][0] for i in kept])
-    ref = scores.reference(policy, flat, trainer_cfg, max_length, out)
-    full = torch.zeros(len(triplets), 2, dtype=ref.dtype)  # rows index pairs by their position in `triplets`
-    full[kept] = ref
-    frozen = sp.dpo.reference == "frozen"
-    L.seed_everything(ctx.cfg.seed + round_, verbose=False)
-    # fp32 masters under *-mixed, whatever the inference dtype; empty on FSDP ranks other than 0
-    module = DPOModule(load_for_fit(policy, trainer_cfg), sp.optim, sp.dpo,
-                       ref_model=load_for_fit(policy, trainer_cfg) if frozen else None,
-                       chunk_mib=trainer_cfg.logits_chunk_mib, optimizer_state=continued_state(policy, sp.optim))
-    data = PreferenceDataModule(rows, tokenizer.pad_token_id, sp.batch_size, ref=None if frozen else full,
-                                num_workers=ctx.cfg.data.num_workers, seed=ctx.cfg.seed + round_,
-                                share_prefix=trainer_cfg.share_prefix)
-    fit_run = ctx.tracker.run_id(f"selfplay/round_{round_:03d}", f"selfplay.round_{round_}", parent=ctx.run_id)
-    trainer = build_trainer(trainer_cfg, max_epochs=sp.epochs, default_root_dir=out,
-                            logger=ctx.tracker.lightning_logger(fit_run))
-    trainer.fit(module, datamodule=data)
-    # a round continued from its predecessor's AdamW state keeps its own for the next round
-    export_trained(trainer, tokenizer, out / "model", ctx.cfg.model.dtype,
-                   optimizer=sp.optim.keep_state or sp.optim.continue_state)
-    ctx.log_model(out / "model", fit_run, triplets, out / "pairs.jsonl")
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("selfplay/", "train/"))}
-    # the round reports the last epoch's means (`…/epoch/…`), not the last micro-batch's values
-    final = {k: v for k, v in logged.items() if "/epoch/" in k}
-    after = scores.logprobs(out / "model", flat, trainer_cfg, max_length, out)
-    tokens = torch.tensor([[len(t) for t in row.targets] for row in rows], dtype=ref.dtype)
-    end = {f"selfplay/end/{k}": v for k, v in pair_summary(ref, after, tokens, sp.dpo.beta).items()}
-    ctx.tracker.log_metrics(fit_run, logged | end, step=trainer.global_step)  # a fit shorter than log_every_n_steps too
-    log.info("selfplay round %d: after %d steps, over its %d pairs: log π(chosen) %+.2f, log π(rejected) %+.2f "
-             "(nats, mean change), reward accuracy %.2f", round_, trainer.global_step, len(rows),
-             end["selfplay/end/logps_chosen_change"], end["selfplay/end/logps_rejected_change"],
-             end["selfplay/end/rewards_accuracy"])
-    return {"train_pairs": float(len(rows)), "pairs_too_long": float(len(triplets) - len(kept)),
-            "steps": float(trainer.global_step), **final, **end}
-
-
 def _evaluate(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, heldout: list[Triple], rewards: Rewards,
               out: Path) -> dict[str, float]:
     """Mean reward over n samples per held-out problem (streamed under `out/eval`), with its unscorable share and
@@ -145,16 +91,12 @@ def eval_sampling(cfg: ExperimentConfig) -> SamplingConfig:
     return replace(cfg.selfplay.eval, seed=cfg.seed + (1 if cfg.selfplay.policy == "sft" else 0))
 
 
-def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
-           heldout: list[Triple], r: int, rewards: Rewards, canaries: dict[str, float]) -> tuple[Path, dict[str, float]]:
-    sp, out = ctx.cfg.selfplay, ctx.stage_dir / f"round_{r:03d}"
-    drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
-    # every round's reward is probed on that round's problems (round 1's was, before the engine started)
-    canaries = canaries if r == 1 else ctx.check_rewards(rewards, drawn, fmt.thinking, f"selfplay round {r}", step=r)
-    out.mkdir(parents=True, exist_ok=True)
-    engine.serve(policy)
-    if sp.optimizer == "grpo":
-        return _online_round(ctx, engine, fmt, policy, drawn, heldout, r, rewards, canaries)
+def _pairs(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, drawn: list[Problem], out: Path, r: int,
+           rewards: Rewards, canaries: dict[str, float]) -> tuple[list[Pair], list, dict[str, float]]:
+    """Round r's rollouts on `drawn`, judged, and the pairs of the problems in the window, written under `out`
+    (pairs.jsonl, pairs_released.jsonl, outcomes.jsonl); (pairs, per-problem outcomes, the round's counts with
+    its reward `canaries`)."""
+    sp = ctx.cfg.selfplay
     table = _rollouts(ctx, engine, fmt, drawn, out, seed=ctx.cfg.seed + r, rewards=rewards)
     pairs, outcomes = build_pairs(drawn, table, window(sp), fmt, seed=ctx.cfg.seed + r,
                                   min_scored=sp.min_scored)
@@ -177,6 +119,20 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
              "(%s)", r, len(drawn), sp.rollouts.n, metrics["selfplay/rollout_pass_rate"],
              counts.get("problems_kept", 0), window(sp), counts["pairs"],
              ", ".join(f"{k.removeprefix('problems_')} {v}" for k, v in counts.items() if k.startswith("problems_")))
+    return pairs, outcomes, metrics
+
+
+def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: Path, problems: list[Problem],
+           heldout: list[Triple], r: int, rewards: Rewards, canaries: dict[str, float]) -> tuple[Path, dict[str, float]]:
+    sp, out = ctx.cfg.selfplay, ctx.stage_dir / f"round_{r:03d}"
+    drawn = _draw(problems, sp.max_problems, ctx.cfg.seed * 1000 + r)
+    # every round's reward is probed on that round's problems (round 1's was, before the engine started)
+    canaries = canaries if r == 1 else ctx.check_rewards(rewards, drawn, fmt.thinking, f"selfplay round {r}", step=r)
+    out.mkdir(parents=True, exist_ok=True)
+    engine.serve(policy)
+    if sp.optimizer == "grpo":
+        return _online_round(ctx, engine, fmt, policy, drawn, heldout, r, rewards, canaries)
+    pairs, outcomes, metrics = _pairs(ctx, engine, fmt, drawn, out, r, rewards, canaries)
     # the problems the round practises on, judged with the evaluation's sampling before and after the fit (fresh
     # samples: their pass rates were selected on the rollouts, so these would regress to the mean)
     practised = [p for p, o in zip(drawn, outcomes) if o.status == "kept"]
@@ -184,7 +140,7 @@ def _round(ctx: StageContext, engine: ServedEngine, fmt: PromptFormat, policy: P
         _judge(ctx, engine, fmt, practised, rewards, out / "practised_before")
     if pairs:
         with ctx.engines.released(f"self-play round {r}: reference scoring and DPO fit"):
-            fit = _fit(ctx, policy, pairs, out, r)
+            fit = fit_dpo(ctx, policy, pairs, out, r)
         metrics.update({k if "/" in k else f"selfplay/{k}": v for k, v in fit.items()})
         policy = out / "model"
     else:
