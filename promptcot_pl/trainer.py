@@ -189,7 +189,8 @@ class ResumeMidEpoch(Callback):
 class MetricsFirstCheckpoint(ModelCheckpoint):
     """`ModelCheckpoint` that hands a training step's metrics to the loggers before it writes that step's
     checkpoint. Lightning writes them after the batch-end hooks, so a process killed between the checkpoint and
-    that write resumed after the step and never logged it: a lost MLflow point (found by the chaos test). Lightning
+    that write would resume after the step and never log it: a lost MLflow point (pinned by
+    tests/test_trainer_resume.py::test_a_step_killed_right_after_its_checkpoint_keeps_its_metrics). Lightning
     then writes the same step again; the tracker keeps one point per (metric, step)."""
 
     _in_batch_end = False  # a save from the train-batch hook (epoch-end and validation saves have no step metrics)
