@@ -38,12 +38,17 @@ def iter_json_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
 
 def read_jsonl(path: str | Path, record_type: type[R]) -> list[R]:
     """Read every line of `path` as a `record_type`."""
+    return records_of(((f"{path}:{lineno}", row) for lineno, row in iter_json_rows(path)), record_type)
+
+
+def records_of(rows: Iterable[tuple[str, Any]], record_type: type[R]) -> list[R]:
+    """Every (where, row) as a `record_type`; a row that is not one is an error naming its `where`."""
     records = []
-    for lineno, row in iter_json_rows(path):
+    for where, row in rows:
         try:
             records.append(record_type.from_dict(row))
         except RecordError as err:
-            raise JsonlError(f"{path}:{lineno}: {err}") from None
+            raise JsonlError(f"{where}: {err}") from None
     return records
 
 

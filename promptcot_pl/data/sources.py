@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from promptcot_pl.data.jsonl import JsonlError, iter_json_rows
-from promptcot_pl.data.records import Record, RecordError
+from promptcot_pl.data.jsonl import JsonlError, iter_json_rows, records_of
+from promptcot_pl.data.records import Record
 
 R = TypeVar("R", bound=Record)
 
@@ -83,13 +83,7 @@ def iter_source_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
 
 def read_records(source: str | Path, record_type: type[R]) -> list[R]:
     """Every row of `source` as a `record_type`."""
-    records = []
-    for where, row in iter_source_rows(source):
-        try:
-            records.append(record_type.from_dict(row))
-        except RecordError as err:
-            raise JsonlError(f"{where}: {err}") from None
-    return records
+    return records_of(iter_source_rows(source), record_type)
 
 
 def source_stem(source: str | Path) -> str:
