@@ -129,15 +129,11 @@ def _check_values(cfg: ExperimentConfig, problems: Problems) -> None:
     _check_across_areas(cfg, problems)
     for problem in stage_input_problems(cfg, list(cfg.stages)):
         problems.add(problem)
-    for key, sources in (("evaluate.sets", cfg.evaluate.sets if "evaluate" in cfg.stages else []),
-                         ("synth.eval_sets", cfg.synth.eval_sets), ("annotate.corpus", cfg.annotate.corpus)):
-        for i, source in enumerate(sources):
-            if (unreadable := source_problem(source)) is not None:
-                problems.add(f"key '{key}[{i}]': {unreadable}")
-    if cfg.domain.source != "builtin" and cfg.domain.path and (unreadable := source_problem(cfg.domain.path)):
-        problems.add(f"key 'domain.path': {unreadable}")
-    if cfg.synth.concepts_path and (unreadable := source_problem(cfg.synth.concepts_path)):
-        problems.add(f"key 'synth.concepts_path': {unreadable}")
+    # the evaluation files of a run that evaluates; other inputs (a seed corpus, concept rows: often fetched after
+    # the experiment is written) are read by their stage, whose error names the file or dataset and row
+    for i, source in enumerate(cfg.evaluate.sets if "evaluate" in cfg.stages else []):
+        if (unreadable := source_problem(source)) is not None:
+            problems.add(f"key 'evaluate.sets[{i}]': {unreadable}")
     _check_lengths(cfg, problems)
 
 
