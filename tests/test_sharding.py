@@ -120,3 +120,31 @@ def test_global_mean_equals_the_mean_on_one_process():
     total, count = torch.tensor(6.0, requires_grad=True), torch.tensor(4.0)
     loss, mean = global_mean(L.LightningModule(), total, count)
     assert loss.item() == mean.item() == 1.5
+
+
+def test_a_fit_draws_a_new_order_every_epoch(tmp_path):
+    """Lightning numbers each epoch on `batch_sampler.sampler`, not on the batch sampler itself: the sampler is its
+    own `sampler`, so a 3-epoch fit through `build_trainer` trains on three orders of its items."""
+    import lightning as L
+
+    from promptcot_pl.config import TrainerConfig
+    from promptcot_pl.trainer import build_trainer
+
+    class Record(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.seen: list[list[int]] = []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append(batch["input_ids"][:, 0].tolist())
+            return (self.weight * 0).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    module = Record()
+    loader = sharded_loader(list(range(12)), 4, shuffle=True, seed=0, collate=lambda items: {"input_ids": torch.tensor(items)[:, None]})
+    build_trainer(TrainerConfig(enable_progress_bar=False), max_epochs=3, default_root_dir=tmp_path).fit(module, loader)
+    epochs = [tuple(map(tuple, module.seen[e * 3:(e + 1) * 3])) for e in range(3)]
+    assert len(module.seen) == 9 and len(set(epochs)) == 3, module.seen

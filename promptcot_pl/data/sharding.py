@@ -47,8 +47,15 @@ class GlobalBatchSampler(Sampler[list[int]]):
         self.counts, self.window = counts, window
         self.skip = 0  # batches of the next epoch already trained on before a resume
 
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> GlobalBatchSampler:
+        """Lightning numbers each epoch (`set_epoch`) on a loader's `sampler` and its `batch_sampler.sampler`, never
+        on the batch sampler itself: this one is its own sampler, so every epoch — the one a resumed fit continues
+        included — draws its own order (tests/test_sharding.py::test_a_fit_draws_a_new_order_every_epoch)."""
+        return self
 
     def resume_after(self, batches: int) -> None:
         """The next pass starts at batch `batches` of its epoch (a fit resumed mid-epoch continues exactly where
