@@ -173,7 +173,8 @@ class ResumeMidEpoch(Callback):
         self.done = 0 if batch_idx + 1 >= trainer.num_training_batches else batch_idx + 1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # before the first epoch's data is fetched (the epoch-start hook runs after Lightning prefetches a batch)
+        # before the resumed epoch's first batch is drawn (`data.sharding.ResumableLoader` reads its sampler then);
+        # Lightning calls no epoch-start hook for the epoch it resumes
         sampler: Any = getattr(trainer.train_dataloader, "batch_sampler", None)
         if self.to_skip and hasattr(sampler, "resume_after"):
             sampler.resume_after(self.to_skip)

@@ -1,7 +1,7 @@
 """Run as a script: a 4-epoch fit of the model at argv[2] (6 batches an epoch) with a checkpoint every argv[4] steps.
 argv[1] = "plain" (uninterrupted), "kill" (the process dies right after step argv[5]), "kill_saved" (it dies right
-after writing the checkpoint of step argv[5]) or "resume" (from the last checkpoint); argv[6] = "packed" packs the
-rows. Prints "RESULT <global step> <sum of the weights> <padding waste>"; every step the loggers were given is
+after writing the checkpoint of step argv[5]) or "resume" (from the last checkpoint); further arguments: "packed"
+packs the rows, "workers" loads batches in a worker process (data.num_workers=1). Prints "RESULT <global step> <sum of the weights> <padding waste>"; every step the loggers were given is
 appended to <argv[3]>/logged_steps as it is given (a kill loses nothing written). tests/test_trainer_resume.py
 runs it."""
 
@@ -23,13 +23,13 @@ if __name__ == "__main__":
     from promptcot_pl.trainer import MetricsFirstCheckpoint, build_trainer
 
     mode, model_dir, root, every, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    packed = sys.argv[6:] == ["packed"]
+    packed, workers = "packed" in sys.argv[6:], "workers" in sys.argv[6:]
     os.makedirs(root, exist_ok=True)
     pairs = [(f"Problem:\nWhat is {a} + 1?\nSolution:\n", f"{a + 1}") for a in range(24)]
     L.seed_everything(0, workers=True, verbose=False)
     # batch_size counts examples, packed or not: 4 makes about 2 packed rows a step (some padding to count)
     data = PairDataModule(load_tokenizer(model_dir), pairs, pairs[:4], batch_size=4, max_length=64,
-                          packing=packed, seed=0)
+                          packing=packed, seed=0, num_workers=1 if workers else 0)
 
     class Die(Callback):
         def on_train_batch_end(self, trainer, *args):

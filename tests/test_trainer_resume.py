@@ -1,7 +1,8 @@
 """A fit killed right after a checkpoint and resumed ends exactly as the uninterrupted fit: the same number of
 steps and the same weights — also when the checkpoint fell on an epoch's last batch, which Lightning treats as the
-epoch's end (resuming it as mid-epoch skipped the next epoch's batches: found by the chaos test) — with no step's
-metrics lost to the kill, and, for packed rows, the same padding waste over the whole fit."""
+epoch's end (the next epoch starts from its first batch), and when a worker process loads the batches (it starts at
+the checkpoint's batch of the checkpoint's epoch order) — with no step's metrics lost to the kill, and, for packed
+rows, the same padding waste over the whole fit."""
 
 import subprocess
 import sys
@@ -23,12 +24,13 @@ def _result(proc: subprocess.CompletedProcess) -> list[str]:
     return next(line for line in proc.stdout.splitlines() if line.startswith("RESULT")).split()[1:]
 
 
-@pytest.mark.parametrize("every", [6, 5], ids=["checkpoint_at_epoch_end", "checkpoint_mid_epoch"])
-def test_a_fit_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_dir, tmp_path, every):
-    plain = _result(_fit("plain", tiny_dir, tmp_path / "plain", every, 0))
+@pytest.mark.parametrize("every, extra", [(6, ()), (5, ()), (5, ("workers",))],
+                         ids=["checkpoint_at_epoch_end", "checkpoint_mid_epoch", "mid_epoch_with_a_worker_process"])
+def test_a_fit_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_dir, tmp_path, every, extra):
+    plain = _result(_fit("plain", tiny_dir, tmp_path / "plain", every, 0, *extra))
     assert plain[0] == "24"
-    assert _fit("kill", tiny_dir, tmp_path / "k", every, 12).returncode == 3  # died after step 12 (epoch 2's end)
-    assert _result(_fit("resume", tiny_dir, tmp_path / "k", every, 0)) == plain
+    assert _fit("kill", tiny_dir, tmp_path / "k", every, 12, *extra).returncode == 3  # died after step 12 (epoch 2's end)
+    assert _result(_fit("resume", tiny_dir, tmp_path / "k", every, 0, *extra)) == plain
 
 
 def test_a_step_killed_right_after_its_checkpoint_keeps_its_metrics(tiny_dir, tmp_path):

@@ -53,8 +53,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
     @property
     def sampler(self) -> GlobalBatchSampler:
         """Lightning numbers each epoch (`set_epoch`) on a loader's `sampler` and its `batch_sampler.sampler`, never
-        on the batch sampler itself: this one is its own sampler, so every epoch — the one a resumed fit continues
-        included — draws its own order (tests/test_sharding.py::test_a_fit_draws_a_new_order_every_epoch)."""
+        on the batch sampler itself: this one is its own sampler, so every epoch draws its own order
+        (tests/test_sharding.py::test_a_fit_draws_a_new_order_every_epoch)."""
         return self
 
     def resume_after(self, batches: int) -> None:
@@ -137,5 +137,16 @@ def sharded_loader(items: Sequence[Any], batch_size: int, *, shuffle: bool, seed
     sampler = GlobalBatchSampler(len(items), batch_size, rank=distributed.rank(),
                                  world_size=distributed.world_size(), shuffle=shuffle, seed=seed, counts=counts,
                                  window=window)
-    return DataLoader(PaddedItems(items), batch_sampler=sampler, collate_fn=MarkPadding(collate),
-                      num_workers=num_workers)
+    return ResumableLoader(PaddedItems(items), batch_sampler=sampler, collate_fn=MarkPadding(collate),
+                           num_workers=num_workers)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose batch sampler is read at the first batch of a pass, not when Lightning builds the
+    iterator: Lightning builds it while it sets the fit up (`estimated_stepping_batches`), before a resumed fit's
+    place (`trainer.ResumeMidEpoch`) and the epoch's number are set, and a worker process (`data.num_workers` > 0)
+    would start drawing batches then. Pinned by tests/test_trainer_resume.py (a killed fit resumes to the
+    uninterrupted weights, with and without a worker process)."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # a generator over DataLoader's own iterator
+        yield from super().__iter__()

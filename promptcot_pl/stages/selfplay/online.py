@@ -41,6 +41,7 @@ from promptcot_pl.data.encode import encode_prompt
 from promptcot_pl.data.formats import PromptFormat
 from promptcot_pl.data.prompts import solver_prompt
 from promptcot_pl.data.records import Problem
+from promptcot_pl.data.sharding import ResumableLoader
 from promptcot_pl.data.shared_prefix import SharedPrefix, shared_prefix_batch
 from promptcot_pl.generation import ServedEngine
 from promptcot_pl.losses.grpo import group_advantages, truncated_is_weights, zero_variance
@@ -52,7 +53,8 @@ from promptcot_pl.verify.rewards import Rewards
 
 
 class _Resumable:
-    """Batch sampler over the plan, one entry per batch; `resume_after(k)` skips the first k of the next pass."""
+    """Batch sampler over the plan, one entry per batch, the same on every rank; `resume_after(k)` skips the first
+    k of the next pass (the plan holds every epoch: its loader has one)."""
 
     def __init__(self, n: int) -> None:
         self.n, self.skip = n, 0
@@ -83,7 +85,7 @@ class GenerationBatches(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         plan: Any = self.plan  # a list is a map-style dataset
-        return DataLoader(plan, batch_sampler=_Resumable(len(self.plan)), collate_fn=lambda items: dict(items[0]))
+        return ResumableLoader(plan, batch_sampler=_Resumable(len(self.plan)), collate_fn=lambda items: dict(items[0]))
 
 
 @dataclass
