@@ -96,3 +96,24 @@ def test_exported_pairs_load_with_datasets_and_train_trls_dpo_trainer_for_one_st
     assert [(p.problem, p.answer) for p in back] == [(p.problem, p.answer) for p in problems]
     sft = datasets.load_from_disk(str(tmp_path / "out" / "sft" / "synth"))
     assert [turn["role"] for turn in sft[0]["messages"]] == ["user", "assistant"]
+
+
+def test_hub_names_with_dots_pass_the_check_and_a_mistyped_local_path_does_not(tmp_path):
+    from promptcot_pl.data.sources import source_problem, source_stem
+
+    assert source_problem("xl-zhao/PromptCoT-2.0-Concepts") is None  # read by its stage, where the hub is reachable
+    assert source_stem("AI-MO/NuminaMath-1.5:test") == "NuminaMath-1.5"
+    (tmp_path / "data").mkdir()
+    assert "no such file or dataset folder" in source_problem(f"{tmp_path}/data/aime24")
+    assert "no such file or dataset folder" in source_problem("aime24.parquet")
+
+
+def test_null_columns_read_as_absent_fields(math_triples, tmp_path):
+    """A dataset column holds null where a JSONL row leaves the field out: the record's default applies."""
+    from promptcot_pl.data.released import read_eval_rows
+
+    rows = [{"problem": "What is 1 + 1?", "answer": "2", "id": None, "source": None},
+            {"problem": "What is 2 + 2?", "answer": "4", "id": None, "source": None}]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "eval.parquet"))
+    problems = read_eval_rows(tmp_path / "eval.parquet")
+    assert [p.id for p in problems] == ["eval-1", "eval-2"] and {p.source for p in problems} == {"eval"}

@@ -18,19 +18,24 @@ from promptcot_pl.data.records import Record
 R = TypeVar("R", bound=Record)
 
 DATASET_FILES = (".parquet", ".arrow")
-_HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?(:[\w.-]+)?$")
+FILE_SUFFIXES = (".jsonl", ".json", *DATASET_FILES)
+_HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?(:[\w.-]+)?$")  # name, org/name, org/name:split (dots allowed)
 
 
 def source_problem(source: str) -> str | None:
-    """Why `source` cannot be read (None: it names a file, a dataset folder or a hub dataset)."""
+    """Why `source` cannot be read (None: it names a file, a dataset folder or — by its shape — a hub dataset).
+    A name whose first part is a local folder, or that ends like a file, must exist here."""
     path = Path(source).expanduser()
     if path.is_file() or (path.is_dir() and _dataset_dir(path) is not None):
         return None
     if path.is_dir():
         return f"{source}: a folder, but neither a saved `datasets` dataset nor one of parquet/arrow files"
-    if _HUB_NAME.match(source) and not path.suffix:
+    name = source.partition(":")[0]
+    local = Path(name.split("/", 1)[0]).expanduser().is_dir() and "/" in name
+    if _HUB_NAME.match(source) and not local and not name.endswith(FILE_SUFFIXES):
         return None  # a hub name: read when its stage runs
-    return f"{source}: no such file, dataset folder or hub dataset name"
+    return f"{source}: no such file or dataset folder" + ("" if local or name.endswith(FILE_SUFFIXES)
+                                                          else " (nor the shape of a hub name, org/name[:split])")
 
 
 def _dataset_dir(path: Path) -> str | None:
@@ -78,7 +83,8 @@ def iter_source_rows(source: str | Path) -> Iterator[tuple[str, Any]]:
     if not path.exists() and (problem := source_problem(str(source))) is not None:
         raise JsonlError(problem)
     for i, row in enumerate(load_dataset_source(source)):
-        yield f"{source} row {i}", row
+        # a column holds null where a JSONL row would leave the field out: leave it out, so defaults apply
+        yield f"{source} row {i}", {k: v for k, v in row.items() if v is not None}
 
 
 def read_records(source: str | Path, record_type: type[R]) -> list[R]:
@@ -87,5 +93,7 @@ def read_records(source: str | Path, record_type: type[R]) -> list[R]:
 
 
 def source_stem(source: str | Path) -> str:
-    """A short name for ids and labels: the file's or folder's stem, or the hub name's last part."""
-    return Path(str(source).partition(":")[0].rstrip("/")).stem
+    """A short name for ids and labels: the file's or folder's name without a data suffix, or the hub name's last
+    part ("org/Name-1.5:test" → "Name-1.5")."""
+    name = str(source).partition(":")[0].rstrip("/").rsplit("/", 1)[-1]
+    return Path(name).stem if name.endswith(FILE_SUFFIXES) else name

@@ -30,12 +30,16 @@ if TYPE_CHECKING:  # annotation only: the experiment config sits above this floo
     from promptcot_pl.experiment import ExperimentConfig
 
 NOT_RESULTS = ("name", "run_name", "output_dir", *HOW_TO_RUN)  # the run's identity and how it runs
+# Raised when the same settings compute other results, so no cache entry made before is reused.
+# 2: every epoch of a fit draws its own order (before, each repeated epoch 0's; data/sharding.py).
+RESULTS_VERSION = 2
 
 
 def stage_digest(cfg: ExperimentConfig, stage: str) -> str:
     later = tuple(f"{s}." for s in STAGE_NAMES[STAGE_NAMES.index(stage) + 1:])
     settings = {k: v for k, v in flatten(cfg).items()
                 if not (k in NOT_RESULTS or k.startswith(NOT_RESULTS) or k.startswith(later))}
+    settings["results_version"] = str(RESULTS_VERSION)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 

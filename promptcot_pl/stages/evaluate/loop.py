@@ -14,11 +14,11 @@ Outputs: `<set>/samples.jsonl` (every sample with its reward), `metrics.json`.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 from promptcot_pl.config import SamplingConfig
 from promptcot_pl.data.jsonl import write_jsonl
 from promptcot_pl.data.released import read_eval_rows
+from promptcot_pl.data.sources import source_stem
 from promptcot_pl.generation.streamed import iter_rows
 from promptcot_pl.runner.context import StageContext, log, write_json
 from promptcot_pl.runner.difficulty import judged_samples
@@ -48,7 +48,7 @@ def run(ctx: StageContext) -> dict[str, float]:
     fmt = ctx.prompt_format("solver", model)
     sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=ctx.cfg.seed)
-    sets = {Path(path).stem: read_eval_rows(path)[: cfg.limit] for path in cfg.sets}
+    sets = {source_stem(path): read_eval_rows(path)[: cfg.limit] for path in cfg.sets}
     rewards = ctx.rewards()
     metrics: dict[str, float] = ctx.check_rewards(rewards, [p for rows in sets.values() for p in rows],
                                                   fmt.thinking, "evaluate")
