@@ -193,8 +193,16 @@ def _run_locked(spec: ExperimentConfig, resolved: Resolved, run_dir: Path, stage
 
     tracker = Tracker(cfg.tracking, str(cfg.name), run_dir)
     todo = list(stages if stages is not None else cfg.stages)
+    with _run_log(run_dir):
+        return _run_stages(cfg, spec, resolved, run_dir, saved, tracker, todo, force, parent_run_id, report, cache)
+
+
+def _run_stages(cfg: ExperimentConfig, spec: ExperimentConfig, resolved: Resolved, run_dir: Path, saved: Path,
+                tracker: Tracker, todo: list[str], force: bool, parent_run_id: str | None,
+                report: Callable[[int, Mapping[str, float]], None] | None,
+                cache: StageCache | None) -> dict[str, float]:
     results: dict[str, float] = {}
-    with _run_log(run_dir), tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
+    with tracker.run("parent", f"{cfg.name}/{cfg.run_name}", parent=parent_run_id) as parent:
         tracker.log_params(parent, flatten(spec) | {f"resolved.{k}": v for k, v in resolved.changed.items()})
         tracker.log_artifact(parent, saved)
         log.info("run directory: %s", run_dir.resolve())
@@ -248,17 +256,27 @@ def _run_locked(spec: ExperimentConfig, resolved: Resolved, run_dir: Path, stage
 
 @contextmanager
 def _run_log(run_dir: Path) -> Iterator[None]:
-    """Every line of ours, details (DEBUG) included, appended to `<run_dir>/run.log` with its time (rank 0)."""
+    """Every line of the package's loggers, details (DEBUG) included, and a failure's traceback, appended to
+    `<run_dir>/run.log` with its time (rank 0)."""
     if not distributed.is_zero():
         yield
         return
     handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("promptcot", "promptcot_pl")]  # ours by name and by module
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)  # a console handler keeps its own level (cli.py: INFO)
     try:
         yield
+    except BaseException:
+        log.debug("the run stopped here", exc_info=True)
+        raise
     finally:
-        log.removeHandler(handler)
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
         handler.close()
 
 

@@ -158,8 +158,8 @@ class ResumeMidEpoch(Callback):
     """After a resume from a mid-epoch checkpoint, start the data where the checkpoint left it: Lightning
     restores the step counters but restarts the epoch's data from its first batch. The count of the epoch's
     batches already trained on is this callback's checkpointed state (Lightning's public callback `state_dict`);
-    the batch sampler skips them (`resume_after`). Pinned bit for bit by the kill-anywhere chaos test
-    (tests/test_trainer_resume.py)."""
+    the batch sampler skips them (`resume_after`). Pinned bit for bit by tests/test_trainer_resume.py (killed fits
+    resume to the uninterrupted weights) and the kill-anywhere chaos test in tests/test_pipeline.py."""
 
     def __init__(self) -> None:
         self.done = 0  # batches of the current epoch trained on

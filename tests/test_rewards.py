@@ -23,14 +23,12 @@ def test_an_answer_that_cannot_be_checked_scores_0_not_unscorable(answer):
     """a policy answering what the checker cannot read when unsure must be counted wrong."""
     completion = f"I am not sure. \\boxed{{{answer}}}"
     assert reward(completion, MATH) == 0.0
-    assert Rewards().score([completion], [MATH]) == [0.0]
 
 
 @pytest.mark.parametrize("reference", ["1" * 2000, "@@ ## ;;"])
 def test_only_a_broken_reference_is_unscorable(reference):
     problem = Problem(id="r", domain="math", problem="?", answer=reference)
     assert reward("\\boxed{3}", problem) is None
-    assert Rewards().score(["\\boxed{3}"], [problem]) == [None]
 
 
 def test_code_reward_values():

@@ -83,7 +83,6 @@ class TinyModelConfig:
         return out
 
 
-
 @dataclass
 class ModelConfig:
     """Where the prompt model p_θ and rationale model q_φ start from."""
@@ -139,7 +138,6 @@ class PromptsConfig:
         return out
 
 
-
 @dataclass
 class DomainConfig:
     """The seed corpus of (concepts, rationale, problem, answer|tests) triples."""
@@ -168,7 +166,6 @@ class DomainConfig:
         return out
 
 
-
 @dataclass
 class DataConfig:
     """How records become training batches."""
@@ -181,7 +178,6 @@ class DataConfig:
 
     def invalid(self) -> list[tuple[str, str]]:
         return at_least_one(self, "max_length")
-
 
 
 @dataclass
@@ -241,7 +237,6 @@ class SamplingConfig:
     logprobs: bool = False  # also return each completion's summed log-prob under the model
 
     def invalid(self) -> list[tuple[str, str]]:
-        out = []
         out = at_least_one(self, "n", "max_new_tokens") + sampling_invalid(self.temperature, self.top_p)
         if self.top_k < 0:
             out.append(("top_k", f"must be >= 0 (0: off), got {self.top_k}"))
@@ -251,7 +246,6 @@ class SamplingConfig:
         """Raise on the first problem: what an engine asked to sample with this does."""
         for key, why in self.invalid():
             raise ValueError(f"sampling.{key}: {why}")
-
 
 
 @dataclass
@@ -285,7 +279,6 @@ class EngineConfig:
             out.append(("gpu_memory_utilization", f"a share of GPU memory, 0 < x ≤ 1; got "
                                                   f"{self.gpu_memory_utilization}"))
         return out
-
 
 
 @dataclass
@@ -340,7 +333,6 @@ class TrainerConfig:
         if not 0 < self.memory_fraction <= 1:
             out.append(("memory_fraction", f"a share of GPU memory, 0 < x ≤ 1; got {self.memory_fraction}"))
         return out
-
 
 
 @dataclass

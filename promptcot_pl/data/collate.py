@@ -50,7 +50,7 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str | S
 
 def target_count(item: Encoded | Sequence[Encoded]) -> float:
     """What a (packed) item adds to a loss's denominator: its weighted number of predicted target tokens (a row's
-    first label is never predicted: the shift of `losses.token_logprobs`, and packing masks it)."""
+    first label is never predicted: the shift by one of `losses.label_positions`, and packing masks it)."""
     parts = [item] if isinstance(item, Encoded) else item
     return float(sum(e.weight * sum(label != IGNORE for label in e.labels[1:]) for e in parts))
 

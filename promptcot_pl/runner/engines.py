@@ -46,10 +46,10 @@ class Engines:
     def released(self, what: str, kind: Literal["fit", "scoring"] = "fit") -> Iterator[None]:
         """Every open engine frees its memory for the block (`what`: the fit or scoring pass, for the log);
         `engine.release_during_fits=false` keeps them resident."""
-        if self.cfg.release_during_fits:
+        if self.cfg.release_during_fits and self.open_now:
             for engine in self.open_now:
                 log.debug("engine asleep during %s: %s", what, engine.sleep())
-                self.releases[kind] += 1
+            self.releases[kind] += 1  # one fit or scoring pass, however many engines it freed
         yield
 
     def summary(self) -> str:

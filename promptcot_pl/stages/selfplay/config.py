@@ -38,7 +38,6 @@ class DPOConfig:
         return out
 
 
-
 @dataclass
 class GRPOConfig:
     """Online self-play from verifiable rewards (`selfplay.optimizer: grpo`; `losses/grpo.py`,
