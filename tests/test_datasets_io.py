@@ -64,6 +64,8 @@ def _finished_run(tmp_path, tiny_dir) -> tuple:
                   chosen=f"{p.problem} The answer is $\\boxed{{{p.answer}}}$.", rejected="The answer is $\\boxed{0}$.")
              for p in problems]
     write_jsonl(run / "selfplay" / "round_001" / "pairs.jsonl", pairs)
+    (run / "selfplay" / "round_001" / "DONE").write_text("{}")
+    write_jsonl(run / "selfplay" / "round_002" / "pairs.jsonl", pairs[:3])  # an unfinished round: left out
     traces = [Trace(problem_id=p.id, prompt=fmt.message("math", problem=p.problem), completion=pair.chosen)
               for p, pair in zip(problems, pairs)]
     write_jsonl(run / "sft" / "synth" / "traces.jsonl", traces)
