@@ -254,6 +254,15 @@ def _run_stages(cfg: ExperimentConfig, spec: ExperimentConfig, resolved: Resolve
     return results
 
 
+class _RunLogHandler(logging.FileHandler):
+    """run.log is a copy of what the run says: a line it cannot write (a full disk) is dropped without the
+    logging module's traceback, so the run's own error is the one reported
+    (tests/test_tracking_server.py::test_a_full_disk_is_named_and_nothing_half_written_counts_as_done)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 @contextmanager
 def _run_log(run_dir: Path) -> Iterator[None]:
     """Every line of the package's loggers, details (DEBUG) included, and a failure's traceback, appended to
@@ -261,7 +270,7 @@ def _run_log(run_dir: Path) -> Iterator[None]:
     if not distributed.is_zero():
         yield
         return
-    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler = _RunLogHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     loggers = [logging.getLogger(name) for name in ("promptcot", "promptcot_pl")]  # ours by name and by module
     levels = [logger.level for logger in loggers]
@@ -277,7 +286,10 @@ def _run_log(run_dir: Path) -> Iterator[None]:
         for logger, level in zip(loggers, levels):
             logger.removeHandler(handler)
             logger.setLevel(level)
-        handler.close()
+        try:
+            handler.close()
+        except OSError:  # its last flush on a full disk: the run's own error is the one to report
+            pass
 
 
 @contextmanager
